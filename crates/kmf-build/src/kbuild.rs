@@ -1,0 +1,479 @@
+//! One variant's module build: kbuild against the extracted header tree, inside a sandbox.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kmf_sandbox::{ExitKind, Limits, Mount, Sandbox, SandboxSpec};
+use kmf_types::{Arch, FailureClass};
+use kmf_verify::ModuleInfo;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{BuildError, ProjectConfig};
+
+/// Where the writable build directory appears inside the sandbox.
+pub const SANDBOX_BUILD_DIR: &str = "/build";
+
+/// The kernel build tree found among the extracted header packages.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelTree {
+    /// On the host, inside one package's extraction root.
+    pub host_dir: PathBuf,
+    /// The same directory as the build sees it (`/usr/src/linux-headers-6.1.0-56-amd64`).
+    pub sandbox_dir: PathBuf,
+    /// `uname -r` of the kernel, from the tree's `utsrelease.h` (kernel-crawler's Debian names differ).
+    pub release: String,
+    /// `CONFIG_CC_VERSION_TEXT`.
+    pub cc_version_text: Option<String>,
+}
+
+/// Looks through extracted package roots for the directory kbuild runs in: the one with the kernel's
+/// `.config` and a Makefile, under `usr/src/*` (Debian, Ubuntu) or `usr/src/kernels/*` (RPM distributions).
+pub fn find_kernel_tree(package_roots: &[PathBuf]) -> Result<KernelTree, BuildError> {
+    let mut found = Vec::new();
+    for root in package_roots {
+        for base in ["usr/src", "usr/src/kernels"] {
+            let Ok(rd) = std::fs::read_dir(root.join(base)) else {
+                continue;
+            };
+            for entry in rd.flatten() {
+                let dir = entry.path();
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_dir && dir.join(".config").is_file() && dir.join("Makefile").is_file() {
+                    found.push((root.clone(), dir));
+                }
+            }
+        }
+    }
+    found.sort();
+    let (root, dir) = found.into_iter().next().ok_or(BuildError::NoKernelTree)?;
+    let config = std::fs::read_to_string(dir.join(".config"))
+        .map_err(BuildError::io("read", dir.join(".config")))?;
+    let release = read_release(&dir).ok_or(BuildError::NoKernelTree)?;
+    let rel = dir.strip_prefix(&root).expect("found under root");
+    Ok(KernelTree {
+        sandbox_dir: Path::new("/").join(rel),
+        host_dir: dir,
+        release,
+        cc_version_text: crate::toolchain::cc_version_text(&config),
+    })
+}
+
+fn read_release(dir: &Path) -> Option<String> {
+    if let Ok(h) = std::fs::read_to_string(dir.join("include/generated/utsrelease.h")) {
+        if let Some(r) = h
+            .lines()
+            .find_map(|l| l.strip_prefix("#define UTS_RELEASE "))
+        {
+            return Some(r.trim().trim_matches('"').to_string());
+        }
+    }
+    std::fs::read_to_string(dir.join("include/config/kernel.release"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Everything one kbuild needs.
+pub struct KbuildJob<'a> {
+    pub arch: Arch,
+    pub tree: &'a KernelTree,
+    pub project: &'a ProjectConfig,
+    /// The builder's root filesystem.
+    pub rootfs: PathBuf,
+    /// Extracted header package roots, merged over the rootfs.
+    pub package_roots: Vec<PathBuf>,
+    /// A fresh private directory for this variant; becomes `/build` in the sandbox.
+    pub work_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub limits: Limits,
+    pub make_jobs: usize,
+    pub gcc_major: u32,
+    /// Fixed timestamp for reproducible modules.
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltModule {
+    pub file_name: String,
+    /// Path relative to the project source root.
+    pub relative_path: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub modinfo: ModuleInfo,
+}
+
+#[derive(Debug)]
+pub struct KbuildOutput {
+    pub modules: Vec<BuiltModule>,
+    pub failure: Option<(FailureClass, String)>,
+    pub duration: Duration,
+}
+
+/// Copies the source, runs each kbuild step in the sandbox, then collects and verifies the modules.
+/// Build failures come back in [`KbuildOutput::failure`] with the log kept; `Err` is for local problems.
+pub async fn run_kbuild(
+    sandbox: &dyn Sandbox,
+    job: &KbuildJob<'_>,
+) -> Result<KbuildOutput, BuildError> {
+    let start = Instant::now();
+    let src = job.work_dir.join("src");
+    copy_source(&job.project.source_dir(), &src)?;
+    // `--sandbox none` has no mount namespace: the build sees the host path of the work dir.
+    let build_root = if sandbox.name() == "none" {
+        job.work_dir.clone()
+    } else {
+        PathBuf::from(SANDBOX_BUILD_DIR)
+    };
+    let sandbox_src = build_root.join("src");
+    let host = Arch::host();
+    let cross = host != Some(job.arch);
+
+    let mut log =
+        std::fs::File::create(&job.log_path).map_err(BuildError::io("create", &job.log_path))?;
+    let _ = writeln!(
+        log,
+        "# kmodfarm build: {} for {} ({}), kernel tree {}",
+        job.project.name(),
+        job.tree.release,
+        job.arch,
+        job.tree.sandbox_dir.display()
+    );
+    let steps = job.project.steps();
+    for (i, step) in steps.iter().enumerate() {
+        let step_dir = sandbox_src.join(&step.dir);
+        let mut argv = vec![
+            "make".to_string(),
+            "-C".into(),
+            job.tree.sandbox_dir.display().to_string(),
+            format!("M={}", step_dir.display()),
+            format!("-j{}", job.make_jobs.max(1)),
+            format!("ARCH={}", job.arch.kernel_arch()),
+        ];
+        if cross {
+            argv.push(format!("CROSS_COMPILE={}-", job.arch.gnu_triplet()));
+        }
+        // Debian's headers name the compiler `$(CROSS_COMPILE)gcc-N` themselves; other trees use plain `gcc`.
+        argv.push(format!(
+            "CC={}gcc-{}",
+            if cross {
+                format!("{}-", job.arch.gnu_triplet())
+            } else {
+                String::new()
+            },
+            job.gcc_major
+        ));
+        if !step.extra_symbols.is_empty() {
+            let files: Vec<String> = step
+                .extra_symbols
+                .iter()
+                .map(|d| {
+                    sandbox_src
+                        .join(d)
+                        .join("Module.symvers")
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            argv.push(format!("KBUILD_EXTRA_SYMBOLS={}", files.join(" ")));
+        }
+        argv.extend(job.project.build.make_args.iter().cloned());
+        argv.extend(step.make_args.iter().cloned());
+        argv.push("modules".into());
+
+        // Outside the writable mount: the build must not be able to swap the log for a symlink.
+        let step_log = job.log_path.with_extension(format!("step-{i}.log"));
+        let spec = SandboxSpec {
+            rootfs: job.rootfs.clone(),
+            overlays: job.package_roots.clone(),
+            ro_mounts: vec![],
+            rw_mounts: vec![Mount {
+                src: job.work_dir.clone(),
+                dest: PathBuf::from(SANDBOX_BUILD_DIR),
+            }],
+            argv,
+            env: build_env(&build_root, job.source_date_epoch),
+            cwd: step_dir.clone(),
+            limits: job.limits.clone(),
+            log_path: step_log.clone(),
+        };
+        let outcome = sandbox.run(&spec).await?;
+        let _ = writeln!(log, "# step {}: make M={}", i + 1, step_dir.display());
+        if let Ok(mut f) = std::fs::File::open(&step_log) {
+            let _ = std::io::copy(&mut f, &mut log);
+        }
+        let _ = std::fs::remove_file(&step_log);
+        let failure = match outcome.exit {
+            ExitKind::Exited(0) => None,
+            ExitKind::TimedOut => Some((
+                FailureClass::Timeout,
+                format!(
+                    "step {} timed out after {}s",
+                    i + 1,
+                    job.limits.timeout.as_secs()
+                ),
+            )),
+            ExitKind::Exited(code) => Some((
+                FailureClass::CompileError,
+                format!("make exited with status {code} (step {})", i + 1),
+            )),
+            ExitKind::Signaled(sig) => Some((
+                FailureClass::CompileError,
+                format!("make was killed by signal {sig} (step {})", i + 1),
+            )),
+        };
+        let _ = writeln!(log, "# step {} result: {:?}", i + 1, outcome.exit);
+        if let Some(failure) = failure {
+            return Ok(KbuildOutput {
+                modules: vec![],
+                failure: Some(failure),
+                duration: start.elapsed(),
+            });
+        }
+    }
+
+    let (modules, failure) = collect(job, &src);
+    if let Some((_, msg)) = &failure {
+        let _ = writeln!(log, "# verification failed: {msg}");
+    }
+    Ok(KbuildOutput {
+        modules,
+        failure,
+        duration: start.elapsed(),
+    })
+}
+
+fn build_env(home: &Path, epoch: u64) -> Vec<(String, String)> {
+    [
+        ("PATH", "/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("KBUILD_BUILD_USER", "kmodfarm"),
+        ("KBUILD_BUILD_HOST", "kmodfarm"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([
+        ("HOME".to_string(), home.display().to_string()),
+        ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string()),
+        ("KBUILD_BUILD_TIMESTAMP".to_string(), format!("@{epoch}")),
+    ])
+    .collect()
+}
+
+fn collect(job: &KbuildJob<'_>, src: &Path) -> (Vec<BuiltModule>, Option<(FailureClass, String)>) {
+    let wanted: Vec<PathBuf> = if job.project.build.modules.is_empty() {
+        let mut found: Vec<PathBuf> = walkdir::WalkDir::new(src)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "ko"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            return (
+                vec![],
+                Some((
+                    FailureClass::VerificationFailed,
+                    "the build produced no .ko file".into(),
+                )),
+            );
+        }
+        found
+    } else {
+        job.project
+            .build
+            .modules
+            .iter()
+            .map(|m| src.join(m))
+            .collect()
+    };
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.strip_prefix(src).unwrap_or(p).display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return (
+            vec![],
+            Some((
+                FailureClass::VerificationFailed,
+                format!("expected modules not produced: {}", missing.join(", ")),
+            )),
+        );
+    }
+    let mut modules = Vec::new();
+    for path in wanted {
+        let info = match kmf_verify::verify_module(&path, job.arch, &job.tree.release) {
+            Ok(info) => info,
+            Err(e) => {
+                return (
+                    vec![],
+                    Some((FailureClass::VerificationFailed, e.to_string())),
+                )
+            }
+        };
+        let (sha256, size) = match sha256_file(&path) {
+            Ok(x) => x,
+            Err(e) => return (vec![], Some((FailureClass::Internal, e.to_string()))),
+        };
+        modules.push(BuiltModule {
+            file_name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            relative_path: path
+                .strip_prefix(src)
+                .unwrap_or(&path)
+                .display()
+                .to_string(),
+            path,
+            sha256,
+            size,
+            modinfo: info,
+        });
+    }
+    (modules, None)
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h)?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Copies the driver source into the build dir. Symlinks are copied as links, never followed: a link in
+/// an untrusted tree must not pull host files into the sandbox. VCS metadata and build outputs stay behind.
+pub fn copy_source(from: &Path, to: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(to).map_err(BuildError::io("create", to))?;
+    for entry in walkdir::WalkDir::new(from)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !is_ignored(e.file_name().to_string_lossy().as_ref()))
+    {
+        let entry = entry.map_err(|e| BuildError::Io {
+            op: "walk",
+            path: from.to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(from)
+            .expect("walk stays under root");
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let dest = to.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(BuildError::io("create", &dest))?;
+        } else if ft.is_symlink() {
+            let target =
+                std::fs::read_link(entry.path()).map_err(BuildError::io("read", entry.path()))?;
+            std::os::unix::fs::symlink(&target, &dest).map_err(BuildError::io("link", &dest))?;
+        } else if ft.is_file() {
+            std::fs::copy(entry.path(), &dest).map_err(BuildError::io("copy", &dest))?;
+        }
+    }
+    Ok(())
+}
+
+fn is_ignored(name: &str) -> bool {
+    matches!(name, ".git" | ".hg" | ".svn" | ".tmp_versions")
+        || name.ends_with(".o")
+        || name.ends_with(".ko")
+        || name.ends_with(".cmd")
+        || name == "Module.symvers"
+        || name == "modules.order"
+}
+
+/// SHA256 over the source tree as the build sees it: sorted relative paths, file contents and link targets.
+pub fn source_digest(dir: &Path) -> Result<String, BuildError> {
+    let mut entries: Vec<_> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !is_ignored(e.file_name().to_string_lossy().as_ref()))
+        .flatten()
+        .collect();
+    entries.sort_by(|a, b| a.path().cmp(b.path()));
+    let mut h = Sha256::new();
+    for e in entries {
+        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+        if e.file_type().is_file() {
+            h.update(b"F\0");
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(b"\0");
+            let mut f = std::fs::File::open(e.path()).map_err(BuildError::io("read", e.path()))?;
+            std::io::copy(&mut f, &mut h).map_err(BuildError::io("read", e.path()))?;
+        } else if e.file_type().is_symlink() {
+            h.update(b"L\0");
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update(b"\0");
+            if let Ok(t) = std::fs::read_link(e.path()) {
+                h.update(t.to_string_lossy().as_bytes());
+            }
+        }
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_debian_style_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let flavour = d.path().join("a/usr/src/linux-headers-6.1.0-56-amd64");
+        std::fs::create_dir_all(flavour.join("include/generated")).unwrap();
+        std::fs::write(
+            flavour.join(".config"),
+            "CONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\n",
+        )
+        .unwrap();
+        std::fs::write(flavour.join("Makefile"), "include /x\n").unwrap();
+        std::fs::write(
+            flavour.join("include/generated/utsrelease.h"),
+            "#define UTS_RELEASE \"6.1.0-56-amd64\"\n",
+        )
+        .unwrap();
+        let common = d.path().join("b/usr/src/linux-headers-6.1.0-56-common");
+        std::fs::create_dir_all(&common).unwrap();
+        std::fs::write(common.join("Makefile"), "").unwrap();
+        let t = find_kernel_tree(&[d.path().join("b"), d.path().join("a")]).unwrap();
+        assert_eq!(t.release, "6.1.0-56-amd64");
+        assert_eq!(
+            t.sandbox_dir,
+            Path::new("/usr/src/linux-headers-6.1.0-56-amd64")
+        );
+        assert!(t.cc_version_text.unwrap().starts_with("gcc-12"));
+        assert!(find_kernel_tree(&[d.path().join("b")]).is_err());
+    }
+
+    #[test]
+    fn source_copy_keeps_links_as_links() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join(".git")).unwrap();
+        std::fs::write(src.join("a.c"), "int x;").unwrap();
+        std::fs::write(src.join("old.o"), "junk").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", src.join("evil")).unwrap();
+        let dst = d.path().join("dst");
+        copy_source(&src, &dst).unwrap();
+        assert!(dst.join("a.c").is_file());
+        assert!(!dst.join(".git").exists());
+        assert!(!dst.join("old.o").exists());
+        assert!(std::fs::symlink_metadata(dst.join("evil"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let a = source_digest(&src).unwrap();
+        std::fs::write(src.join("a.c"), "int y;").unwrap();
+        assert_ne!(a, source_digest(&src).unwrap());
+    }
+}

@@ -1,0 +1,20 @@
+//! Toolchains and kbuild.
+//!
+//! * [`toolchain`]: read `CONFIG_CC_VERSION_TEXT` from the kernel's config and pick the builder (a Debian root
+//!   filesystem with the same GCC major version, plus the aarch64 cross compiler of that version).
+//! * [`builder`]: create builders with mmdebstrap from the mirror, cache and reuse them.
+//! * [`project`]: the driver's `kmodfarm.toml`.
+//! * [`kbuild`]: find the kernel tree in the extracted header packages, run `make M=...` in a sandbox, collect
+//!   and verify the modules.
+
+pub mod builder;
+mod error;
+pub mod kbuild;
+pub mod project;
+pub mod toolchain;
+
+pub use builder::BuilderStore;
+pub use error::BuildError;
+pub use kbuild::{find_kernel_tree, run_kbuild, BuiltModule, KbuildJob, KbuildOutput, KernelTree};
+pub use project::{BuildStep, ProjectConfig};
+pub use toolchain::{builder_for, BuilderSpec};

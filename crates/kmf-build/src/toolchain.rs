@@ -1,0 +1,162 @@
+//! Which builder compiles modules for which kernel.
+//!
+//! A module must be built with the compiler that built its kernel: the kernel's config records it in
+//! `CONFIG_CC_VERSION_TEXT` (`gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0`). The table maps the GCC major
+//! version to the Debian suite whose toolchain provides it; each builder also carries the aarch64 cross
+//! compiler of the same version, because Debian's split header packages let arm64 modules be cross-built on
+//! x86_64 hosts.
+//!
+//! | GCC | builder suite | note |
+//! |-----|---------------|------|
+//! | 10  | bullseye      | Debian 11 kernels |
+//! | 11  | bookworm      | gcc-11 is packaged in bookworm |
+//! | 12  | bookworm      | Debian 12 kernels (6.1, and 6.12 `+deb12`) |
+//! | 13  | trixie        | gcc-13 is packaged in trixie |
+//! | 14  | trixie        | Debian 13 kernels |
+//! | 15  | sid           | unstable kernels |
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::BuildError;
+
+/// A builder: a Debian root filesystem made by mmdebstrap with one GCC version and its aarch64 cross compiler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuilderSpec {
+    /// `debian-bookworm-gcc12-<hash>`: changes whenever what goes into the rootfs changes.
+    pub id: String,
+    pub suite: String,
+    pub gcc_major: u32,
+    pub packages: Vec<String>,
+}
+
+/// Bumped whenever the builder recipe changes in a way the package list does not show.
+const RECIPE: u32 = 1;
+
+/// GCC major version → Debian suite that packages it.
+const GCC_SUITES: &[(u32, &str)] = &[
+    (10, "bullseye"),
+    (11, "bookworm"),
+    (12, "bookworm"),
+    (13, "trixie"),
+    (14, "trixie"),
+    (15, "sid"),
+];
+
+/// Reads `CONFIG_CC_VERSION_TEXT` from a kernel `.config`.
+pub fn cc_version_text(config: &str) -> Option<String> {
+    config.lines().find_map(|l| {
+        l.strip_prefix("CONFIG_CC_VERSION_TEXT=")
+            .map(|v| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The GCC major version named by a `CONFIG_CC_VERSION_TEXT`, e.g. 12 for
+/// `gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0` or `x86_64-linux-gnu-gcc-12 (...) 12.2.0`.
+pub fn gcc_major(cc_text: &str) -> Option<u32> {
+    if cc_text.contains("clang") {
+        return None;
+    }
+    let version = cc_text.rsplit(' ').next()?;
+    version.split('.').next()?.parse().ok()
+}
+
+/// Picks the builder for a kernel whose config says `cc_text`.
+pub fn builder_for(cc_text: &str) -> Result<BuilderSpec, BuildError> {
+    let unsupported = |why: &str| BuildError::UnsupportedCompiler {
+        cc: cc_text.to_string(),
+        why: why.to_string(),
+    };
+    if cc_text.contains("clang") {
+        return Err(unsupported("clang-built kernels have no builder yet"));
+    }
+    let major = gcc_major(cc_text).ok_or_else(|| unsupported("no GCC version in it"))?;
+    let suite = GCC_SUITES
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| {
+            unsupported(&format!(
+                "GCC {major} is not in the toolchain table (known: {})",
+                GCC_SUITES
+                    .iter()
+                    .map(|(m, _)| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    Ok(spec(suite, major))
+}
+
+fn spec(suite: &str, major: u32) -> BuilderSpec {
+    // The kbuild host tools (modpost, objtool) link against libelf and libssl, whose package names carry the
+    // t64 suffix from trixie on.
+    let t64 = matches!(suite, "trixie" | "forky" | "sid");
+    let (libelf, libssl) = match suite {
+        "bullseye" => ("libelf1", "libssl1.1"),
+        _ if t64 => ("libelf1t64", "libssl3t64"),
+        _ => ("libelf1", "libssl3"),
+    };
+    let mut packages: Vec<String> = vec![
+        format!("gcc-{major}"),
+        format!("gcc-{major}-aarch64-linux-gnu"),
+        "make".into(),
+        "libc6-dev".into(),
+        // pahole: kernels with CONFIG_DEBUG_INFO_BTF_MODULES (Debian 6.12 on) add BTF to every module.
+        "dwarves".into(),
+        libelf.into(),
+        libssl.into(),
+    ];
+    packages.sort();
+    let mut h = Sha256::new();
+    h.update(format!("{RECIPE}\n{suite}\n{}", packages.join("\n")));
+    let hash = hex::encode(h.finalize());
+    BuilderSpec {
+        id: format!("debian-{suite}-gcc{major}-{}", &hash[..12]),
+        suite: suite.to_string(),
+        gcc_major: major,
+        packages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cc_text_from_config() {
+        let cfg = "#\nCONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
+        let text = cc_version_text(cfg).unwrap();
+        assert_eq!(text, "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0");
+        let b = builder_for(&text).unwrap();
+        assert_eq!(b.suite, "bookworm");
+        assert!(b.packages.contains(&"gcc-12-aarch64-linux-gnu".to_string()));
+    }
+
+    #[test]
+    fn maps_each_debian_release() {
+        assert_eq!(
+            builder_for("gcc-10 (Debian 10.2.1-6) 10.2.1")
+                .unwrap()
+                .suite,
+            "bullseye"
+        );
+        let trixie = builder_for("x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0").unwrap();
+        assert_eq!(trixie.suite, "trixie");
+        assert!(trixie.packages.contains(&"libelf1t64".to_string()));
+        assert!(builder_for("Debian clang version 16.0.6").is_err());
+        assert!(builder_for("gcc (GCC) 4.8.5 20150623 (Red Hat 4.8.5-44)").is_err());
+    }
+
+    #[test]
+    fn builder_ids_change_with_contents() {
+        assert_ne!(
+            builder_for("gcc-12 (x) 12.2.0").unwrap().id,
+            builder_for("gcc-11 (x) 11.3.0").unwrap().id
+        );
+        assert_eq!(
+            builder_for("gcc-12 (x) 12.2.0").unwrap(),
+            builder_for("gcc-12 (y) 12.3.0").unwrap()
+        );
+    }
+}

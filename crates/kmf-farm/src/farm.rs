@@ -1,0 +1,415 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kmf_build::{BuilderStore, KbuildJob, KernelTree, ProjectConfig};
+use kmf_extract::PackageTrees;
+use kmf_fetch::{FetchOptions, Fetcher};
+use kmf_kernels::mirrors::DebianMirrors;
+use kmf_sandbox::{Limits, Sandbox};
+use kmf_store::Store;
+use kmf_types::{Arch, FailureClass, MatrixEntry};
+
+use crate::report::{
+    Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
+};
+use crate::resolve::{resolve, Indexes};
+
+/// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    pub name: String,
+    pub version: String,
+    pub project: ProjectConfig,
+    pub source_sha256: String,
+}
+
+impl Driver {
+    /// Loads the project in `dir`; `version` overrides the one in kmodfarm.toml.
+    pub fn load(dir: &Path, version: Option<&str>) -> Result<Driver, kmf_build::BuildError> {
+        let project = ProjectConfig::load(dir)?;
+        let version = version
+            .map(str::to_string)
+            .or_else(|| project.driver.version.clone())
+            .unwrap_or_else(|| "0.0.0".to_string());
+        let source_sha256 = kmf_build::kbuild::source_digest(&project.source_dir())?;
+        Ok(Driver {
+            name: project.name(),
+            version,
+            project,
+            source_sha256,
+        })
+    }
+}
+
+/// Where a variant is in the pipeline, for live progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Resolve,
+    Download,
+    Extract,
+    Toolchain,
+    Build,
+    Verify,
+    Publish,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Resolve => "resolve",
+            Stage::Download => "download",
+            Stage::Extract => "extract",
+            Stage::Toolchain => "toolchain",
+            Stage::Build => "build",
+            Stage::Verify => "verify",
+            Stage::Publish => "publish",
+        }
+    }
+}
+
+/// Progress callbacks; the binary draws bars on a terminal and writes log lines elsewhere.
+pub trait FarmReporter: Send + Sync {
+    fn started(&self, _label: &str) {}
+    fn stage(&self, _label: &str, _stage: Stage) {}
+    fn finished(&self, _result: &VariantResult) {}
+}
+
+pub struct FarmOptions {
+    /// Downloads, extracted packages, builders and scratch space live here.
+    pub cache_dir: PathBuf,
+    /// Build logs and results of this run.
+    pub report_dir: PathBuf,
+    pub jobs: usize,
+    pub make_jobs: usize,
+    pub sandbox: Arc<dyn Sandbox>,
+    pub store: Arc<dyn Store>,
+    pub mirrors: Option<DebianMirrors>,
+    pub limits: Limits,
+    pub fetch: FetchOptions,
+    pub fetch_progress: Option<Arc<dyn kmf_fetch::FetchProgress>>,
+}
+
+pub struct Farm {
+    opts: FarmOptions,
+    fetcher: Fetcher,
+    trees: PackageTrees,
+    builders: BuilderStore,
+    indexes: Indexes,
+}
+
+impl Farm {
+    pub fn new(opts: FarmOptions) -> Result<Farm, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("kmodfarm/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut fetcher = Fetcher::new(opts.cache_dir.join("downloads"), opts.fetch.clone())
+            .map_err(|e| e.to_string())?;
+        if let Some(p) = &opts.fetch_progress {
+            fetcher = fetcher.with_progress(p.clone());
+        }
+        Ok(Farm {
+            fetcher,
+            trees: PackageTrees::new(opts.cache_dir.join("packages")),
+            builders: BuilderStore::new(opts.cache_dir.join("builders")),
+            indexes: Indexes::new(client, opts.mirrors.clone()),
+            opts,
+        })
+    }
+
+    /// Builds every (driver, variant) job, `jobs` at a time. Results come back in input order.
+    pub async fn build(
+        &self,
+        jobs: Vec<(Arc<Driver>, MatrixEntry)>,
+        reporter: Arc<dyn FarmReporter>,
+    ) -> Vec<VariantResult> {
+        let mut results: Vec<(usize, VariantResult)> =
+            futures::stream::iter(jobs.into_iter().enumerate())
+                .map(|(i, (driver, entry))| {
+                    let reporter = reporter.clone();
+                    async move {
+                        let r = self.build_one(&driver, entry, reporter.as_ref()).await;
+                        reporter.finished(&r);
+                        (i, r)
+                    }
+                })
+                .buffer_unordered(self.opts.jobs.max(1))
+                .collect()
+                .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    async fn build_one(
+        &self,
+        driver: &Driver,
+        entry: MatrixEntry,
+        reporter: &dyn FarmReporter,
+    ) -> VariantResult {
+        let label = format!("{} {}", driver.name, entry.label());
+        reporter.started(&label);
+        let start = Instant::now();
+        let mut result = VariantResult {
+            driver: driver.name.clone(),
+            driver_version: driver.version.clone(),
+            label: label.clone(),
+            store_prefix: format!("{}/{}", driver.name, entry.output),
+            entry,
+            status: Status::Success,
+            kernel_release: None,
+            builder: None,
+            modules: vec![],
+            log: None,
+            durations: Durations::default(),
+        };
+        let log_dir = self.opts.report_dir.join("logs").join(&result.store_prefix);
+        if let Err((class, message)) = self.pipeline(driver, &mut result, &log_dir, reporter).await
+        {
+            result.status = Status::Failed { class, message };
+        }
+        result.durations.total_secs = start.elapsed().as_secs_f64();
+        result
+    }
+
+    async fn pipeline(
+        &self,
+        driver: &Driver,
+        result: &mut VariantResult,
+        log_dir: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<(), (FailureClass, String)> {
+        let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
+        let label = result.label.clone();
+        let entry = result.entry.clone();
+        std::fs::create_dir_all(log_dir).map_err(|e| internal(&e))?;
+        let log_path = log_dir.join("build.log");
+        result.log = Some(log_path.clone());
+        let _ = std::fs::write(&log_path, "# kmodfarm: build did not start\n");
+
+        reporter.stage(&label, Stage::Resolve);
+        let t = Instant::now();
+        let downloads = resolve(&self.indexes, &entry, Arch::host()).await;
+        result.durations.resolve_secs = t.elapsed().as_secs_f64();
+        let downloads = downloads.inspect_err(|(_, m)| note(&log_path, m))?;
+
+        reporter.stage(&label, Stage::Download);
+        let t = Instant::now();
+        let fetched = self.fetcher.fetch_all(&downloads).await;
+        result.durations.fetch_secs = t.elapsed().as_secs_f64();
+        let mut files = Vec::new();
+        for (d, f) in downloads.iter().zip(fetched) {
+            match f {
+                Ok(f) => files.push((d.file_name.clone(), f)),
+                Err(e) => {
+                    let class = if e.is_not_found() {
+                        FailureClass::HeadersUnavailable
+                    } else {
+                        FailureClass::DownloadFailed
+                    };
+                    let msg = format!("{}: {e}", d.file_name);
+                    note(&log_path, &msg);
+                    return Err((class, msg));
+                }
+            }
+        }
+
+        reporter.stage(&label, Stage::Extract);
+        let t = Instant::now();
+        let mut roots = Vec::new();
+        for (name, f) in &files {
+            let trees = self.trees.clone();
+            let (path, key) = (f.path.clone(), f.sha256.clone());
+            let root = tokio::task::spawn_blocking(move || trees.tree(&path, &key))
+                .await
+                .map_err(|e| internal(&e))?
+                .map_err(|e| {
+                    let msg = format!("{name}: {e}");
+                    note(&log_path, &msg);
+                    (FailureClass::ExtractFailed, msg)
+                })?;
+            roots.push(root);
+        }
+        result.durations.extract_secs = t.elapsed().as_secs_f64();
+        let tree = kmf_build::find_kernel_tree(&roots).map_err(|e| {
+            note(&log_path, &e.to_string());
+            (FailureClass::HeadersUnavailable, e.to_string())
+        })?;
+        result.kernel_release = Some(tree.release.clone());
+
+        reporter.stage(&label, Stage::Toolchain);
+        let t = Instant::now();
+        let (spec, rootfs) = self
+            .toolchain(&tree)
+            .await
+            .inspect_err(|(_, m)| note(&log_path, m))?;
+        result.builder = Some(spec.id.clone());
+        result.durations.toolchain_secs = t.elapsed().as_secs_f64();
+
+        if self.opts.sandbox.name() == "none" {
+            crate::host_layout::install(&roots).map_err(|e| internal(&e))?;
+        }
+
+        reporter.stage(&label, Stage::Build);
+        let t = Instant::now();
+        let work = tempfile_dir(&self.opts.cache_dir.join("work")).map_err(|e| internal(&e))?;
+        let mut limits = self.opts.limits.clone();
+        if let Some(secs) = driver.project.build.timeout_secs {
+            limits.timeout = Duration::from_secs(secs);
+        }
+        let job = KbuildJob {
+            arch: entry.architecture,
+            tree: &tree,
+            project: &driver.project,
+            rootfs,
+            package_roots: roots,
+            work_dir: work.path().to_path_buf(),
+            log_path: log_path.clone(),
+            limits,
+            make_jobs: self.opts.make_jobs,
+            gcc_major: spec.gcc_major,
+            source_date_epoch: 1_700_000_000,
+        };
+        let out = kmf_build::run_kbuild(self.opts.sandbox.as_ref(), &job)
+            .await
+            .map_err(|e| internal(&e))?;
+        result.durations.build_secs = t.elapsed().as_secs_f64();
+        reporter.stage(&label, Stage::Verify);
+        if let Some(failure) = out.failure {
+            return Err(failure);
+        }
+        result.modules = out.modules.clone();
+
+        reporter.stage(&label, Stage::Publish);
+        let t = Instant::now();
+        let metadata = VariantMetadata {
+            schema: crate::RESULTS_SCHEMA,
+            kmodfarm_version: env!("CARGO_PKG_VERSION"),
+            driver: driver.name.clone(),
+            driver_version: driver.version.clone(),
+            result: "success",
+            variant: entry.clone(),
+            kernel_release: tree.release.clone(),
+            modules: out.modules.clone(),
+            toolchain: Toolchain {
+                builder: spec.id.clone(),
+                suite: spec.suite.clone(),
+                cc_version_text: tree.cc_version_text.clone(),
+                sandbox: self.opts.sandbox.name().to_string(),
+            },
+            inputs: Inputs {
+                source_sha256: driver.source_sha256.clone(),
+                packages: files
+                    .iter()
+                    .map(|(name, f)| InputPackage {
+                        file_name: name.clone(),
+                        sha256: f.sha256.clone(),
+                        size: f.size,
+                        url: f.url.clone(),
+                    })
+                    .collect(),
+            },
+            durations: result.durations.clone(),
+            built_at: now_rfc3339(),
+            log: "build.log".into(),
+        };
+        self.publish(&result.store_prefix, &out.modules, &log_path, &metadata)
+            .await
+            .map_err(|e| internal(&e))?;
+        result.durations.publish_secs = t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    async fn toolchain(
+        &self,
+        tree: &KernelTree,
+    ) -> Result<(kmf_build::BuilderSpec, PathBuf), (FailureClass, String)> {
+        let unavailable = |m: String| (FailureClass::ToolchainUnavailable, m);
+        let cc = tree
+            .cc_version_text
+            .as_deref()
+            .ok_or_else(|| unavailable(kmf_build::BuildError::NoCompilerText.to_string()))?;
+        let spec = kmf_build::builder_for(cc).map_err(|e| unavailable(e.to_string()))?;
+        let mirrors = self.indexes.mirrors().ok_or_else(|| {
+            unavailable("creating a builder needs a Debian mirror (--mirror)".to_string())
+        })?;
+        let rootfs = self
+            .builders
+            .ensure(&spec, mirrors.uri_for_suite(&spec.suite))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok((spec, rootfs))
+    }
+
+    /// Modules and log first, metadata last: a prefix with metadata.json is complete.
+    async fn publish(
+        &self,
+        prefix: &str,
+        modules: &[kmf_build::BuiltModule],
+        log: &Path,
+        metadata: &VariantMetadata,
+    ) -> Result<(), kmf_store::StoreError> {
+        let store = &self.opts.store;
+        for m in modules {
+            store
+                .put_file(&format!("{prefix}/{}", m.file_name), &m.path)
+                .await?;
+        }
+        store.put_file(&format!("{prefix}/build.log"), log).await?;
+        let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+        store
+            .put_bytes(&format!("{prefix}/metadata.json"), &json)
+            .await
+    }
+}
+
+fn note(log: &Path, msg: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "# kmodfarm: {msg}");
+    }
+}
+
+fn tempfile_dir(parent: &Path) -> std::io::Result<TempDir> {
+    std::fs::create_dir_all(parent)?;
+    for attempt in 0..1000u32 {
+        let p = parent.join(format!("{}-{}-{attempt}", std::process::id(), unique()));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(TempDir(p));
+        }
+    }
+    Err(std::io::Error::other("cannot create a work directory"))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A scratch directory removed when the variant is done, also when it failed.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,15 @@
+//! Operations: the pipeline wired end to end.
+//!
+//! [`Farm::build`] takes (driver, matrix entry) jobs and, for each, resolves the header packages (mirror first,
+//! recorded URLs as fallback), fetches them into the content-addressed cache, extracts each package once,
+//! picks and creates the builder for the kernel's compiler, runs kbuild in the sandbox, verifies the modules and
+//! publishes them with their metadata. Jobs run in parallel; one failure never stops the others.
+
+mod farm;
+mod host_layout;
+mod report;
+mod resolve;
+pub mod select;
+
+pub use farm::{Driver, Farm, FarmOptions, FarmReporter, Stage};
+pub use report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};

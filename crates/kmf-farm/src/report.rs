@@ -1,0 +1,94 @@
+use std::path::PathBuf;
+
+use kmf_build::BuiltModule;
+use kmf_types::{FailureClass, MatrixEntry};
+use serde::Serialize;
+
+pub const RESULTS_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum Status {
+    Success,
+    Failed {
+        class: FailureClass,
+        message: String,
+    },
+}
+
+/// What happened to one variant: the element of `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantResult {
+    pub driver: String,
+    pub driver_version: String,
+    pub label: String,
+    pub entry: MatrixEntry,
+    /// Store prefix the artifacts went to (`<driver>/<output>`).
+    pub store_prefix: String,
+    #[serde(flatten)]
+    pub status: Status,
+    /// `uname -r` read from the header tree, when it got that far.
+    pub kernel_release: Option<String>,
+    pub builder: Option<String>,
+    pub modules: Vec<BuiltModule>,
+    /// The build log on this machine (kept for failures too).
+    pub log: Option<PathBuf>,
+    pub durations: Durations,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Durations {
+    pub resolve_secs: f64,
+    pub fetch_secs: f64,
+    pub extract_secs: f64,
+    pub toolchain_secs: f64,
+    pub build_secs: f64,
+    pub publish_secs: f64,
+    pub total_secs: f64,
+}
+
+impl VariantResult {
+    pub fn is_success(&self) -> bool {
+        self.status == Status::Success
+    }
+}
+
+/// The metadata JSON published beside a variant's modules (`<prefix>/metadata.json`), written last.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantMetadata {
+    pub schema: u32,
+    pub kmodfarm_version: &'static str,
+    pub driver: String,
+    pub driver_version: String,
+    pub result: &'static str,
+    pub variant: MatrixEntry,
+    pub kernel_release: String,
+    pub modules: Vec<BuiltModule>,
+    pub toolchain: Toolchain,
+    pub inputs: Inputs,
+    pub durations: Durations,
+    pub built_at: String,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Toolchain {
+    pub builder: String,
+    pub suite: String,
+    pub cc_version_text: Option<String>,
+    pub sandbox: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    pub source_sha256: String,
+    pub packages: Vec<InputPackage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputPackage {
+    pub file_name: String,
+    pub sha256: String,
+    pub size: u64,
+    pub url: Option<String>,
+}

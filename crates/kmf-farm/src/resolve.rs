@@ -1,0 +1,292 @@
+//! Which packages a variant needs and where to get them: the mirror first, the recorded URLs after.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kmf_fetch::Download;
+use kmf_kernels::apt::{self, PackageIndex};
+use kmf_kernels::mirrors::DebianMirrors;
+use kmf_types::{Arch, FailureClass, HeaderPackage, MatrixEntry};
+use tokio::sync::OnceCell;
+
+type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, String>>>;
+
+/// Package indexes of the configured Debian mirror, each fetched at most once per run.
+pub(crate) struct Indexes {
+    client: reqwest::Client,
+    mirrors: Option<DebianMirrors>,
+    cells: Mutex<HashMap<(String, String), IndexCell>>,
+}
+
+impl Indexes {
+    pub(crate) fn new(client: reqwest::Client, mirrors: Option<DebianMirrors>) -> Self {
+        Indexes {
+            client,
+            mirrors,
+            cells: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn mirrors(&self) -> Option<&DebianMirrors> {
+        self.mirrors.as_ref()
+    }
+
+    async fn get(&self, suite: &str, deb_arch: &str) -> Result<Arc<PackageIndex>, String> {
+        let mirrors = self.mirrors.as_ref().ok_or("no Debian mirror configured")?;
+        let cell = {
+            let mut cells = self.cells.lock().expect("index map poisoned");
+            cells
+                .entry((suite.to_string(), deb_arch.to_string()))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            apt::fetch_index(
+                &self.client,
+                mirrors.uri_for_suite(suite),
+                suite,
+                "main",
+                deb_arch,
+            )
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+}
+
+/// The downloads for a variant's header packages.
+pub(crate) async fn resolve(
+    indexes: &Indexes,
+    entry: &MatrixEntry,
+    host: Option<Arch>,
+) -> Result<Vec<Download>, (FailureClass, String)> {
+    let cross_host = host.filter(|h| *h != entry.architecture);
+    let recorded = entry.header_packages();
+    if entry.distribution == "debian" {
+        if let (Some(suite), Some(_)) = (&entry.suite, indexes.mirrors()) {
+            match resolve_from_mirror(indexes, suite, entry, cross_host).await {
+                Ok(pkgs) => return Ok(to_downloads(indexes, &pkgs, &recorded)),
+                Err(e) => tracing::warn!(
+                    variant = %entry.label(),
+                    "mirror lookup failed ({e}); using the recorded header URLs"
+                ),
+            }
+        }
+        let pkgs = select_debian_flavour(&recorded, &entry.kversion);
+        let pkgs = match cross_host {
+            Some(h) => swap_kbuild_arch(pkgs, entry.architecture, h),
+            None => pkgs,
+        };
+        if pkgs.is_empty() {
+            return Err((
+                FailureClass::HeadersUnavailable,
+                "the kernel list records no header packages for this kernel".into(),
+            ));
+        }
+        return Ok(to_downloads(indexes, &pkgs, &recorded));
+    }
+    if recorded.is_empty() {
+        return Err((
+            FailureClass::HeadersUnavailable,
+            "the kernel list records no header packages for this kernel".into(),
+        ));
+    }
+    Ok(to_downloads(indexes, &recorded, &recorded))
+}
+
+async fn resolve_from_mirror(
+    indexes: &Indexes,
+    suite: &str,
+    entry: &MatrixEntry,
+    cross_host: Option<Arch>,
+) -> Result<Vec<HeaderPackage>, String> {
+    let target = indexes.get(suite, entry.architecture.deb_arch()).await?;
+    let host = match cross_host {
+        Some(h) => Some(indexes.get(suite, h.deb_arch()).await?),
+        None => None,
+    };
+    apt::resolve_debian_headers(&target, host.as_deref(), &entry.kversion)
+        .map_err(|e| e.to_string())
+}
+
+/// Mirror URLs first (any pool path the configured mirrors could serve), then the URLs the list recorded.
+fn to_downloads(
+    indexes: &Indexes,
+    pkgs: &[HeaderPackage],
+    recorded: &[HeaderPackage],
+) -> Vec<Download> {
+    pkgs.iter()
+        .map(|p| {
+            let mut urls = Vec::new();
+            let mut push = |u: String| {
+                if !urls.contains(&u) {
+                    urls.push(u);
+                }
+            };
+            if let Some(m) = indexes.mirrors() {
+                let pool_path = p
+                    .path
+                    .clone()
+                    .or_else(|| p.url.find("/pool/").map(|i| p.url[i + 1..].to_string()));
+                if let Some(path) = pool_path {
+                    // A pool path identifies the file on any Debian mirror; which archive (main or security)
+                    // holds it is not recorded in kernel-crawler lists, so try both.
+                    push(format!("{}/{}", m.archive.trim_end_matches('/'), path));
+                    if let Some(sec) = &m.security {
+                        push(format!("{}/{}", sec.trim_end_matches('/'), path));
+                    }
+                }
+            }
+            push(p.url.clone());
+            for r in recorded {
+                if r.file_name() == p.file_name() {
+                    push(r.url.clone());
+                }
+            }
+            let sha256 = p.sha256.clone().or_else(|| {
+                recorded
+                    .iter()
+                    .find(|r| r.file_name() == p.file_name())
+                    .and_then(|r| r.sha256.clone())
+            });
+            // Security-archive pool paths differ from the main archive's (`pool/updates/...`); a mirror URL built
+            // from the wrong archive just 404s and the next one is tried.
+            Download {
+                file_name: p.file_name().to_string(),
+                sha256,
+                size: p.size,
+                urls,
+            }
+        })
+        .collect()
+}
+
+/// kernel-crawler's Debian entries list the headers of every flavour of an upload (`rt`, `cloud`, ...);
+/// keep the flavour this entry is for, its common package and kbuild.
+fn select_debian_flavour(pkgs: &[HeaderPackage], release: &str) -> Vec<HeaderPackage> {
+    let name = |p: &HeaderPackage| {
+        p.package
+            .clone()
+            .unwrap_or_else(|| p.file_name().split('_').next().unwrap_or("").to_string())
+    };
+    let abi = pkgs.iter().find_map(|p| {
+        name(p)
+            .strip_prefix("linux-headers-")
+            .and_then(|n| n.strip_suffix("-common"))
+            .map(str::to_string)
+    });
+    let Some(abi) = abi else {
+        return pkgs.to_vec();
+    };
+    let flavours: Vec<String> = pkgs
+        .iter()
+        .filter_map(|p| {
+            name(p)
+                .strip_prefix(&format!("linux-headers-{abi}-"))
+                .filter(|f| !f.starts_with("common"))
+                .map(str::to_string)
+        })
+        .collect();
+    let Some(flavour) = flavours
+        .iter()
+        .filter(|f| release.ends_with(&format!("-{f}")))
+        .max_by_key(|f| f.len())
+    else {
+        return pkgs.to_vec();
+    };
+    let common = if flavour.starts_with("rt-") {
+        format!("linux-headers-{abi}-common-rt")
+    } else {
+        format!("linux-headers-{abi}-common")
+    };
+    let own = format!("linux-headers-{abi}-{flavour}");
+    pkgs.iter()
+        .filter(|p| {
+            let n = name(p);
+            n == own || n == common || n.starts_with("linux-kbuild-")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Debian's kbuild package holds executables for the machine that builds; a cross build needs the host's.
+/// Only used when the mirror index could not be asked: the pool path differs only in the architecture.
+fn swap_kbuild_arch(pkgs: Vec<HeaderPackage>, target: Arch, host: Arch) -> Vec<HeaderPackage> {
+    pkgs.into_iter()
+        .map(|mut p| {
+            let file = p.file_name().to_string();
+            let suffix = format!("_{}.deb", target.deb_arch());
+            if file.starts_with("linux-kbuild-") && file.ends_with(&suffix) {
+                let new_file = format!(
+                    "{}_{}.deb",
+                    &file[..file.len() - suffix.len()],
+                    host.deb_arch()
+                );
+                p.url = format!("{}{}", &p.url[..p.url.len() - file.len()], new_file);
+                p.path = p
+                    .path
+                    .map(|path| format!("{}{}", &path[..path.len() - file.len()], new_file));
+                p.sha256 = None;
+                p.size = None;
+            }
+            p
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(names: &[&str]) -> Vec<HeaderPackage> {
+        names
+            .iter()
+            .map(|n| HeaderPackage::from_url(&format!("http://m/debian/pool/main/l/linux/{n}")))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_only_the_entry_flavour() {
+        let pkgs = urls(&[
+            "linux-headers-5.19.0-2-common-rt_5.19.11-1_all.deb",
+            "linux-headers-5.19.0-2-common_5.19.11-1_all.deb",
+            "linux-headers-5.19.0-2-amd64_5.19.11-1_amd64.deb",
+            "linux-kbuild-5.19_5.19.11-1_amd64.deb",
+            "linux-headers-5.19.0-2-rt-amd64_5.19.11-1_amd64.deb",
+            "linux-headers-5.19.0-2-cloud-amd64_5.19.11-1_amd64.deb",
+        ]);
+        let kept: Vec<_> = select_debian_flavour(&pkgs, "5.19.11-1-cloud-amd64")
+            .iter()
+            .map(|p| p.file_name().to_string())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "linux-headers-5.19.0-2-common_5.19.11-1_all.deb",
+                "linux-kbuild-5.19_5.19.11-1_amd64.deb",
+                "linux-headers-5.19.0-2-cloud-amd64_5.19.11-1_amd64.deb"
+            ]
+        );
+        let rt = select_debian_flavour(&pkgs, "5.19.11-1-rt-amd64");
+        assert!(rt.iter().any(|p| p
+            .file_name()
+            .starts_with("linux-headers-5.19.0-2-common-rt")));
+    }
+
+    #[test]
+    fn cross_builds_take_the_host_kbuild() {
+        let pkgs = urls(&[
+            "linux-kbuild-6.1_6.1.1-1_arm64.deb",
+            "linux-headers-6.1.0-1-arm64_6.1.1-1_arm64.deb",
+        ]);
+        let swapped = swap_kbuild_arch(pkgs, Arch::Aarch64, Arch::X86_64);
+        assert_eq!(swapped[0].file_name(), "linux-kbuild-6.1_6.1.1-1_amd64.deb");
+        assert_eq!(
+            swapped[1].file_name(),
+            "linux-headers-6.1.0-1-arm64_6.1.1-1_arm64.deb"
+        );
+    }
+}

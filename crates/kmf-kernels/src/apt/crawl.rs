@@ -1,0 +1,338 @@
+//! The Debian kernel crawler: every kernel flavour with headers in the requested suites.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use kmf_types::{Arch, KernelEntry, KernelList, KernelVersion};
+
+use super::compare_versions;
+use super::fetch::fetch_index_filtered;
+use super::resolve::{common_dependency, resolve_stanza};
+use super::PackageIndex;
+use crate::mirrors::DebianMirrors;
+use crate::KernelsError;
+
+/// Indices downloaded at once: each is ~10 MB compressed and decompressed on a blocking thread.
+const CONCURRENT_INDICES: usize = 3;
+
+/// The distro key crawled kernels are listed under, as in kernel-crawler's lists.
+pub const DEBIAN_KEY: &str = "Debian";
+
+/// What [`crawl_debian`] looks at.
+#[derive(Debug, Clone)]
+pub struct CrawlOptions {
+    pub mirrors: DebianMirrors,
+    /// Suites in order of preference (`bookworm`, `bookworm-security`, `trixie`, ...). `*-security` suites
+    /// are read from the security mirror.
+    pub suites: Vec<String>,
+    pub arches: Vec<Arch>,
+    /// Kernel flavours to keep (`amd64`, `cloud-arm64`, ...); `None` keeps all.
+    pub flavours: Option<Vec<String>>,
+}
+
+/// Lists every Debian kernel with headers in `opts.suites` × `opts.arches` (main component).
+///
+/// A kernel is a `linux-headers-<abi>-<flavour>` package depending on `linux-headers-<abi>-common*`, which
+/// leaves out meta packages (`linux-headers-amd64`) and the common packages themselves. Each becomes one
+/// entry under `"Debian"` whose `kernelrelease` is what `uname -r` prints on it, with the flavour headers,
+/// common headers and the target architecture's kbuild as header packages. A release uploaded to several
+/// suites with the same package version is listed once, under the first of those suites in
+/// `opts.suites`; different package versions are different builds and are all kept. Output is sorted by
+/// architecture, release and package version. A suite missing from its mirror is an error.
+pub async fn crawl_debian(
+    client: &reqwest::Client,
+    opts: &CrawlOptions,
+) -> Result<KernelList, KernelsError> {
+    let jobs: Vec<(usize, &str, Arch)> = opts
+        .suites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| opts.arches.iter().map(move |&a| (i, s.as_str(), a)))
+        .collect();
+    let mut indices: Vec<(usize, Arch, PackageIndex)> = futures::stream::iter(jobs)
+        .map(|(i, suite, arch)| async move {
+            let base = opts.mirrors.uri_for_suite(suite);
+            tracing::info!(suite, arch = %arch, base, "crawling Debian package index");
+            let index =
+                fetch_index_filtered(client, base, suite, "main", arch.deb_arch(), kernel_package)
+                    .await?;
+            Ok::<_, KernelsError>((i, arch, index))
+        })
+        .buffer_unordered(CONCURRENT_INDICES)
+        .try_collect()
+        .await?;
+    // Completion order is arbitrary; suite order decides which suite a shared upload is listed under.
+    indices.sort_by_key(|(i, arch, _)| (*i, *arch));
+
+    let mut seen = HashSet::new();
+    let mut entries = Vec::new();
+    for (_, arch, index) in &indices {
+        for entry in entries_of_index(index, *arch, opts.flavours.as_deref()) {
+            let key = (
+                entry.arch,
+                entry.kernelrelease.clone(),
+                entry.packageversion.clone(),
+            );
+            if seen.insert(key) {
+                entries.push(entry);
+            }
+        }
+    }
+    entries.sort_by(|a, b| {
+        a.arch
+            .cmp(&b.arch)
+            .then_with(|| compare_versions(&a.kernelrelease, &b.kernelrelease))
+            .then_with(|| a.kernelrelease.cmp(&b.kernelrelease))
+            .then_with(|| {
+                let v = |e: &KernelEntry| e.packageversion.clone().unwrap_or_default();
+                compare_versions(&v(a), &v(b)).then_with(|| v(a).cmp(&v(b)))
+            })
+            .then_with(|| a.suite.cmp(&b.suite))
+            .then(Ordering::Equal)
+    });
+    tracing::info!(kernels = entries.len(), "Debian crawl done");
+    Ok(KernelList {
+        distros: BTreeMap::from([(DEBIAN_KEY.to_string(), entries)]),
+    })
+}
+
+fn kernel_package(name: &str) -> bool {
+    name.starts_with("linux-headers-") || name.starts_with("linux-kbuild-")
+}
+
+fn entries_of_index(
+    index: &PackageIndex,
+    arch: Arch,
+    flavours: Option<&[String]>,
+) -> Vec<KernelEntry> {
+    let mut out = Vec::new();
+    for stanza in &index.packages {
+        let Some(release) = stanza.package.strip_prefix("linux-headers-") else {
+            continue;
+        };
+        // Flavour headers are built per architecture; `all` ones are the common trees.
+        if stanza.architecture != index.arch {
+            continue;
+        }
+        let Some((_, abi)) = common_dependency(stanza, release) else {
+            continue;
+        };
+        let flavour = &release[abi.len() + 1..];
+        if flavours.is_some_and(|f| !f.iter().any(|f| f == flavour)) {
+            continue;
+        }
+        let resolved = match resolve_stanza(index, None, stanza) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(suite = %index.suite, arch = %index.arch, error = %e,
+                    "skipping kernel whose header packages are incomplete");
+                continue;
+            }
+        };
+        debug_assert_eq!(resolved.abi, abi);
+        out.push(KernelEntry {
+            kernelversion: KernelVersion::Number(1),
+            kernelrelease: release.to_string(),
+            target: "debian".to_string(),
+            headers: resolved.packages.iter().map(|p| p.url.clone()).collect(),
+            kernelconfigdata: None,
+            arch: Some(arch),
+            packageversion: Some(stanza.version.clone()),
+            flavour: Some(flavour.to_string()),
+            suite: Some(index.suite.clone()),
+            headerpackages: resolved.packages,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::apt::index::tests::{BOOKWORM_SECURITY_AMD64, BOOKWORM_SECURITY_ARM64};
+    use crate::test_server::Server;
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 1);
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Routes serving `dists/<suite>` under `base` with the given Packages per Debian arch.
+    fn suite_routes(base: &str, suite: &str, per_arch: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        let mut release = String::from("Codename: x\nSHA256:\n");
+        let mut routes = Vec::new();
+        for (arch, text) in per_arch {
+            let body = xz(text.as_bytes());
+            let path = format!("main/binary-{arch}/Packages.xz");
+            release.push_str(&format!(
+                " {} {} {path}\n",
+                hex::encode(Sha256::digest(&body)),
+                body.len()
+            ));
+            routes.push((format!("{base}/dists/{suite}/{path}"), body));
+        }
+        routes.push((
+            format!("{base}/dists/{suite}/Release"),
+            release.into_bytes(),
+        ));
+        routes
+    }
+
+    /// bookworm (archive) carries the 6.1.0-56 upload that bookworm-security also has.
+    fn bookworm_amd64() -> String {
+        BOOKWORM_SECURITY_AMD64
+            .split("\n\n")
+            .filter(|s| s.contains("6.1.0-56") || s.contains("Package: linux-kbuild-6.1\n"))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    fn server() -> (Server, DebianMirrors) {
+        let mut routes = suite_routes(
+            "/debian-security",
+            "bookworm-security",
+            &[
+                ("amd64", BOOKWORM_SECURITY_AMD64),
+                ("arm64", BOOKWORM_SECURITY_ARM64),
+            ],
+        );
+        routes.extend(suite_routes(
+            "/debian",
+            "bookworm",
+            &[
+                ("amd64", &bookworm_amd64()),
+                ("arm64", BOOKWORM_SECURITY_ARM64),
+            ],
+        ));
+        let server = Server::start(routes);
+        let mirrors = DebianMirrors {
+            archive: server.url("/debian"),
+            security: Some(server.url("/debian-security/")),
+        };
+        (server, mirrors)
+    }
+
+    fn summary(list: &KernelList) -> Vec<String> {
+        list.distros[DEBIAN_KEY]
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {} {}",
+                    e.arch.unwrap(),
+                    e.kernelrelease,
+                    e.packageversion.as_deref().unwrap(),
+                    e.flavour.as_deref().unwrap(),
+                    e.suite.as_deref().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn crawls_dedups_and_sorts() {
+        let (_server, mirrors) = server();
+        let client = reqwest::Client::new();
+        let mut opts = CrawlOptions {
+            mirrors,
+            suites: vec!["bookworm".into(), "bookworm-security".into()],
+            arches: vec![Arch::Aarch64, Arch::X86_64],
+            flavours: None,
+        };
+        let list = crawl_debian(&client, &opts).await.unwrap();
+        assert_eq!(list.distros.len(), 1);
+        assert_eq!(
+            summary(&list),
+            [
+                "x86_64 6.1.0-55-amd64 6.1.176-1 amd64 bookworm-security",
+                "x86_64 6.1.0-56-amd64 6.1.192-2 amd64 bookworm",
+                "x86_64 6.1.0-56-rt-amd64 6.1.192-2 rt-amd64 bookworm",
+                "x86_64 6.12.117+deb12-amd64 6.12.117-1~deb12u1 amd64 bookworm-security",
+                "aarch64 6.1.0-56-arm64 6.1.192-2 arm64 bookworm",
+                "aarch64 6.1.0-56-cloud-arm64 6.1.192-2 cloud-arm64 bookworm",
+            ]
+        );
+        let e = &list.distros[DEBIAN_KEY][1];
+        assert_eq!(e.kernelversion, KernelVersion::Number(1));
+        assert_eq!(e.target, "debian");
+        assert_eq!(e.headers.len(), 3);
+        assert_eq!(
+            e.headers,
+            e.headerpackages
+                .iter()
+                .map(|p| p.url.clone())
+                .collect::<Vec<_>>()
+        );
+        assert!(e.headers[0].starts_with(&opts.mirrors.archive));
+        assert!(e.headers[2].ends_with("linux-kbuild-6.1_6.1.192-2_amd64.deb"));
+        let sec = &list.distros[DEBIAN_KEY][0];
+        assert!(sec.headers[0].starts_with(
+            opts.mirrors
+                .security
+                .as_deref()
+                .unwrap()
+                .trim_end_matches('/')
+        ));
+        assert!(!sec.headers[0].contains("//pool"));
+
+        // Suite order decides where a shared upload is listed.
+        opts.suites.reverse();
+        let list = crawl_debian(&client, &opts).await.unwrap();
+        assert!(summary(&list)
+            .iter()
+            .all(|s| s.ends_with("bookworm-security")));
+        assert_eq!(list.len(), 6);
+
+        // The serialised list reads back through the kernel list parser unchanged.
+        let json = serde_json::to_vec(&list).unwrap();
+        assert_eq!(crate::parse_kernel_list(&json, "crawl.json").unwrap(), list);
+    }
+
+    #[tokio::test]
+    async fn flavour_filter() {
+        let (_server, mirrors) = server();
+        let opts = CrawlOptions {
+            mirrors,
+            suites: vec!["bookworm-security".into()],
+            arches: vec![Arch::X86_64, Arch::Aarch64],
+            flavours: Some(vec!["rt-amd64".into(), "cloud-arm64".into()]),
+        };
+        let list = crawl_debian(&reqwest::Client::new(), &opts).await.unwrap();
+        assert_eq!(
+            summary(&list),
+            [
+                "x86_64 6.1.0-56-rt-amd64 6.1.192-2 rt-amd64 bookworm-security",
+                "aarch64 6.1.0-56-cloud-arm64 6.1.192-2 cloud-arm64 bookworm-security",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_suite_is_an_error() {
+        let (server, mirrors) = server();
+        let opts = CrawlOptions {
+            mirrors,
+            suites: vec!["bookworm".into(), "trixie-security".into()],
+            arches: vec![Arch::X86_64],
+            flavours: None,
+        };
+        let err = crawl_debian(&reqwest::Client::new(), &opts)
+            .await
+            .unwrap_err();
+        match &err {
+            KernelsError::SuiteNotFound { suite, url, .. } => {
+                assert_eq!(suite, "trixie-security");
+                assert_eq!(
+                    url,
+                    &server.url("/debian-security/dists/trixie-security/Release")
+                );
+            }
+            other => panic!("expected SuiteNotFound, got {other}"),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Downloading and verifying Packages indices.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+
+use sha2::{Digest, Sha256};
+
+use super::index::parse_reader;
+use super::PackageIndex;
+use crate::http::get_bytes;
+use crate::KernelsError;
+
+/// Release files are a few hundred kilobytes; anything far larger is not one.
+const RELEASE_LIMIT: u64 = 32 << 20;
+
+/// Downloads and parses `COMPONENT/binary-ARCH/Packages` of `suite` from the repository at `base_uri`.
+///
+/// The index's SHA256 and size come from `dists/SUITE/Release`; the download is checked against both
+/// before it is decompressed (`.xz`, or `.gz` when the Release lists no `.xz`). Network errors are
+/// retried. A suite the mirror does not have is [`KernelsError::SuiteNotFound`].
+///
+/// The Release file itself is not signature-checked: trust rests on the transport to the mirror.
+pub async fn fetch_index(
+    client: &reqwest::Client,
+    base_uri: &str,
+    suite: &str,
+    component: &str,
+    arch: &str,
+) -> Result<PackageIndex, KernelsError> {
+    fetch_index_filtered(client, base_uri, suite, component, arch, |_| true).await
+}
+
+/// [`fetch_index`] keeping only the packages whose name `keep` accepts.
+pub(crate) async fn fetch_index_filtered(
+    client: &reqwest::Client,
+    base_uri: &str,
+    suite: &str,
+    component: &str,
+    arch: &str,
+    keep: fn(&str) -> bool,
+) -> Result<PackageIndex, KernelsError> {
+    let base = base_uri.trim_end_matches('/');
+    let release_url = format!("{base}/dists/{suite}/Release");
+    let release = match get_bytes(client, &release_url, Some(RELEASE_LIMIT)).await {
+        Ok(bytes) => bytes,
+        Err(KernelsError::Http { url, status })
+            if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE =>
+        {
+            return Err(KernelsError::SuiteNotFound {
+                suite: suite.to_string(),
+                url,
+                status,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let sums = parse_release_sha256(&String::from_utf8_lossy(&release), &release_url)?;
+
+    let stem = format!("{component}/binary-{arch}/Packages");
+    let (compression, path) = [(Compression::Xz, ".xz"), (Compression::Gz, ".gz")]
+        .into_iter()
+        .map(|(c, ext)| (c, format!("{stem}{ext}")))
+        .find(|(_, p)| sums.contains_key(p))
+        .ok_or_else(|| KernelsError::IndexNotListed {
+            release_url: release_url.clone(),
+            wanted: format!("{stem}.xz"),
+        })?;
+    let (expected_sha, expected_size) = sums[&path].clone();
+    let url = format!("{base}/dists/{suite}/{path}");
+    tracing::debug!(%url, size = expected_size, "fetching package index");
+
+    let bytes = get_bytes(client, &url, Some(expected_size)).await?;
+    if bytes.len() as u64 != expected_size {
+        return Err(KernelsError::Size {
+            url,
+            expected: expected_size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual_sha = hex::encode(Sha256::digest(&bytes));
+    if actual_sha != expected_sha {
+        return Err(KernelsError::Checksum {
+            url,
+            expected: expected_sha,
+            actual: actual_sha,
+        });
+    }
+
+    // Decompressing and parsing ~60 MB of text is CPU work: off the async workers, and streamed so that
+    // only the kept stanzas are ever held in memory.
+    let packages = tokio::task::spawn_blocking(move || {
+        let parse = |reader: Box<dyn std::io::Read>| {
+            parse_reader(BufReader::with_capacity(1 << 16, reader), &url, keep)
+        };
+        match compression {
+            Compression::Xz => parse(Box::new(xz2::read::XzDecoder::new_multi_decoder(
+                std::io::Cursor::new(bytes),
+            ))),
+            Compression::Gz => parse(Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::Cursor::new(bytes),
+            ))),
+        }
+    })
+    .await
+    .map_err(|e| KernelsError::Task(e.to_string()))??;
+
+    Ok(PackageIndex {
+        base_uri: base.to_string(),
+        suite: suite.to_string(),
+        arch: arch.to_string(),
+        packages,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Compression {
+    Xz,
+    Gz,
+}
+
+/// The `SHA256:` section of a Release file: path → (lower-case hex digest, size).
+fn parse_release_sha256(
+    text: &str,
+    url: &str,
+) -> Result<HashMap<String, (String, u64)>, KernelsError> {
+    let mut sums = HashMap::new();
+    let mut in_section = false;
+    let mut seen_section = false;
+    for line in text.lines() {
+        if !line.starts_with([' ', '\t']) {
+            in_section = line
+                .split_once(':')
+                .is_some_and(|(k, _)| k.eq_ignore_ascii_case("SHA256"));
+            seen_section |= in_section;
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(sha), Some(size), Some(path), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(KernelsError::Release {
+                url: url.to_string(),
+                msg: format!("bad SHA256 line {:?}", line.trim()),
+            });
+        };
+        let bad = |what: &str| KernelsError::Release {
+            url: url.to_string(),
+            msg: format!("bad {what} in SHA256 line {:?}", line.trim()),
+        };
+        if sha.len() != 64 || !sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("digest"));
+        }
+        let size = size.parse::<u64>().map_err(|_| bad("size"))?;
+        sums.insert(path.to_string(), (sha.to_ascii_lowercase(), size));
+    }
+    if !seen_section {
+        return Err(KernelsError::Release {
+            url: url.to_string(),
+            msg: "no SHA256 section".into(),
+        });
+    }
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::apt::index::tests::BOOKWORM_SECURITY_AMD64;
+    use crate::test_server::Server;
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn release(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut text = String::from(
+            "Origin: Debian\nSuite: oldstable-security\nCodename: bookworm-security\n\
+             MD5Sum:\n 0123456789abcdef0123456789abcdef 3 main/binary-amd64/Packages.xz\nSHA256:\n",
+        );
+        for (path, data) in entries {
+            text.push_str(&format!(
+                " {} {:>8} {path}\n",
+                hex::encode(Sha256::digest(data)),
+                data.len()
+            ));
+        }
+        text.into_bytes()
+    }
+
+    const SUITE: &str = "/debian-security/dists/bookworm-security";
+
+    #[tokio::test]
+    async fn fetches_verifies_and_parses_xz() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[
+                    (
+                        "main/binary-amd64/Packages",
+                        BOOKWORM_SECURITY_AMD64.as_bytes(),
+                    ),
+                    ("main/binary-amd64/Packages.xz", &packages),
+                ]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
+        ]);
+        let client = reqwest::Client::new();
+        let base = server.url("/debian-security/");
+        let idx = fetch_index(&client, &base, "bookworm-security", "main", "amd64")
+            .await
+            .unwrap();
+        assert_eq!(idx.packages.len(), 12);
+        assert_eq!(idx.base_uri, server.url("/debian-security"));
+        assert_eq!(
+            (idx.suite.as_str(), idx.arch.as_str()),
+            ("bookworm-security", "amd64")
+        );
+        assert_eq!(
+            idx.newest("linux-kbuild-6.1").map(|p| idx.url(p)),
+            Some(server.url(
+                "/debian-security/pool/updates/main/l/linux/linux-kbuild-6.1_6.1.192-2_amd64.deb"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_gz() {
+        let packages = gz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[("main/binary-amd64/Packages.gz", &packages)]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.gz"), packages),
+        ]);
+        let idx = fetch_index(
+            &reqwest::Client::new(),
+            &server.url("/debian-security"),
+            "bookworm-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap();
+        assert_eq!(idx.packages.len(), 12);
+        assert!(server.requests().iter().all(|p| !p.ends_with(".xz")));
+    }
+
+    #[tokio::test]
+    async fn checksum_mismatch_is_an_error() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let mut tampered = xz(BOOKWORM_SECURITY_AMD64
+            .replace("6.1.192-2", "6.1.192-3")
+            .as_bytes());
+        tampered.resize(packages.len(), 0);
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[("main/binary-amd64/Packages.xz", &packages)]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.xz"), tampered),
+        ]);
+        let err = fetch_index(
+            &reqwest::Client::new(),
+            &server.url("/debian-security"),
+            "bookworm-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap_err();
+        match &err {
+            KernelsError::Checksum {
+                url,
+                expected,
+                actual,
+            } => {
+                assert!(url.ends_with("main/binary-amd64/Packages.xz"), "{url}");
+                assert_eq!(expected, &hex::encode(Sha256::digest(&packages)));
+                assert_ne!(expected, actual);
+            }
+            other => panic!("expected a checksum error, got {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_and_short_downloads_are_errors() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let mut longer = packages.clone();
+        longer.extend_from_slice(b"trailing junk");
+        let short = packages[..packages.len() - 10].to_vec();
+        for (body, want) in [(longer, "larger than"), (short, "size mismatch")] {
+            let server = Server::start(vec![
+                (
+                    format!("{SUITE}/Release"),
+                    release(&[("main/binary-amd64/Packages.xz", &packages)]),
+                ),
+                (format!("{SUITE}/main/binary-amd64/Packages.xz"), body),
+            ]);
+            let err = fetch_index(
+                &reqwest::Client::new(),
+                &server.url("/debian-security"),
+                "bookworm-security",
+                "main",
+                "amd64",
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_suite_and_unlisted_arch() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[("main/binary-amd64/Packages.xz", &packages)]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
+        ]);
+        let client = reqwest::Client::new();
+        let base = server.url("/debian-security");
+        let err = fetch_index(&client, &base, "buster-security", "main", "amd64")
+            .await
+            .unwrap_err();
+        match &err {
+            KernelsError::SuiteNotFound { suite, url, status } => {
+                assert_eq!(suite, "buster-security");
+                assert_eq!(url, &format!("{base}/dists/buster-security/Release"));
+                assert_eq!(status.as_u16(), 404);
+            }
+            other => panic!("expected SuiteNotFound, got {other}"),
+        }
+        let err = fetch_index(&client, &base, "bookworm-security", "main", "riscv64")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("main/binary-riscv64/Packages.xz") && err.contains("/Release"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_dropped_connections() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start_with(
+            vec![
+                (
+                    format!("{SUITE}/Release"),
+                    200,
+                    release(&[("main/binary-amd64/Packages.xz", &packages)]),
+                ),
+                (
+                    format!("{SUITE}/main/binary-amd64/Packages.xz"),
+                    200,
+                    packages,
+                ),
+            ],
+            2,
+        );
+        let idx = fetch_index(
+            &reqwest::Client::new(),
+            &server.url("/debian-security"),
+            "bookworm-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap();
+        assert_eq!(idx.packages.len(), 12);
+        let release_requests = server
+            .requests()
+            .iter()
+            .filter(|p| p.ends_with("/Release"))
+            .count();
+        assert_eq!(release_requests, 3, "two dropped, the third served");
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_three_attempts() {
+        let server =
+            Server::start_with(vec![(format!("{SUITE}/Release"), 503, b"busy".to_vec())], 0);
+        let err = fetch_index(
+            &reqwest::Client::new(),
+            &server.url("/debian-security"),
+            "bookworm-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, KernelsError::Http { status, .. } if status.as_u16() == 503),
+            "{err}"
+        );
+        assert_eq!(server.requests().len(), 3);
+    }
+
+    #[test]
+    fn release_parsing() {
+        let text = "Origin: Debian\nMD5Sum:\n 0123 5 main/binary-amd64/Packages\nSHA256:\n \
+                    ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789 12 main/binary-amd64/Packages\n\
+                    Acquire-By-Hash: yes\n";
+        let sums = parse_release_sha256(text, "u").unwrap();
+        assert_eq!(sums.len(), 1);
+        assert_eq!(sums["main/binary-amd64/Packages"].1, 12);
+        assert!(sums["main/binary-amd64/Packages"].0.starts_with("abcdef"));
+        for bad in [
+            "Origin: x\n",
+            "SHA256:\n zz 1 a\n",
+            "SHA256:\n 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef x a\n",
+            "SHA256:\n 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 1\n",
+        ] {
+            assert!(parse_release_sha256(bad, "u").is_err(), "{bad:?}");
+        }
+    }
+}

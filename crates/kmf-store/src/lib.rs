@@ -1,0 +1,101 @@
+//! Artifact stores. Everything kmodfarm publishes goes through [`Store`], so that S3 and read-only http stores
+//! slot in beside the local directory.
+//!
+//! Keys are `/`-separated relative paths (`0.1.0/debian/x86_64/6.1.0-56-amd64/hello.ko`). A store never
+//! exposes a half-written object: the local store writes to a temporary file in the same directory, syncs it
+//! and renames it into place.
+
+mod error;
+mod local;
+
+use std::path::Path;
+
+pub use error::StoreError;
+pub use local::LocalStore;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Where the store is, for logs and reports (`file:///srv/kmods`).
+    fn url(&self) -> String;
+    /// Publishes a file under `key`, atomically.
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError>;
+    /// Publishes bytes under `key`, atomically.
+    async fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The object's bytes, or `None` when absent.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Every key under `prefix` (recursively), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Opens a store from a URL: `file:///dir` or a plain path.
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Box::new(LocalStore::new(path)?));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(StoreError::UnsupportedScheme {
+            url: url.to_string(),
+            scheme: scheme.to_string(),
+        });
+    }
+    Ok(Box::new(LocalStore::new(url)?))
+}
+
+/// Rejects keys that could leave the store's root or alias another key.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| {
+        Err(StoreError::BadKey {
+            key: key.to_string(),
+            why: why.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.starts_with('/') {
+        return bad("absolute");
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return bad("contains a backslash or NUL");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return bad("empty path segment"),
+            "." | ".." => return bad("`.` or `..` segment"),
+            s if s.starts_with(".kmf-tmp") => return bad("reserved name"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a/.kmf-tmp-1",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+        validate_key("0.1.0/debian/x86_64/6.1.0-56-amd64/hello.ko").unwrap();
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(matches!(
+            open("gs://bucket"),
+            Err(StoreError::UnsupportedScheme { .. })
+        ));
+    }
+}

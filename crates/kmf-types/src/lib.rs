@@ -1,0 +1,18 @@
+//! Shared nouns of kmodfarm. Every stage crate speaks in these types; none of them does I/O.
+//!
+//! * [`Arch`]: a CPU architecture under its kernel-crawler / matrix spelling (`x86_64`, `aarch64`).
+//! * [`KernelList`] / [`KernelEntry`]: Falco kernel-crawler's `list.json`, plus the fields kmodfarm's own
+//!   crawlers add (package digests, the Debian package version, the flavour). Other tools ignore the extras.
+//! * [`MatrixEntry`]: one build variant, the element of the seed pipeline's matrix JSON.
+
+mod arch;
+mod distro;
+mod kernel;
+mod matrix;
+mod outcome;
+
+pub use arch::{Arch, UnknownArch};
+pub use distro::normalize_distro;
+pub use kernel::{HeaderPackage, KernelEntry, KernelList, KernelVersion};
+pub use matrix::{output_version, MatrixEntry};
+pub use outcome::FailureClass;

@@ -1,0 +1,47 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a variant failed. Every failure gets exactly one class, so reports can group them and a nightly run
+/// can tell a mirror outage (headers unavailable, download failed) from a driver bug (compile error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// No mirror and no recorded URL has the header packages (404/410 everywhere).
+    HeadersUnavailable,
+    /// Network errors, checksum mismatches, truncated downloads after all retries.
+    DownloadFailed,
+    /// A header package could not be unpacked (corrupt or hostile archive).
+    ExtractFailed,
+    /// No builder for the kernel's compiler, or the builder could not be created.
+    ToolchainUnavailable,
+    /// `make` exited non-zero.
+    CompileError,
+    /// The build exceeded its wall-clock limit.
+    Timeout,
+    /// A module is missing, for the wrong architecture, or has the wrong vermagic.
+    VerificationFailed,
+    /// Anything else (a bug or a local I/O problem); the message says what.
+    Internal,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::HeadersUnavailable => "headers unavailable",
+            FailureClass::DownloadFailed => "download failed",
+            FailureClass::ExtractFailed => "extract failed",
+            FailureClass::ToolchainUnavailable => "toolchain unavailable",
+            FailureClass::CompileError => "compile error",
+            FailureClass::Timeout => "timeout",
+            FailureClass::VerificationFailed => "verification failed",
+            FailureClass::Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,202 @@
+//! Command-line interface. Each subcommand's flags become options for one library call in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kmf_types::Arch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kmodfarm",
+    version,
+    about = "Build out-of-tree Linux kernel modules for every distribution, kernel release and architecture.",
+    long_about = "kmodfarm builds out-of-tree Linux kernel modules for many kernels at once.\n\n\
+It reads kernel lists (Falco kernel-crawler JSON, or its own crawl of apt mirrors), turns them into a build \
+matrix, fetches and verifies the header packages into a content-addressed cache, builds each variant in a \
+sandbox with the compiler the kernel was built with, verifies every .ko (ELF machine, vermagic) and publishes \
+modules and metadata to a store.\n\n\
+Typical use:\n  \
+kmodfarm kernels crawl --suite bookworm,bookworm-security --out kernels.json\n  \
+kmodfarm matrix generate --kernels kernels.json --distro debian --arch x86_64,aarch64 --driver-version 0.1.1\n  \
+kmodfarm build examples/hello --crawl --suite bookworm,bookworm-security --latest 1",
+    after_help = "Exit status: 0 success, 1 some variants failed to build, 2 bad input or configuration."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (repeat for debug logs). KMODFARM_LOG takes tracing filter syntax.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Kernel lists: crawl apt mirrors into kernel-crawler JSON, or summarise a list.
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
+    /// Build matrices in the seed pipeline's JSON shape.
+    #[command(subcommand)]
+    Matrix(MatrixCommand),
+    /// Build driver projects for every selected kernel, verify the modules and publish them to the store.
+    ///
+    /// Kernels come from a matrix file (--matrix), kernel lists (--kernels) or a fresh crawl of the Debian
+    /// mirror (--crawl). Each variant is built in a bubblewrap sandbox (no network, clean environment,
+    /// read-only toolchain and headers) with a builder matched to the kernel's compiler.
+    Build(Box<BuildArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelsCommand {
+    /// Crawl apt repositories (dists/SUITE/Release, main/binary-ARCH/Packages.xz) for kernel header packages and
+    /// write kernel-crawler JSON with each package's SHA256 and size.
+    ///
+    /// The mirror defaults to the one this machine's apt uses (/etc/apt/sources.list[.d]); `-security` suites
+    /// come from the security archive.
+    Crawl(CrawlArgs),
+    /// Summarise kernel lists: entries per distro and architecture.
+    Show {
+        /// Kernel list file or http(s) URL (repeatable).
+        #[arg(long = "kernels", required = true)]
+        kernels: Vec<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Debian archive mirror URI (default: from this machine's apt sources; env KMODFARM_DEBIAN_MIRROR).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Debian security archive URI, for `*-security` suites (env KMODFARM_DEBIAN_SECURITY_MIRROR).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Suites to crawl (bullseye, bookworm, bookworm-backports, trixie, sid, and *-security).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bookworm,bookworm-security,trixie,trixie-security"
+    )]
+    pub suite: Vec<String>,
+    /// Architectures.
+    #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
+    pub arch: Vec<Arch>,
+    /// Only these flavours (amd64, cloud-amd64, rt-amd64, arm64, cloud-arm64, rt-arm64, ...); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub flavour: Option<Vec<String>>,
+    /// Output file (default: stdout).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatrixCommand {
+    /// Generate the build matrix from kernel lists, with the seed pipeline's filters.
+    ///
+    /// Each element: kversion, distribution, architecture, kernelurls, output (store prefix; a driver patch
+    /// release keeps its minor release's prefix), driverversion, plus the digests a build needs.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FilterArgs {
+    /// Distributions to keep, comma separated (ubuntu, amazonlinux2023, debian, ...); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub distro: Option<Vec<String>>,
+    /// Architectures to keep.
+    #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
+    pub arch: Vec<Arch>,
+    /// Regular expression over kernelrelease, e.g. '.*6\.[0-9]+\..*'.
+    #[arg(long, value_name = "REGEX")]
+    pub kernel_release: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Kernel list: file or http(s) URL, kernel-crawler JSON or `kmodfarm kernels crawl` output (repeatable).
+    #[arg(long = "kernels", required = true, value_name = "FILE|URL")]
+    pub kernels: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Driver version written into each entry; its MAJOR.MINOR.0 is the store prefix.
+    #[arg(long)]
+    pub driver_version: String,
+    /// Output file (default: stdout).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Driver project directories (each may have a kmodfarm.toml).
+    #[arg(default_value = ".")]
+    pub projects: Vec<PathBuf>,
+    /// Build the variants of this matrix file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernels", "crawl"])]
+    pub matrix: Option<PathBuf>,
+    /// Kernel list file or URL (repeatable).
+    #[arg(long = "kernels", value_name = "FILE|URL")]
+    pub kernels: Vec<String>,
+    /// Crawl the Debian mirror for the kernels of --suite.
+    #[arg(long)]
+    pub crawl: bool,
+    /// Suites for --crawl.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bookworm,bookworm-security,trixie,trixie-security"
+    )]
+    pub suite: Vec<String>,
+    /// Only these flavours (for --crawl).
+    #[arg(long, value_delimiter = ',')]
+    pub flavour: Option<Vec<String>>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Keep only the N newest kernels of each distro/arch/flavour/suite/kernel series.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Driver version (default: each project's kmodfarm.toml).
+    #[arg(long)]
+    pub driver_version: Option<String>,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Artifact store: a directory or file:// URL.
+    #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
+    pub store: String,
+    /// Cache of downloads, extracted packages and builders (default: $XDG_CACHE_HOME/kmodfarm, ~/.cache/kmodfarm,
+    /// or /var/cache/kmodfarm as root).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Where build logs and results.json go.
+    #[arg(long, default_value = "artifacts/report")]
+    pub report_dir: PathBuf,
+    /// Sandbox for builds: bubblewrap (default) or none (no isolation: trusted code on a disposable host).
+    #[arg(long, default_value = "bubblewrap")]
+    pub sandbox: String,
+    /// Parallel variant builds (default: from cores and memory).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Wall-clock limit per kbuild run, in seconds.
+    #[arg(long, default_value_t = 1200)]
+    pub timeout: u64,
+    /// Memory limit per build, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub memory: u64,
+    /// Print results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse() -> Cli {
+    Cli::parse()
+}

@@ -1,0 +1,117 @@
+//! One file per subcommand; `run` picks the exit code in one place.
+
+mod build;
+mod kernels;
+mod matrix;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use kmf_kernels::mirrors::DebianMirrors;
+
+use crate::cli::{Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs};
+
+/// Exit codes: the contract scripts and CI rely on.
+pub enum Outcome {
+    Success,
+    /// The command ran but some variants failed.
+    SomeFailed,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    crate::reporters::init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Kernels(KernelsCommand::Crawl(args)) => kernels::crawl(args).await,
+            Command::Kernels(KernelsCommand::Show { kernels, json }) => {
+                kernels::show(kernels, json).await
+            }
+            Command::Matrix(MatrixCommand::Generate(args)) => matrix::generate(args).await,
+            Command::Build(args) => build::build(*args).await,
+        }
+    });
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeFailed) => ExitCode::from(1),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("kmodfarm/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .build()
+        .context("creating the HTTP client")
+}
+
+/// Flags first, then KMODFARM_DEBIAN_MIRROR*, then this machine's apt sources.
+pub(crate) fn debian_mirrors(args: &MirrorArgs) -> anyhow::Result<DebianMirrors> {
+    let discovered = DebianMirrors::discover();
+    match (&args.mirror, discovered) {
+        (Some(archive), d) => Ok(DebianMirrors {
+            archive: archive.trim_end_matches('/').to_string(),
+            security: args
+                .security_mirror
+                .clone()
+                .or_else(|| d.ok().and_then(|d| d.security)),
+        }),
+        (None, Ok(mut d)) => {
+            if let Some(s) = &args.security_mirror {
+                d.security = Some(s.trim_end_matches('/').to_string());
+            }
+            Ok(d)
+        }
+        (None, Err(e)) => Err(anyhow::anyhow!(e)).context("hint: pass --mirror URL"),
+    }
+}
+
+/// Writes data to a file atomically (temp + rename) or to stdout.
+pub(crate) fn write_output(out: Option<&std::path::Path>, data: &str) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let tmp = dir.join(format!(
+                ".{}.kmf-tmp",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            Ok(())
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(data.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Progress and summaries. Bars on a terminal; plain log lines in CI or when stderr is not a terminal.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kmf_farm::{FarmReporter, Stage, Status, VariantResult};
+use tracing_subscriber::EnvFilter;
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("KMODFARM_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,kmodfarm={default},kmf_farm={default},kmf_build={default},kmf_kernels={default},kmf_fetch={default}"
+        ))
+    });
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+fn interactive() -> bool {
+    std::io::stderr().is_terminal() && std::env::var("CI").map_or(true, |v| v != "true")
+}
+
+/// Live view: an overall bar plus one line per running variant (stage, elapsed).
+pub struct FarmProgress {
+    multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    lines: Mutex<HashMap<String, (ProgressBar, Instant)>>,
+    downloads: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl FarmProgress {
+    pub fn new(total: usize) -> Arc<Self> {
+        let (multi, overall) = if interactive() {
+            let multi = MultiProgress::new();
+            let bar = multi.add(ProgressBar::new(total as u64));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} variants {elapsed} {msg}")
+                    .expect("valid template"),
+            );
+            (Some(multi), Some(bar))
+        } else {
+            (None, None)
+        };
+        Arc::new(FarmProgress {
+            multi,
+            overall,
+            lines: Mutex::default(),
+            downloads: Mutex::default(),
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.overall {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl FarmReporter for FarmProgress {
+    fn started(&self, label: &str) {
+        if let Some(multi) = &self.multi {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            self.lines
+                .lock()
+                .unwrap()
+                .insert(label.to_string(), (bar, Instant::now()));
+        }
+    }
+
+    fn stage(&self, label: &str, stage: Stage) {
+        if self.multi.is_some() {
+            if let Some((bar, started)) = self.lines.lock().unwrap().get(label) {
+                bar.set_message(format!(
+                    "{} ({}s)",
+                    stage.as_str(),
+                    started.elapsed().as_secs()
+                ));
+            }
+        } else {
+            tracing::info!("{label}: {}", stage.as_str());
+        }
+    }
+
+    fn finished(&self, r: &VariantResult) {
+        if let Some((bar, _)) = self.lines.lock().unwrap().remove(&r.label) {
+            bar.finish_and_clear();
+        }
+        if let Some(bar) = &self.overall {
+            bar.inc(1);
+        }
+        let line = match &r.status {
+            Status::Success => format!("ok     {} ({:.1}s)", r.label, r.durations.total_secs),
+            Status::Failed { class, message } => {
+                format!("FAILED {} [{class}]: {message}", r.label)
+            }
+        };
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => tracing::info!("{line}"),
+        }
+    }
+}
+
+impl kmf_fetch::FetchProgress for FarmProgress {
+    fn started(&self, file_name: &str, total: Option<u64>) {
+        match &self.multi {
+            Some(multi) => {
+                let bar = multi.add(ProgressBar::new(total.unwrap_or(0)));
+                bar.set_style(
+                    ProgressStyle::with_template("  ↓ {msg} {bytes}/{total_bytes} {bytes_per_sec}")
+                        .expect("valid template"),
+                );
+                bar.set_message(file_name.to_string());
+                self.downloads
+                    .lock()
+                    .unwrap()
+                    .insert(file_name.to_string(), bar);
+            }
+            None => tracing::info!("downloading {file_name}"),
+        }
+    }
+
+    fn advanced(&self, file_name: &str, bytes: u64) {
+        if let Some(bar) = self.downloads.lock().unwrap().get(file_name) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finished(&self, file_name: &str, ok: bool) {
+        if let Some(bar) = self.downloads.lock().unwrap().remove(file_name) {
+            bar.finish_and_clear();
+        }
+        if self.multi.is_none() && !ok {
+            tracing::warn!("download of {file_name} failed");
+        }
+    }
+
+    fn retrying(&self, file_name: &str, url: &str, attempt: u32, error: &str) {
+        tracing::warn!("{file_name}: attempt {attempt} from {url} failed ({error}); retrying");
+    }
+}
+
+/// The end-of-run table: one line per variant.
+pub fn summary_table(results: &[VariantResult]) -> String {
+    let mut out = String::new();
+    let width = results.iter().map(|r| r.label.len()).max().unwrap_or(10);
+    out.push_str(&format!(
+        "\n{:<width$}  {:<22} {:>8}\n",
+        "variant", "result", "seconds"
+    ));
+    for r in results {
+        let result = match &r.status {
+            Status::Success => "ok".to_string(),
+            Status::Failed { class, .. } => class.to_string(),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<22} {:>8.1}\n",
+            r.label, result, r.durations.total_secs
+        ));
+    }
+    let ok = results.iter().filter(|r| r.is_success()).count();
+    out.push_str(&format!(
+        "{} variant(s) built, {} failed\n",
+        ok,
+        results.len() - ok
+    ));
+    out
+}

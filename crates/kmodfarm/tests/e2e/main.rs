@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `kmodfarm` binary against the real Debian mirror, real bubblewrap and real
+//! builders. Network tests skip with a message when the mirror is unreachable, except under `CI=true`, where
+//! they fail: a green CI means the real paths ran.
+
+mod bad_input;
+mod debian;
+mod matrix;
+mod util;

@@ -1,0 +1,95 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn shared() -> Option<PathBuf> {
+    let p = workspace().join("../shared");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipping: ../shared is absent");
+        None
+    }
+}
+
+pub fn kmodfarm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kmodfarm"));
+    c.env_remove("KMODFARM_STORE").env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running kmodfarm");
+    eprintln!(
+        "$ {:?}\nstatus: {}\nstderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Downloads, extracted packages and builders are shared by every test run on the machine, as they would be
+/// by every run of a real farm: the cache is content-addressed, so sharing is safe.
+pub fn cache_dir() -> PathBuf {
+    let dir = workspace().join("target/e2e-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A crawl of the Debian mirror (bookworm, bookworm-security, trixie, trixie-security; both architectures),
+/// made once per test run. `None` (skip) when the mirror is unreachable outside CI.
+pub fn debian_crawl() -> Option<PathBuf> {
+    static CRAWL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CRAWL
+        .get_or_init(|| {
+            let out_dir = workspace().join("target/e2e");
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let file = out_dir.join(format!("crawl-{}.json", std::process::id()));
+            let out = run(kmodfarm().args(["kernels", "crawl", "--out"]).arg(&file));
+            if out.status.success() {
+                Some(file)
+            } else if in_ci() {
+                panic!("the Debian mirror must be reachable under CI=true");
+            } else {
+                eprintln!("skipping: the Debian mirror is unreachable");
+                None
+            }
+        })
+        .clone()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

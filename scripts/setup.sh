@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the system packages kmodfarm and its test suite use. Idempotent: a second run only checks.
+# The Debian mirror is the one this machine's apt is configured with; nothing here names a host.
+set -euo pipefail
+
+packages=(
+  bubblewrap          # default build sandbox
+  mmdebstrap          # creates the builder root filesystems (toolchains) from the mirror
+  ca-certificates
+  qemu-system-x86 qemu-system-arm   # boot tests
+  busybox-static
+  kmod                # modinfo/depmod in tests
+  gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu  # host-side cross tools for `--sandbox none`
+  make bc flex bison libelf-dev
+  rpm                 # rpmbuild for RPM fixtures
+  chromium            # renders the HTML report in tests
+  pkg-config libssl-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { echo "setup: all system packages present"; exit 0; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+
+# Some images carry qemu-utils from <codename>-backports; qemu-system-* must then come from the same suite
+# or apt refuses the combination. Add the backports suite on the same mirror the machine already uses.
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+target_release=()
+if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q '~bpo'; then
+  if ! grep -rqs -- "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    uri=$(grep -rhs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -1)
+    [ -n "$uri" ] || uri=$(grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' | grep -v security | head -1)
+    printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$uri" "$codename" | $SUDO tee /etc/apt/sources.list.d/kmodfarm-backports.sources >/dev/null
+  fi
+  target_release=(-t "${codename}-backports")
+fi
+
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${target_release[@]}" "${missing[@]}"
+echo "setup: installed ${missing[*]}"

@@ -11,10 +11,10 @@ use kmf_sandbox::{Limits, Sandbox};
 use kmf_store::Store;
 use kmf_types::{Arch, FailureClass, MatrixEntry};
 
-use crate::report::{
+use crate::resolve::{resolve, Indexes};
+use kmf_report::{
     Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
 };
-use crate::resolve::{resolve, Indexes};
 
 /// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
 #[derive(Debug, Clone)]

@@ -7,9 +7,8 @@
 
 mod farm;
 mod host_layout;
-mod report;
 mod resolve;
 pub mod select;
 
 pub use farm::{Driver, Farm, FarmOptions, FarmReporter, Stage};
-pub use report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};
+pub use kmf_report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};

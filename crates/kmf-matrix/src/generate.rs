@@ -109,6 +109,8 @@ pub fn generate(lists: &KernelList, filter: &MatrixFilter) -> Result<Generated, 
                     .kernelconfigdata
                     .as_ref()
                     .map(|d| hex::encode(Sha256::digest(d.as_bytes()))),
+                builder: None,
+                buildkey: None,
             };
             seen.insert(id, matrix_entry);
         }

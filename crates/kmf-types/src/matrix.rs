@@ -33,6 +33,13 @@ pub struct MatrixEntry {
     /// SHA256 of the decoded kernel config, when the list carried one (`kernelconfigdata`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernelconfigsha256: Option<String>,
+    /// The builder (toolchain root filesystem and compiler) a published variant was built with. Absent in
+    /// freshly generated matrices; `sync` fills it in the matrix it publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// The content-addressed build key of a published variant (see `kmf_farm::keys`); absent until built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildkey: Option<String>,
 }
 
 fn default_kernelversion() -> String {

@@ -13,6 +13,8 @@ pub struct BuilderStore {
     /// One creation at a time per builder inside this process; other processes race harmlessly (the rename
     /// into place is atomic and the loser discards its copy).
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Builder id → identity: a ready builder never changes, and a sync checks thousands of variants.
+    identities: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl BuilderStore {
@@ -20,6 +22,7 @@ impl BuilderStore {
         BuilderStore {
             root: root.into(),
             locks: Default::default(),
+            identities: Default::default(),
         }
     }
 
@@ -98,6 +101,65 @@ impl BuilderStore {
     }
 }
 
+impl BuilderStore {
+    /// [`builder_identity`] of a ready builder, computed once per process.
+    pub fn identity(&self, spec: &BuilderSpec, rootfs: &Path) -> Result<String, BuildError> {
+        if let Some(id) = self.identities.lock().expect("poisoned").get(&spec.id) {
+            return Ok(id.clone());
+        }
+        let id = builder_identity(rootfs, spec)?;
+        self.identities
+            .lock()
+            .expect("poisoned")
+            .insert(spec.id.clone(), id.clone());
+        Ok(id)
+    }
+
+    /// The builder if it is already here (no creation).
+    pub fn existing(&self, spec: &BuilderSpec) -> Option<PathBuf> {
+        let dest = self.path(spec);
+        is_ready(&dest).then_some(dest)
+    }
+}
+
+/// What a build's toolchain really is: the builder id (suite, compiler, package list, recipe) plus a digest of
+/// every package and version installed in its root filesystem, so a builder recreated from a mirror that has
+/// since updated gcc or binutils has another identity. Reads dpkg's status file (a few milliseconds).
+pub fn builder_identity(rootfs: &Path, spec: &BuilderSpec) -> Result<String, BuildError> {
+    let status_path = rootfs.join("var/lib/dpkg/status");
+    let status =
+        std::fs::read_to_string(&status_path).map_err(BuildError::io("read", &status_path))?;
+    Ok(format!("{}@{}", spec.id, &installed_digest(&status)[..16]))
+}
+
+/// SHA256 over the sorted `package:arch=version` lines of the installed packages in a dpkg status file.
+fn installed_digest(status: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<String> = status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |name: &str| {
+                stanza.lines().find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .map(str::trim)
+                })
+            };
+            let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
+            installed.then(|| {
+                format!(
+                    "{}:{}={}",
+                    field("Package").unwrap_or_default(),
+                    field("Architecture").unwrap_or_default(),
+                    field("Version").unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    lines.sort();
+    hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
+}
+
 const READY: &str = ".kmodfarm-builder.json";
 
 fn is_ready(dir: &Path) -> bool {
@@ -114,4 +176,30 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Package: gcc-12\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.2.0-14\n\n\
+Package: make\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-4.1\n\n\
+Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1\n";
+
+    #[test]
+    fn identity_follows_installed_versions_not_order() {
+        let a = installed_digest(STATUS);
+        let mut reordered: Vec<&str> = STATUS.split("\n\n").collect();
+        reordered.reverse();
+        assert_eq!(a, installed_digest(&reordered.join("\n\n")));
+        assert_ne!(
+            a,
+            installed_digest(&STATUS.replace("12.2.0-14", "12.2.0-15"))
+        );
+        // Packages that are not installed do not count.
+        assert_eq!(
+            a,
+            installed_digest(&STATUS.replace("Version: 1\n", "Version: 2\n"))
+        );
+    }
 }

@@ -13,7 +13,7 @@ pub mod kbuild;
 pub mod project;
 pub mod toolchain;
 
-pub use builder::BuilderStore;
+pub use builder::{builder_identity, BuilderStore};
 pub use error::BuildError;
 pub use kbuild::{find_kernel_tree, run_kbuild, BuiltModule, KbuildJob, KbuildOutput, KernelTree};
 pub use project::{BuildStep, ProjectConfig};

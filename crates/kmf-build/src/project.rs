@@ -21,7 +21,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::BuildError;
 
@@ -44,7 +44,7 @@ pub struct DriverSection {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
     #[serde(default = "dot")]
@@ -76,7 +76,7 @@ fn dot() -> String {
 }
 
 /// One `make M=<dir> modules` run.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildStep {
     #[serde(default = "dot")]

@@ -11,6 +11,7 @@ use kmf_sandbox::{Limits, Sandbox};
 use kmf_store::Store;
 use kmf_types::{Arch, FailureClass, MatrixEntry};
 
+use crate::keys;
 use crate::resolve::{resolve, Indexes};
 use kmf_report::{
     Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
@@ -46,6 +47,8 @@ impl Driver {
 /// Where a variant is in the pipeline, for live progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Comparing build keys with the store.
+    Check,
     Resolve,
     Download,
     Extract,
@@ -58,6 +61,7 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Check => "check",
             Stage::Resolve => "resolve",
             Stage::Download => "download",
             Stage::Extract => "extract",
@@ -89,6 +93,8 @@ pub struct FarmOptions {
     pub limits: Limits,
     pub fetch: FetchOptions,
     pub fetch_progress: Option<Arc<dyn kmf_fetch::FetchProgress>>,
+    /// Build even when the store holds the variant with the same build key.
+    pub rebuild: bool,
 }
 
 pub struct Farm {
@@ -118,6 +124,11 @@ impl Farm {
             indexes: Indexes::new(client, opts.mirrors.clone()),
             opts,
         })
+    }
+
+    /// The store artifacts are published to.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.opts.store.clone()
     }
 
     /// Builds every (driver, variant) job, `jobs` at a time. Results come back in input order.
@@ -161,10 +172,22 @@ impl Farm {
             status: Status::Success,
             kernel_release: None,
             builder: None,
+            build_key: None,
             modules: vec![],
             log: None,
             durations: Durations::default(),
         };
+        if !self.opts.rebuild {
+            reporter.stage(&label, Stage::Check);
+            if let Some(published) = self.up_to_date(driver, &result).await {
+                result.status = Status::UpToDate;
+                result.kernel_release = Some(published.kernel_release);
+                result.builder = Some(published.toolchain.builder_identity);
+                result.build_key = Some(published.build_key);
+                result.durations.total_secs = start.elapsed().as_secs_f64();
+                return result;
+            }
+        }
         let log_dir = self.opts.report_dir.join("logs").join(&result.store_prefix);
         if let Err((class, message)) = self.pipeline(driver, &mut result, &log_dir, reporter).await
         {
@@ -245,7 +268,14 @@ impl Farm {
             .toolchain(&tree)
             .await
             .inspect_err(|(_, m)| note(&log_path, m))?;
-        result.builder = Some(spec.id.clone());
+        let builder_identity = self.builders.identity(&spec, &rootfs).map_err(|e| {
+            note(&log_path, &e.to_string());
+            (FailureClass::ToolchainUnavailable, e.to_string())
+        })?;
+        let input_key = keys::input_key(driver, &entry);
+        let build_key = keys::build_key(&input_key, &builder_identity);
+        result.builder = Some(builder_identity.clone());
+        result.build_key = Some(build_key.clone());
         result.durations.toolchain_secs = t.elapsed().as_secs_f64();
 
         if self.opts.sandbox.name() == "none" {
@@ -295,6 +325,7 @@ impl Farm {
             modules: out.modules.clone(),
             toolchain: Toolchain {
                 builder: spec.id.clone(),
+                builder_identity,
                 suite: spec.suite.clone(),
                 cc_version_text: tree.cc_version_text.clone(),
                 sandbox: self.opts.sandbox.name().to_string(),
@@ -311,6 +342,8 @@ impl Farm {
                     })
                     .collect(),
             },
+            build_key,
+            input_key,
             durations: result.durations.clone(),
             built_at: now_rfc3339(),
             log: "build.log".into(),
@@ -320,6 +353,53 @@ impl Farm {
             .map_err(|e| internal(&e))?;
         result.durations.publish_secs = t.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// The published record of this variant when it was built from the same inputs with the same toolchain
+    /// and all its modules are in the store. Needs no download: the input key is computed from the matrix
+    /// entry, and the builder is the one the record names (created first if this machine lacks it, since its
+    /// identity depends on what the mirror installs today).
+    async fn up_to_date(
+        &self,
+        driver: &Driver,
+        result: &VariantResult,
+    ) -> Option<keys::PublishedVariant> {
+        let store = &self.opts.store;
+        let bytes = store
+            .get_bytes(&format!("{}/metadata.json", result.store_prefix))
+            .await
+            .ok()??;
+        let published: keys::PublishedVariant = serde_json::from_slice(&bytes).ok()?;
+        if published.input_key != keys::input_key(driver, &result.entry) {
+            return None;
+        }
+        let spec = kmf_build::builder_for(published.toolchain.cc_version_text.as_deref()?).ok()?;
+        if spec.id != published.toolchain.builder {
+            return None;
+        }
+        let rootfs = match self.builders.existing(&spec) {
+            Some(path) => path,
+            None => {
+                let mirrors = self.indexes.mirrors()?;
+                self.builders
+                    .ensure(&spec, mirrors.uri_for_suite(&spec.suite))
+                    .await
+                    .ok()?
+            }
+        };
+        let identity = self.builders.identity(&spec, &rootfs).ok()?;
+        if identity != published.toolchain.builder_identity
+            || keys::build_key(&published.input_key, &identity) != published.build_key
+        {
+            return None;
+        }
+        for m in &published.modules {
+            let key = format!("{}/{}", result.store_prefix, m.file_name);
+            if !store.exists(&key).await.unwrap_or(false) {
+                return None;
+            }
+        }
+        Some(published)
     }
 
     async fn toolchain(

@@ -139,7 +139,7 @@ pub fn generate(lists: &KernelList, filter: &MatrixFilter) -> Result<Generated, 
 }
 
 /// Store keys must stay plain path segments whatever a list puts in `kernelversion`.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '~') {

@@ -9,7 +9,11 @@ pub const RESULTS_SCHEMA: u32 = 1;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "result")]
 pub enum Status {
+    /// Built, verified and published in this run.
     Success,
+    /// Already in the store with the same build key: a farm run found it up to date and did not rebuild it.
+    UpToDate,
+    /// Not built; `class` says why in one word, `message` in a sentence.
     Failed {
         class: FailureClass,
         message: String,
@@ -30,6 +34,8 @@ pub struct VariantResult {
     /// `uname -r` read from the header tree, when it got that far.
     pub kernel_release: Option<String>,
     pub builder: Option<String>,
+    /// The content-addressed key of the build's inputs, once known (see `kmf_farm::keys`).
+    pub build_key: Option<String>,
     pub modules: Vec<BuiltModule>,
     /// The build log on this machine (kept for failures too).
     pub log: Option<PathBuf>,
@@ -48,8 +54,10 @@ pub struct Durations {
 }
 
 impl VariantResult {
+    /// True for variants whose modules are in the store: built now ([`Status::Success`]) or found up to
+    /// date ([`Status::UpToDate`]).
     pub fn is_success(&self) -> bool {
-        self.status == Status::Success
+        matches!(self.status, Status::Success | Status::UpToDate)
     }
 }
 
@@ -66,6 +74,11 @@ pub struct VariantMetadata {
     pub modules: Vec<BuiltModule>,
     pub toolchain: Toolchain,
     pub inputs: Inputs,
+    /// What decides whether the variant must be rebuilt: a new build key means new inputs.
+    pub build_key: String,
+    /// The part of the build key known before any download (source, driver version, header package
+    /// identities, make arguments, recipe); see `kmf_farm::keys`.
+    pub input_key: String,
     pub durations: Durations,
     pub built_at: String,
     pub log: String,
@@ -74,6 +87,8 @@ pub struct VariantMetadata {
 #[derive(Debug, Clone, Serialize)]
 pub struct Toolchain {
     pub builder: String,
+    /// The builder id plus a digest of every package installed in its root filesystem.
+    pub builder_identity: String,
     pub suite: String,
     pub cc_version_text: Option<String>,
     pub sandbox: String,

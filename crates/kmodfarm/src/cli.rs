@@ -46,6 +46,18 @@ pub enum Command {
     /// mirror (--crawl). Each variant is built in a bubblewrap sandbox (no network, clean environment,
     /// read-only toolchain and headers) with a builder matched to the kernel's compiler.
     Build(Box<BuildArgs>),
+    /// The nightly job: rebuild only what changed since the last published matrix, then publish the new one.
+    ///
+    /// Reads the matrix published last time (<driver>/<MAJOR.MINOR.0>/matrix.json in the store), generates a
+    /// fresh one from --kernels or --crawl with the same filters as `matrix generate`, diffs them, builds the
+    /// variants whose build key changed (new kernels, new header packages, a driver release, a source or
+    /// toolchain change) in parallel, publishes their artifacts and then the new matrix. Variants that are
+    /// already in the store with the same build key are not downloaded or built. Failed variants stay out
+    /// of the published matrix so that the next run retries them. Distributions, suites or architectures that
+    /// vanished from the crawl or shrank past --shrink-threshold are held, not removed.
+    ///
+    /// Exit status: 0 when every variant is built or up to date, 1 when some failed, 2 on bad input.
+    Sync(Box<SyncArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +118,30 @@ pub enum MatrixCommand {
     /// Each element: kversion, distribution, architecture, kernelurls, output (store prefix; a driver patch
     /// release keeps its minor release's prefix), driverversion, plus the digests a build needs.
     Generate(GenerateArgs),
+    /// Compare two matrices: what to build, what was removed, which groups are held.
+    ///
+    /// OLD is the matrix of the last build, NEW a fresh `matrix generate`. A variant is the same in both when
+    /// distribution, architecture and kversion agree, plus kernelversion where a release was uploaded more than
+    /// once (the `_<kernelversion>` suffix of its output); a release listed once whose kernelversion number
+    /// changes is the same variant.
+    ///
+    /// Added: only NEW has it. Modified: both have it and a build input changed: the driver version, the set of
+    /// header package files (compared by file name, and by SHA256 where both sides know it; reordered header
+    /// lists and packages moved to another mirror or path are not changes), the kernel config digest, or the
+    /// builder or build key where both matrices record one. Each modified variant lists its reasons. Removed:
+    /// only OLD has it.
+    ///
+    /// Safe diffs: entries are grouped by distribution, suite and architecture. When NEW lacks one of OLD's
+    /// groups, or has fewer than --shrink-threshold times OLD's entries of it, the group is held: its entries
+    /// that NEW lacks are reported as kept, not removed, with a warning, since a mirror outage or a crawler bug
+    /// looks like mass removal. The diff only classifies; it deletes nothing.
+    #[command(after_long_help = "Examples:\n  \
+kmodfarm matrix diff published.json fresh.json\n  \
+kmodfarm matrix diff published.json fresh.json --build-matrix todo.json\n  \
+kmodfarm build drivers/foo --matrix todo.json\n  \
+kmodfarm matrix diff published.json fresh.json --json | jq .summary\n\n\
+Exit status: 0 when the diff was made (whatever it found), 2 when a matrix cannot be read.")]
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -137,14 +173,66 @@ pub struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The previous matrix: a JSON array of entries, as `matrix generate` writes it or `sync` publishes it.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The fresh matrix to compare with OLD.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Print the whole diff as JSON on stdout instead of a summary: summary (counts), warnings, build (the
+    /// entries to build), added, modified (old, new and reasons of each), removed, held (groups) and kept.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the entries to build (added ones and NEW's version of modified ones) to FILE, as a matrix
+    /// for `build --matrix FILE`; `[]` when there is nothing to build.
+    #[arg(long, value_name = "FILE")]
+    pub build_matrix: Option<PathBuf>,
+    /// Hold a group (distribution, suite, architecture) when NEW has fewer than this fraction of OLD's
+    /// entries of it: 0.5 holds groups that lost more than half, 0 only groups missing from NEW (always held),
+    /// 1 any group that shrank at all.
+    #[arg(long, value_name = "FRACTION", default_value_t = kmf_matrix::DEFAULT_SHRINK_THRESHOLD)]
+    pub shrink_threshold: f64,
+}
+
+#[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Driver project directories (each may have a kmodfarm.toml).
     #[arg(default_value = ".")]
     pub projects: Vec<PathBuf>,
-    /// Build the variants of this matrix file.
+    /// Build the variants of this matrix file (e.g. `matrix diff --build-matrix` output).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kernels", "crawl"])]
     pub matrix: Option<PathBuf>,
-    /// Kernel list file or URL (repeatable).
+    #[command(flatten)]
+    pub source: KernelSourceArgs,
+    #[command(flatten)]
+    pub farm: FarmArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Driver project directories (each may have a kmodfarm.toml).
+    #[arg(default_value = ".")]
+    pub projects: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: KernelSourceArgs,
+    #[command(flatten)]
+    pub farm: FarmArgs,
+    /// Delete the artifacts of variants the new matrix no longer has (never those of held groups). Without
+    /// it, removed variants are only reported and stay published.
+    #[arg(long)]
+    pub prune: bool,
+    /// Hold a (distribution, suite, architecture) group, keeping its entries instead of removing them, when
+    /// the new matrix has fewer than this fraction of the old one's entries of it (a mirror outage or a
+    /// crawler bug looks like mass removal). Groups missing entirely are always held.
+    #[arg(long, default_value_t = kmf_matrix::DEFAULT_SHRINK_THRESHOLD, value_name = "FRACTION")]
+    pub shrink_threshold: f64,
+}
+
+/// Where the kernels come from and which of them to keep.
+#[derive(Debug, Args)]
+pub struct KernelSourceArgs {
+    /// Kernel list file or URL (repeatable): kernel-crawler JSON or `kernels crawl` output.
     #[arg(long = "kernels", value_name = "FILE|URL")]
     pub kernels: Vec<String>,
     /// Crawl the Debian mirror for the kernels of --suite.
@@ -170,6 +258,11 @@ pub struct BuildArgs {
     pub driver_version: Option<String>,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
+}
+
+/// Where builds run and where their results go.
+#[derive(Debug, Args)]
+pub struct FarmArgs {
     /// Artifact store: a directory or file:// URL.
     #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
     pub store: String,
@@ -177,7 +270,7 @@ pub struct BuildArgs {
     /// or /var/cache/kmodfarm as root).
     #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Where build logs and results.json go.
+    /// Where build logs and the reports go: results.json, junit.xml, index.html.
     #[arg(long, default_value = "artifacts/report")]
     pub report_dir: PathBuf,
     /// Sandbox for builds: bubblewrap (default) or none (no isolation: trusted code on a disposable host).
@@ -192,6 +285,10 @@ pub struct BuildArgs {
     /// Memory limit per build, in MiB.
     #[arg(long, default_value_t = 4096)]
     pub memory: u64,
+    /// Build even variants the store already has with the same build key (source, driver version, header
+    /// package digests, builder identity, make arguments, kmodfarm's recipe).
+    #[arg(long)]
+    pub rebuild: bool,
     /// Print results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

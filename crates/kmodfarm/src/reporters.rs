@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kmf_farm::{FarmReporter, Stage, Status, VariantResult};
@@ -38,7 +37,7 @@ fn interactive() -> bool {
 pub struct FarmProgress {
     multi: Option<MultiProgress>,
     overall: Option<ProgressBar>,
-    lines: Mutex<HashMap<String, (ProgressBar, Instant)>>,
+    lines: Mutex<HashMap<String, ProgressBar>>,
     downloads: Mutex<HashMap<String, ProgressBar>>,
 }
 
@@ -75,34 +74,30 @@ impl FarmReporter for FarmProgress {
         if let Some(multi) = &self.multi {
             let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(
-                ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
+                ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg:10} {elapsed}")
                     .expect("valid template"),
             );
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            self.lines
-                .lock()
-                .unwrap()
-                .insert(label.to_string(), (bar, Instant::now()));
+            self.lines.lock().unwrap().insert(label.to_string(), bar);
         }
     }
 
     fn stage(&self, label: &str, stage: Stage) {
         if self.multi.is_some() {
-            if let Some((bar, started)) = self.lines.lock().unwrap().get(label) {
-                bar.set_message(format!(
-                    "{} ({}s)",
-                    stage.as_str(),
-                    started.elapsed().as_secs()
-                ));
+            if let Some(bar) = self.lines.lock().unwrap().get(label) {
+                bar.set_message(stage.as_str());
             }
+        } else if stage == Stage::Check {
+            // One per variant of a nightly sync, thousands of them: only when asked for.
+            tracing::debug!("{label}: {}", stage.as_str());
         } else {
             tracing::info!("{label}: {}", stage.as_str());
         }
     }
 
     fn finished(&self, r: &VariantResult) {
-        if let Some((bar, _)) = self.lines.lock().unwrap().remove(&r.label) {
+        if let Some(bar) = self.lines.lock().unwrap().remove(&r.label) {
             bar.finish_and_clear();
         }
         if let Some(bar) = &self.overall {
@@ -110,14 +105,17 @@ impl FarmReporter for FarmProgress {
         }
         let line = match &r.status {
             Status::Success => format!("ok     {} ({:.1}s)", r.label, r.durations.total_secs),
+            Status::UpToDate => format!("same   {} (up to date)", r.label),
             Status::Failed { class, message } => {
                 format!("FAILED {} [{class}]: {message}", r.label)
             }
         };
         match &self.multi {
+            Some(_) if r.status == Status::UpToDate => {}
             Some(m) => {
                 let _ = m.println(line);
             }
+            None if r.status == Status::UpToDate => tracing::debug!("{line}"),
             None => tracing::info!("{line}"),
         }
     }
@@ -170,9 +168,15 @@ pub fn summary_table(results: &[VariantResult]) -> String {
         "\n{:<width$}  {:<22} {:>8}\n",
         "variant", "result", "seconds"
     ));
+    // A nightly sync finds thousands of variants up to date; list them only in small runs.
+    let list_up_to_date = results.len() <= 50;
     for r in results {
+        if r.status == Status::UpToDate && !list_up_to_date {
+            continue;
+        }
         let result = match &r.status {
             Status::Success => "ok".to_string(),
+            Status::UpToDate => "up to date".to_string(),
             Status::Failed { class, .. } => class.to_string(),
         };
         out.push_str(&format!(
@@ -180,11 +184,12 @@ pub fn summary_table(results: &[VariantResult]) -> String {
             r.label, result, r.durations.total_secs
         ));
     }
-    let ok = results.iter().filter(|r| r.is_success()).count();
+    let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     out.push_str(&format!(
-        "{} variant(s) built, {} failed\n",
-        ok,
-        results.len() - ok
+        "{} variant(s) built, {} up to date, {} failed\n",
+        count(|s| *s == Status::Success),
+        count(|s| *s == Status::UpToDate),
+        count(|s| matches!(s, Status::Failed { .. }))
     ));
     out
 }

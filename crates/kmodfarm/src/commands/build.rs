@@ -10,47 +10,12 @@ use kmf_types::{KernelList, MatrixEntry};
 
 use super::matrix::filter;
 use super::{debian_mirrors, http_client, write_output, Outcome};
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, FarmArgs, KernelSourceArgs};
 use crate::reporters;
 
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
-    let sandbox_kind: SandboxKind = args
-        .sandbox
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("--sandbox")?;
-    let drivers: Vec<Arc<Driver>> = args
-        .projects
-        .iter()
-        .map(|p| {
-            Driver::load(p, args.driver_version.as_deref())
-                .map(Arc::new)
-                .with_context(|| format!("loading driver project {}", p.display()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-
-    let client = http_client()?;
-    let mirrors = debian_mirrors(&args.mirrors).ok();
-    let lists = if args.crawl {
-        let mirrors = debian_mirrors(&args.mirrors)?;
-        Some(
-            kmf_kernels::apt::crawl_debian(
-                &client,
-                &CrawlOptions {
-                    mirrors,
-                    suites: args.suite.clone(),
-                    arches: args.filter.arch.clone(),
-                    flavours: args.flavour.clone(),
-                },
-            )
-            .await
-            .context("crawling the Debian mirror")?,
-        )
-    } else if !args.kernels.is_empty() {
-        Some(kmf_kernels::load_all(&args.kernels, &client).await?)
-    } else {
-        None
-    };
+    let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
+    let lists = kernel_lists(&args.source).await?;
     let from_matrix: Option<Vec<MatrixEntry>> = match &args.matrix {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -69,13 +34,9 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     let mut jobs = Vec::new();
     for driver in &drivers {
         let entries = match (&from_matrix, &lists) {
-            (Some(m), _) => m.clone(),
-            (None, Some(lists)) => matrix_for(lists, &args, &driver.version)?,
+            (Some(m), _) => select(m.clone(), &args.source),
+            (None, Some(lists)) => matrix_for(lists, &args.source, &driver.version)?,
             (None, None) => unreachable!(),
-        };
-        let entries = match args.latest {
-            Some(n) => kmf_farm::select::latest(entries, n),
-            None => entries,
         };
         jobs.extend(entries.into_iter().map(|e| (driver.clone(), e)));
     }
@@ -83,11 +44,65 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("the filters select no kernel: nothing to build");
     }
 
+    let (farm, ui) = open_farm(&args.farm, &args.source, jobs.len())?;
+    let results = farm.build(jobs, ui.clone()).await;
+    ui.finish();
+    report(&args.farm, &results)
+}
+
+pub(crate) fn load_drivers(
+    projects: &[PathBuf],
+    version: Option<&str>,
+) -> anyhow::Result<Vec<Arc<Driver>>> {
+    projects
+        .iter()
+        .map(|p| {
+            Driver::load(p, version)
+                .map(Arc::new)
+                .with_context(|| format!("loading driver project {}", p.display()))
+        })
+        .collect()
+}
+
+/// The kernel lists of --crawl or --kernels, if either was given.
+pub(crate) async fn kernel_lists(args: &KernelSourceArgs) -> anyhow::Result<Option<KernelList>> {
+    let client = http_client()?;
+    if args.crawl {
+        let mirrors = debian_mirrors(&args.mirrors)?;
+        let lists = kmf_kernels::apt::crawl_debian(
+            &client,
+            &CrawlOptions {
+                mirrors,
+                suites: args.suite.clone(),
+                arches: args.filter.arch.clone(),
+                flavours: args.flavour.clone(),
+            },
+        )
+        .await
+        .context("crawling the Debian mirror")?;
+        Ok(Some(lists))
+    } else if !args.kernels.is_empty() {
+        Ok(Some(kmf_kernels::load_all(&args.kernels, &client).await?))
+    } else {
+        Ok(None)
+    }
+}
+
+pub(crate) fn open_farm(
+    args: &FarmArgs,
+    source: &KernelSourceArgs,
+    variants: usize,
+) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
+    let sandbox_kind: SandboxKind = args
+        .sandbox
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("--sandbox")?;
     let cache = args.cache.clone().unwrap_or_else(default_cache_dir);
     let store = kmf_store::open(&args.store).context("opening the store")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
     let (jobs_n, make_jobs) = parallelism(args.jobs);
-    let ui = reporters::FarmProgress::new(jobs.len());
+    let ui = reporters::FarmProgress::new(variants);
     let farm = Farm::new(FarmOptions {
         cache_dir: cache,
         report_dir: args.report_dir.clone(),
@@ -95,7 +110,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         make_jobs,
         sandbox: Arc::from(sandbox),
         store: Arc::from(store),
-        mirrors,
+        mirrors: debian_mirrors(&source.mirrors).ok(),
         limits: Limits {
             timeout: Duration::from_secs(args.timeout),
             memory_bytes: Some(args.memory * 1024 * 1024),
@@ -103,26 +118,32 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         },
         fetch: Default::default(),
         fetch_progress: Some(ui.clone()),
+        rebuild: args.rebuild,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(
-        variants = jobs.len(),
+        variants,
         jobs = jobs_n,
-        "building {} variant(s), {} at a time",
-        jobs.len(),
-        jobs_n
+        "{variants} variant(s), {jobs_n} at a time"
     );
-    let results = farm.build(jobs, ui.clone()).await;
-    ui.finish();
+    Ok((farm, ui))
+}
 
-    let results_path = args.report_dir.join("results.json");
-    let results_json = serde_json::to_string_pretty(&results)? + "\n";
-    write_output(Some(&results_path), &results_json)?;
+/// Writes results.json, junit.xml and index.html, prints the summary (or the results as JSON with --json) and
+/// picks the exit code.
+pub(crate) fn report(args: &FarmArgs, results: &[VariantResult]) -> anyhow::Result<Outcome> {
+    let files = kmf_report::write_reports(&args.report_dir, results)
+        .with_context(|| format!("writing reports to {}", args.report_dir.display()))?;
     if args.json {
-        write_output(None, &results_json)?;
+        write_output(None, &kmf_report::results_json(results)?)?;
     } else {
-        eprint!("{}", reporters::summary_table(&results));
-        eprintln!("results: {}", results_path.display());
+        eprint!("{}", reporters::summary_table(results));
+        eprintln!(
+            "reports: {}, {}, {}",
+            files.results_json.display(),
+            files.junit_xml.display(),
+            files.html.display()
+        );
     }
     Ok(if results.iter().all(VariantResult::is_success) {
         Outcome::Success
@@ -131,13 +152,21 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-fn matrix_for(
+/// The matrix of a kernel list for one driver version, with --latest applied.
+pub(crate) fn matrix_for(
     lists: &KernelList,
-    args: &BuildArgs,
+    args: &KernelSourceArgs,
     version: &str,
 ) -> anyhow::Result<Vec<MatrixEntry>> {
     let generated = kmf_matrix::generate(lists, &filter(&args.filter, version))?;
-    Ok(generated.entries)
+    Ok(select(generated.entries, args))
+}
+
+fn select(entries: Vec<MatrixEntry>, args: &KernelSourceArgs) -> Vec<MatrixEntry> {
+    match args.latest {
+        Some(n) => kmf_farm::select::latest(entries, n),
+        None => entries,
+    }
 }
 
 /// `$XDG_CACHE_HOME/kmodfarm` or `~/.cache/kmodfarm`; as root `/var/cache/kmodfarm`, because root's home is

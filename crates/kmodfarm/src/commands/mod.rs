@@ -3,6 +3,7 @@
 mod build;
 mod kernels;
 mod matrix;
+mod sync;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,7 +39,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 kernels::show(kernels, json).await
             }
             Command::Matrix(MatrixCommand::Generate(args)) => matrix::generate(args).await,
+            Command::Matrix(MatrixCommand::Diff(args)) => matrix::diff(args),
             Command::Build(args) => build::build(*args).await,
+            Command::Sync(args) => sync::sync(*args).await,
         }
     });
     match result {

@@ -5,4 +5,5 @@
 mod bad_input;
 mod debian;
 mod matrix;
+mod sync;
 mod util;

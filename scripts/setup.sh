@@ -15,6 +15,7 @@ packages=(
   rpm                 # rpmbuild for RPM fixtures
   chromium            # renders the HTML report in tests
   pkg-config libssl-dev
+  time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists
 )
 
 missing=()

@@ -4,8 +4,8 @@
 //! **Identity.** A variant is the same variant in OLD and NEW when distribution, architecture and `kversion`
 //! agree, plus kernel-crawler's `kernelversion` where the release was uploaded more than once (the
 //! `_<kernelversion>` suffix of `output`, or the release appearing in its list with more than one
-//! `kernelversion`). A release
-//! listed once whose `kernelversion` number changes is the same variant.
+//! `kernelversion`). A release listed once whose `kernelversion` number changes is the same variant, and so
+//! is one whose store prefix moved with a driver minor release.
 //!
 //! **Modified** means a build input changed, each change given as a [`ChangeReason`]:
 //! * the driver version, and the store prefix (`output`) where it differs;

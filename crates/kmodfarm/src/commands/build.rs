@@ -8,7 +8,7 @@ use kmf_kernels::apt::CrawlOptions;
 use kmf_sandbox::{Limits, SandboxKind};
 use kmf_types::{KernelList, MatrixEntry};
 
-use super::matrix::filter;
+use super::matrix::{filter, read_matrix};
 use super::{debian_mirrors, http_client, write_output, Outcome};
 use crate::cli::{BuildArgs, FarmArgs, KernelSourceArgs};
 use crate::reporters;
@@ -16,17 +16,7 @@ use crate::reporters;
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
     let lists = kernel_lists(&args.source).await?;
-    let from_matrix: Option<Vec<MatrixEntry>> = match &args.matrix {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a kmodfarm matrix", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
     if lists.is_none() && from_matrix.is_none() {
         anyhow::bail!("no kernels to build for: pass --matrix FILE, --kernels FILE|URL or --crawl");
     }
@@ -171,7 +161,7 @@ fn select(entries: Vec<MatrixEntry>, args: &KernelSourceArgs) -> Vec<MatrixEntry
 
 /// `$XDG_CACHE_HOME/kmodfarm` or `~/.cache/kmodfarm`; as root `/var/cache/kmodfarm`, because root's home is
 /// private (0700) and the unprivileged uid that runs each sandboxed build must reach the cached trees.
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if is_root && std::env::var_os("XDG_CACHE_HOME").is_none() {

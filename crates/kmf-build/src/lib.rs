@@ -16,5 +16,5 @@ pub mod toolchain;
 pub use builder::{builder_identity, BuilderStore};
 pub use error::BuildError;
 pub use kbuild::{find_kernel_tree, run_kbuild, BuiltModule, KbuildJob, KbuildOutput, KernelTree};
-pub use project::{BuildStep, ProjectConfig};
+pub use project::{BootSection, BuildStep, ProjectConfig};
 pub use toolchain::{builder_for, BuilderSpec};

@@ -17,6 +17,11 @@
 //! [[build.step]]
 //! dir = "consumer"
 //! extra_symbols = ["producer"]  # KBUILD_EXTRA_SYMBOLS=<producer>/Module.symvers
+//!
+//! # Optional: the boot test (`kmodfarm boot-test`, `--boot-test`).
+//! [boot]
+//! check = "tests/check.sh"      # run in the guest after loading; non-zero exit fails the test
+//! timeout_secs = 60             # hard limit per boot
 //! ```
 
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +37,9 @@ pub struct ProjectConfig {
     pub driver: DriverSection,
     #[serde(default)]
     pub build: BuildSection,
+    /// Boot-test settings; separate from `build` so that they do not enter build keys.
+    #[serde(default)]
+    pub boot: BootSection,
     /// Directory of the kmodfarm.toml (not read from the file).
     #[serde(skip)]
     pub root: PathBuf,
@@ -73,6 +81,19 @@ impl Default for BuildSection {
 
 fn dot() -> String {
     ".".into()
+}
+
+/// The `[boot]` section: how the boot test treats this project's modules.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BootSection {
+    /// A shell script (relative to the project) run in the guest by busybox `sh` after every module
+    /// loaded; a non-zero exit status fails the boot test.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Hard limit per boot, in seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// One `make M=<dir> modules` run.
@@ -132,6 +153,9 @@ impl ProjectConfig {
         for m in &self.build.modules {
             relative("build.modules entry", m)?;
         }
+        if let Some(check) = &self.boot.check {
+            relative("boot.check", check)?;
+        }
         for s in &self.build.steps {
             relative("build.step.dir", &s.dir)?;
             for e in &s.extra_symbols {
@@ -149,6 +173,11 @@ impl ProjectConfig {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "driver".into())
         })
+    }
+
+    /// The boot test's check script, if the project has one.
+    pub fn boot_check_script(&self) -> Option<PathBuf> {
+        self.boot.check.as_ref().map(|c| self.root.join(c))
     }
 
     pub fn source_dir(&self) -> PathBuf {
@@ -194,5 +223,24 @@ mod tests {
         std::fs::write(dir.path().join("kmodfarm.toml"), "[build]\nbogus=1\n").unwrap();
         let err = ProjectConfig::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn boot_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("kmodfarm.toml");
+        std::fs::write(&toml, "[boot]\ncheck='t/check.sh'\ntimeout_secs=30\n").unwrap();
+        let cfg = ProjectConfig::load(dir.path()).unwrap();
+        assert_eq!(cfg.boot.timeout_secs, Some(30));
+        assert_eq!(cfg.boot_check_script(), Some(dir.path().join("t/check.sh")));
+        std::fs::write(&toml, "[build]\n").unwrap();
+        assert_eq!(
+            ProjectConfig::load(dir.path()).unwrap().boot_check_script(),
+            None
+        );
+        std::fs::write(&toml, "[boot]\ncheck='/etc/passwd'\n").unwrap();
+        assert!(ProjectConfig::load(dir.path()).is_err());
+        std::fs::write(&toml, "[boot]\nbogus=1\n").unwrap();
+        assert!(ProjectConfig::load(dir.path()).is_err());
     }
 }

@@ -21,6 +21,18 @@ pub enum FailureClass {
     Timeout,
     /// A module is missing, for the wrong architecture, or has the wrong vermagic.
     VerificationFailed,
+    /// Boot test: the kernel did not reach the test's init, or the VM stopped before the test finished.
+    BootFailed,
+    /// Boot test: loading or unloading a module failed; the message says why (vermagic mismatch, symbol
+    /// version mismatch, unknown symbol, invalid module format, a missing dependency, ...).
+    LoadFailed,
+    /// Boot test: the kernel printed an oops, BUG, WARNING or panic, or was tainted beyond what an
+    /// out-of-tree unsigned module causes.
+    KernelWarning,
+    /// Boot test: the VM did not finish within its time limit (a module init that never returns).
+    BootTimeout,
+    /// Boot test: the project's check script exited non-zero in the guest.
+    CheckFailed,
     /// Anything else (a bug or a local I/O problem); the message says what.
     Internal,
 }
@@ -35,6 +47,11 @@ impl FailureClass {
             FailureClass::CompileError => "compile error",
             FailureClass::Timeout => "timeout",
             FailureClass::VerificationFailed => "verification failed",
+            FailureClass::BootFailed => "boot failed",
+            FailureClass::LoadFailed => "load failed",
+            FailureClass::KernelWarning => "kernel warning",
+            FailureClass::BootTimeout => "boot timeout",
+            FailureClass::CheckFailed => "boot check failed",
             FailureClass::Internal => "internal error",
         }
     }

@@ -37,7 +37,7 @@ pub enum Command {
     /// Kernel lists: crawl apt mirrors into kernel-crawler JSON, or summarise a list.
     #[command(subcommand)]
     Kernels(KernelsCommand),
-    /// Build matrices in the seed pipeline's JSON shape.
+    /// Build matrices in the seed pipeline's JSON shape: generate one from kernel lists, diff two.
     #[command(subcommand)]
     Matrix(MatrixCommand),
     /// Build driver projects for every selected kernel, verify the modules and publish them to the store.
@@ -58,6 +58,18 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant is built or up to date, 1 when some failed, 2 on bad input.
     Sync(Box<SyncArgs>),
+    /// Boot-test published variants: load every module into the real target kernel under QEMU.
+    ///
+    /// For each variant in the store (<driver>/<output>/metadata.json), fetches the kernel image package of
+    /// the same release and version and busybox-static for the architecture through the mirror's apt index
+    /// (verified, cached), builds an initramfs with the modules and a small init, boots it with
+    /// qemu-system-x86_64 or qemu-system-aarch64 (KVM when usable for the guest, TCG otherwise;
+    /// KMODFARM_QEMU_ACCEL=tcg|kvm forces one), loads the in-tree dependencies and the modules in dependency
+    /// order, runs the project's [boot] check script, unloads in reverse and judges the kernel log and taint
+    /// flags. Console logs go to <report-dir>/logs/<driver>/<output>/boot.log.
+    ///
+    /// Exit status: 0 when every variant passed, 1 when some failed, 2 on bad input.
+    BootTest(Box<BootTestArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +301,45 @@ pub struct FarmArgs {
     /// package digests, builder identity, make arguments, kmodfarm's recipe).
     #[arg(long)]
     pub rebuild: bool,
+    /// Print results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BootTestArgs {
+    /// Driver project directories whose kmodfarm.toml [boot] section (check script, timeout) applies to the
+    /// driver of the same name. Optional: without them, modules are only loaded and unloaded.
+    pub projects: Vec<PathBuf>,
+    /// Artifact store: a directory or file:// URL.
+    #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
+    pub store: String,
+    /// Only these drivers (comma separated; default all in the store).
+    #[arg(long, value_delimiter = ',')]
+    pub driver: Option<Vec<String>>,
+    /// Regular expression over the kernel release.
+    #[arg(long, value_name = "REGEX")]
+    pub kernel_release: Option<String>,
+    /// Architectures to test.
+    #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
+    pub arch: Vec<Arch>,
+    /// Boots at once (default: from cores and memory).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Hard limit per boot, in seconds (a project's [boot] timeout_secs takes precedence).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Guest memory, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Cache of downloads and extracted packages (default as for `build`).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Where the console logs go (logs/<driver>/<output>/boot.log) and boot-test.json.
+    #[arg(long, default_value = "artifacts/report")]
+    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
     /// Print results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

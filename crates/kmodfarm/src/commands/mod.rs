@@ -1,5 +1,6 @@
 //! One file per subcommand; `run` picks the exit code in one place.
 
+mod boot;
 mod build;
 mod kernels;
 mod matrix;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Matrix(MatrixCommand::Diff(args)) => matrix::diff(args),
             Command::Build(args) => build::build(*args).await,
             Command::Sync(args) => sync::sync(*args).await,
+            Command::BootTest(args) => boot::boot_test(*args).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 //! they fail: a green CI means the real paths ran.
 
 mod bad_input;
+mod boot;
 mod debian;
 mod matrix;
 mod sync;

@@ -1,0 +1,195 @@
+//! The packages a boot needs, found through the apt index of the mirror: the kernel image of the release
+//! under test and busybox-static for the guest's architecture.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kmf_fetch::Download;
+use kmf_kernels::apt::{self, PackageIndex, PackageStanza};
+use kmf_kernels::mirrors::DebianMirrors;
+use tokio::sync::OnceCell;
+
+type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, String>>>;
+
+/// Package indexes of the mirror, each fetched at most once per [`crate::BootTester`].
+pub(crate) struct Indexes {
+    client: reqwest::Client,
+    mirrors: DebianMirrors,
+    cells: Mutex<HashMap<(String, String), IndexCell>>,
+}
+
+impl Indexes {
+    pub(crate) fn new(client: reqwest::Client, mirrors: DebianMirrors) -> Self {
+        Indexes {
+            client,
+            mirrors,
+            cells: Mutex::default(),
+        }
+    }
+
+    async fn get(&self, suite: &str, deb_arch: &str) -> Result<Arc<PackageIndex>, String> {
+        let cell = {
+            let mut cells = self.cells.lock().expect("index map poisoned");
+            cells
+                .entry((suite.to_string(), deb_arch.to_string()))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            apt::fetch_index(
+                &self.client,
+                self.mirrors.uri_for_suite(suite),
+                suite,
+                "main",
+                deb_arch,
+            )
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+}
+
+/// The suite a `-security` or `-updates` suite builds on (`bookworm-security` → `bookworm`).
+pub(crate) fn base_suite(suite: &str) -> &str {
+    for suffix in [
+        "-security",
+        "/updates",
+        "-updates",
+        "-proposed-updates",
+        "-backports",
+    ] {
+        if let Some(base) = suite.strip_suffix(suffix) {
+            return base;
+        }
+    }
+    suite
+}
+
+/// Suites to search for a kernel image, in order: the variant's own, its base suite, the base's security
+/// suite (a point release moves a kernel from security into the base suite).
+fn image_suites(suite: &str) -> Vec<String> {
+    let base = base_suite(suite);
+    let mut out = vec![suite.to_string()];
+    for s in [base.to_string(), format!("{base}-security")] {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Package names holding the image of `release`: Debian's signed package, then the unsigned one.
+pub(crate) fn image_package_names(release: &str) -> [String; 2] {
+    [
+        format!("linux-image-{release}"),
+        format!("linux-image-{release}-unsigned"),
+    ]
+}
+
+fn download_of(index: &PackageIndex, p: &PackageStanza) -> Download {
+    Download {
+        file_name: p
+            .filename
+            .rsplit('/')
+            .next()
+            .unwrap_or(&p.filename)
+            .to_string(),
+        sha256: (!p.sha256.is_empty()).then(|| p.sha256.clone()),
+        size: Some(p.size),
+        urls: vec![index.url(p)],
+    }
+}
+
+/// The kernel image package of `release` (at `version` when given) for `deb_arch`, searched through
+/// the apt indexes of `suite` and its relatives.
+pub(crate) async fn kernel_image(
+    indexes: &Indexes,
+    suite: &str,
+    deb_arch: &str,
+    release: &str,
+    version: Option<&str>,
+) -> Result<Download, String> {
+    let names = image_package_names(release);
+    let mut errors = Vec::new();
+    let mut fallback: Option<Download> = None;
+    for s in image_suites(suite) {
+        let index = match indexes.get(&s, deb_arch).await {
+            Ok(i) => i,
+            Err(e) => {
+                errors.push(format!("{s}: {e}"));
+                continue;
+            }
+        };
+        for name in &names {
+            let stanzas = index.versions_of(name);
+            if let Some(p) = stanzas
+                .iter()
+                .find(|p| version.is_none_or(|v| p.version == v))
+            {
+                return Ok(download_of(&index, p));
+            }
+            if fallback.is_none() {
+                fallback = index.newest(name).map(|p| download_of(&index, p));
+            }
+        }
+    }
+    // Same release (the ABI name), another upload: good enough to load modules built for the release.
+    if let Some(d) = fallback {
+        tracing::warn!(
+            release,
+            version,
+            package = %d.file_name,
+            "no kernel image at the exact package version; using another upload of the same release"
+        );
+        return Ok(d);
+    }
+    let mut msg = format!(
+        "no {} package for {deb_arch} in {suite} (or its base and security suites)",
+        names[0]
+    );
+    if !errors.is_empty() {
+        msg.push_str(&format!("; index errors: {}", errors.join("; ")));
+    }
+    Err(msg)
+}
+
+/// busybox-static for `deb_arch`, from the base suite of `suite`.
+pub(crate) async fn busybox(
+    indexes: &Indexes,
+    suite: &str,
+    deb_arch: &str,
+) -> Result<Download, String> {
+    let base = base_suite(suite);
+    let index = indexes.get(base, deb_arch).await?;
+    index
+        .newest("busybox-static")
+        .map(|p| download_of(&index, p))
+        .ok_or_else(|| format!("no busybox-static package for {deb_arch} in {base}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites() {
+        assert_eq!(base_suite("bookworm-security"), "bookworm");
+        assert_eq!(base_suite("buster/updates"), "buster");
+        assert_eq!(base_suite("trixie"), "trixie");
+        assert_eq!(
+            image_suites("bookworm-security"),
+            ["bookworm-security", "bookworm"]
+        );
+        assert_eq!(image_suites("bookworm"), ["bookworm", "bookworm-security"]);
+        assert_eq!(
+            image_package_names("6.1.0-56-amd64"),
+            [
+                "linux-image-6.1.0-56-amd64",
+                "linux-image-6.1.0-56-amd64-unsigned"
+            ]
+        );
+    }
+}

@@ -14,7 +14,7 @@ use kmf_types::{Arch, FailureClass, MatrixEntry};
 use crate::keys;
 use crate::resolve::{resolve, Indexes};
 use kmf_report::{
-    Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
+    BootRecord, Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
 };
 
 /// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
@@ -55,6 +55,8 @@ pub enum Stage {
     Toolchain,
     Build,
     Verify,
+    /// Booting the target kernel in QEMU with the modules (`--boot-test`).
+    Boot,
     Publish,
 }
 
@@ -68,6 +70,7 @@ impl Stage {
             Stage::Toolchain => "toolchain",
             Stage::Build => "build",
             Stage::Verify => "verify",
+            Stage::Boot => "boot",
             Stage::Publish => "publish",
         }
     }
@@ -95,6 +98,15 @@ pub struct FarmOptions {
     pub fetch_progress: Option<Arc<dyn kmf_fetch::FetchProgress>>,
     /// Build even when the store holds the variant with the same build key.
     pub rebuild: bool,
+    /// Boot-test every built variant before publishing it; a variant that fails is not published.
+    pub boot: Option<BootTesting>,
+}
+
+/// `--boot-test`: the tester (shared by all variants) and the time limit per boot unless the project sets one.
+#[derive(Clone)]
+pub struct BootTesting {
+    pub tester: Arc<kmf_boot::BootTester>,
+    pub timeout: Duration,
 }
 
 pub struct Farm {
@@ -175,6 +187,7 @@ impl Farm {
             build_key: None,
             modules: vec![],
             log: None,
+            boot_log: None,
             durations: Durations::default(),
         };
         if !self.opts.rebuild {
@@ -312,6 +325,17 @@ impl Farm {
         }
         result.modules = out.modules.clone();
 
+        let boot = match &self.opts.boot {
+            Some(boot) => {
+                reporter.stage(&label, Stage::Boot);
+                Some(
+                    self.boot_test(boot, driver, result, &tree, log_dir, &log_path)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+
         reporter.stage(&label, Stage::Publish);
         let t = Instant::now();
         let metadata = VariantMetadata {
@@ -344,13 +368,20 @@ impl Farm {
             },
             build_key,
             input_key,
+            boot,
             durations: result.durations.clone(),
             built_at: now_rfc3339(),
             log: "build.log".into(),
         };
-        self.publish(&result.store_prefix, &out.modules, &log_path, &metadata)
-            .await
-            .map_err(|e| internal(&e))?;
+        self.publish(
+            &result.store_prefix,
+            &out.modules,
+            &log_path,
+            result.boot_log.as_deref(),
+            &metadata,
+        )
+        .await
+        .map_err(|e| internal(&e))?;
         result.durations.publish_secs = t.elapsed().as_secs_f64();
         Ok(())
     }
@@ -371,6 +402,10 @@ impl Farm {
             .ok()??;
         let published: keys::PublishedVariant = serde_json::from_slice(&bytes).ok()?;
         if published.input_key != keys::input_key(driver, &result.entry) {
+            return None;
+        }
+        // Published without a boot test: a run that boot-tests must build and boot it.
+        if self.opts.boot.is_some() && published.boot.is_none() {
             return None;
         }
         let spec = kmf_build::builder_for(published.toolchain.cc_version_text.as_deref()?).ok()?;
@@ -423,12 +458,65 @@ impl Farm {
         Ok((spec, rootfs))
     }
 
-    /// Modules and log first, metadata last: a prefix with metadata.json is complete.
+    /// Boots the target kernel with the verified modules; `Err` (the variant fails, nothing is published)
+    /// unless every module loaded and unloaded cleanly.
+    async fn boot_test(
+        &self,
+        boot: &BootTesting,
+        driver: &Driver,
+        result: &mut VariantResult,
+        tree: &KernelTree,
+        log_dir: &Path,
+        log_path: &Path,
+    ) -> Result<BootRecord, (FailureClass, String)> {
+        let t = Instant::now();
+        let entry = &result.entry;
+        let request = kmf_boot::BootRequest {
+            arch: entry.architecture,
+            kernel_release: tree.release.clone(),
+            suite: entry.suite.clone(),
+            package_version: entry.packageversion.clone(),
+            modules: result.modules.iter().map(|m| m.path.clone()).collect(),
+            check_script: driver.project.boot_check_script(),
+            timeout: driver
+                .project
+                .boot
+                .timeout_secs
+                .map_or(boot.timeout, Duration::from_secs),
+        };
+        let outcome = boot.tester.boot_test(&request).await;
+        result.durations.boot_secs = t.elapsed().as_secs_f64();
+        let boot_log = log_dir.join("boot.log");
+        if std::fs::write(&boot_log, &outcome.console_log).is_ok() {
+            result.boot_log = Some(boot_log);
+        }
+        if let Err((class, message)) = &outcome.verdict {
+            // The reports show the end of build.log: put the end of the console there too.
+            let lines: Vec<&str> = outcome.console_log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            note(
+                log_path,
+                &format!("boot test failed: {message}\n# last console lines (boot.log):\n{tail}"),
+            );
+            return Err((*class, message.clone()));
+        }
+        Ok(BootRecord {
+            accel: outcome.accel.to_string(),
+            kernel_package: outcome.kernel_package.clone(),
+            load_order: outcome.load_order.iter().map(|s| s.name.clone()).collect(),
+            taint: outcome.taint,
+            secs: result.durations.boot_secs,
+            log: "boot.log".into(),
+        })
+    }
+
+    /// Modules and logs first, metadata last: a prefix with metadata.json is complete.
     async fn publish(
         &self,
         prefix: &str,
         modules: &[kmf_build::BuiltModule],
         log: &Path,
+        boot_log: Option<&Path>,
         metadata: &VariantMetadata,
     ) -> Result<(), kmf_store::StoreError> {
         let store = &self.opts.store;
@@ -438,6 +526,11 @@ impl Farm {
                 .await?;
         }
         store.put_file(&format!("{prefix}/build.log"), log).await?;
+        if let Some(boot_log) = boot_log {
+            store
+                .put_file(&format!("{prefix}/boot.log"), boot_log)
+                .await?;
+        }
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
         store
             .put_bytes(&format!("{prefix}/metadata.json"), &json)

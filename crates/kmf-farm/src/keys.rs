@@ -91,6 +91,9 @@ pub struct PublishedVariant {
     pub kernel_release: String,
     #[serde(default)]
     pub modules: Vec<PublishedModule>,
+    /// Present when the variant passed a boot test before it was published.
+    #[serde(default)]
+    pub boot: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

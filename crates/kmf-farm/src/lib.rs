@@ -16,5 +16,5 @@ mod resolve;
 pub mod select;
 pub mod sync;
 
-pub use farm::{Driver, Farm, FarmOptions, FarmReporter, Stage};
+pub use farm::{BootTesting, Driver, Farm, FarmOptions, FarmReporter, Stage};
 pub use kmf_report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};

@@ -363,6 +363,13 @@ fn cell_html(
                 html(&relative_href(log, report_dir))
             );
         }
+        if let Some(log) = &r.boot_log {
+            let _ = write!(
+                out,
+                " · <a class=\"log\" href=\"{}\">boot log</a>",
+                html(&relative_href(log, report_dir))
+            );
+        }
         if let (Status::Failed { .. }, Some(i)) = (&r.status, index_of(r)) {
             let _ = write!(out, " · <a href=\"#v{i}\">details</a>");
         }

@@ -23,7 +23,7 @@ pub use html::html_report;
 pub use junit::junit_xml;
 pub use logtail::LOG_TAIL_LINES;
 pub use results::{
-    Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
+    BootRecord, Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
     RESULTS_SCHEMA,
 };
 
@@ -128,6 +128,7 @@ mod test_support {
             build_key: None,
             modules: vec![],
             log: None,
+            boot_log: None,
             durations: Durations {
                 total_secs: 10.0,
                 ..Durations::default()

@@ -39,6 +39,9 @@ pub struct VariantResult {
     pub modules: Vec<BuiltModule>,
     /// The build log on this machine (kept for failures too).
     pub log: Option<PathBuf>,
+    /// The QEMU console log of the boot test, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_log: Option<PathBuf>,
     pub durations: Durations,
 }
 
@@ -49,6 +52,8 @@ pub struct Durations {
     pub extract_secs: f64,
     pub toolchain_secs: f64,
     pub build_secs: f64,
+    /// Booting the target kernel and loading the modules (`--boot-test`).
+    pub boot_secs: f64,
     pub publish_secs: f64,
     pub total_secs: f64,
 }
@@ -74,6 +79,9 @@ pub struct VariantMetadata {
     pub modules: Vec<BuiltModule>,
     pub toolchain: Toolchain,
     pub inputs: Inputs,
+    /// The boot test the modules passed before publishing, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootRecord>,
     /// What decides whether the variant must be rebuilt: a new build key means new inputs.
     pub build_key: String,
     /// The part of the build key known before any download (source, driver version, header package
@@ -106,4 +114,19 @@ pub struct InputPackage {
     pub sha256: String,
     pub size: u64,
     pub url: Option<String>,
+}
+
+/// A passed boot test, as recorded in `metadata.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootRecord {
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// The kernel image package booted (`linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb`).
+    pub kernel_package: Option<String>,
+    /// Modules in the order they were loaded, in-tree dependencies first.
+    pub load_order: Vec<String>,
+    /// `/proc/sys/kernel/tainted` after loading: at most O (out-of-tree) and E (unsigned).
+    pub taint: Option<u64>,
+    pub secs: f64,
+    pub log: String,
 }

@@ -301,6 +301,13 @@ pub struct FarmArgs {
     /// package digests, builder identity, make arguments, kmodfarm's recipe).
     #[arg(long)]
     pub rebuild: bool,
+    /// Boot each built variant's real kernel in QEMU and load its modules before publishing (see
+    /// `kmodfarm boot-test --help`); a variant whose modules do not load cleanly fails and is not published.
+    #[arg(long)]
+    pub boot_test: bool,
+    /// Hard limit per boot with --boot-test, in seconds (a project's [boot] timeout_secs takes precedence).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub boot_timeout: u64,
     /// Print results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

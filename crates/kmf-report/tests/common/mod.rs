@@ -52,6 +52,7 @@ pub fn variant(
         build_key: None,
         modules: vec![],
         log: None,
+        boot_log: None,
         durations: Durations {
             total_secs,
             ..Durations::default()

@@ -89,6 +89,21 @@ pub(crate) fn open_farm(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
     let cache = args.cache.clone().unwrap_or_else(default_cache_dir);
+    let mirrors = debian_mirrors(&source.mirrors).ok();
+    let boot = if args.boot_test {
+        let mirrors = mirrors
+            .clone()
+            .context("--boot-test needs a Debian mirror for the kernel images (--mirror URL)")?;
+        let tester = kmf_boot::BootTester::new(&cache, mirrors, kmf_boot::BootOptions::default())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("setting up the boot tester")?;
+        Some(kmf_farm::BootTesting {
+            tester: Arc::new(tester),
+            timeout: Duration::from_secs(args.boot_timeout),
+        })
+    } else {
+        None
+    };
     let store = kmf_store::open(&args.store).context("opening the store")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
     let (jobs_n, make_jobs) = parallelism(args.jobs);
@@ -100,7 +115,7 @@ pub(crate) fn open_farm(
         make_jobs,
         sandbox: Arc::from(sandbox),
         store: Arc::from(store),
-        mirrors: debian_mirrors(&source.mirrors).ok(),
+        mirrors,
         limits: Limits {
             timeout: Duration::from_secs(args.timeout),
             memory_bytes: Some(args.memory * 1024 * 1024),
@@ -109,6 +124,7 @@ pub(crate) fn open_farm(
         fetch: Default::default(),
         fetch_progress: Some(ui.clone()),
         rebuild: args.rebuild,
+        boot,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(

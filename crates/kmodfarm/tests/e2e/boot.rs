@@ -353,3 +353,78 @@ fn in_tree_dependencies_load_first() {
         assert!(log.contains("KMF:UNLOAD:OK:mc"), "{log}");
     }
 }
+
+/// `sync --boot-test`: a variant is published only after its modules loaded in the real kernel; one that
+/// oopses fails with its class and stays out of the store and the published matrix.
+#[test]
+fn sync_with_boot_test_publishes_only_what_loads() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = (dir.path().join("store"), dir.path().join("report"));
+    let src = dir.path().join("src");
+    let nullderef = project(
+        &src,
+        "oopser",
+        &module_source(
+            "oopser",
+            "\tint *volatile p = NULL;\n\n\t*p = 42;\n\treturn 0;",
+        ),
+        "",
+    );
+    let sync = |extra: &[&str]| {
+        let mut c = kmodfarm();
+        c.arg("sync")
+            .arg(workspace().join("examples/pair"))
+            .arg(&nullderef);
+        c.arg("--kernels").arg(&crawl);
+        c.arg("--store")
+            .arg(&store)
+            .arg("--report-dir")
+            .arg(&report);
+        c.arg("--cache").arg(cache_dir());
+        c.args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"]);
+        c.args(["--kernel-release", BOOKWORM_61_AMD64, "--boot-test"]);
+        c.args(extra);
+        run(&mut c)
+    };
+    let out = sync(&[]);
+    assert_eq!(out.status.code(), Some(1), "the oopsing driver fails");
+    let results = read_json(&report.join("results.json"));
+    let pair = by_driver(&results, "pair");
+    assert_eq!(pair[0]["result"], "success", "{results:#}");
+    assert!(pair[0]["durations"]["boot_secs"].as_f64().unwrap() > 0.0);
+    let oops = by_driver(&results, "oopser");
+    assert_eq!(oops[0]["result"], "failed");
+    assert_eq!(oops[0]["class"], "kernel_warning", "{results:#}");
+    let boot_log = std::fs::read_to_string(oops[0]["boot_log"].as_str().unwrap()).unwrap();
+    assert!(boot_log.contains("NULL pointer dereference"), "{boot_log}");
+
+    let published = files(&store);
+    assert!(
+        published
+            .iter()
+            .all(|f| !f.starts_with("oopser/0.1.0/debian")),
+        "nothing of the failed variant is published: {published:#?}"
+    );
+    let meta_key = published
+        .iter()
+        .find(|f| f.starts_with("pair/") && f.ends_with("metadata.json"))
+        .unwrap();
+    let meta = read_json(&store.join(meta_key));
+    assert_eq!(
+        meta["boot"]["load_order"],
+        serde_json::json!(["pair_producer", "pair_consumer"])
+    );
+    assert!(store
+        .join(Path::new(meta_key).with_file_name("boot.log"))
+        .is_file());
+    let oops_matrix = read_json(&store.join("oopser/0.1.0/matrix.json"));
+    assert_eq!(oops_matrix, serde_json::json!([]), "retried next night");
+
+    // The next night, pair is up to date (it passed its boot test) and only the failed driver is retried.
+    let out = sync(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let results = read_json(&report.join("results.json"));
+    assert_eq!(by_driver(&results, "pair")[0]["result"], "up_to_date");
+    assert_eq!(by_driver(&results, "oopser")[0]["result"], "failed");
+}

@@ -187,7 +187,7 @@ impl BootTester {
             cache_dir: cache_dir.to_path_buf(),
             trees: PackageTrees::new(cache_dir.join("packages")),
             fetcher,
-            indexes: Indexes::new(client, mirrors),
+            indexes: Indexes::new(client, Some(mirrors), Some(cache_dir.join("indexes"))),
             kernels: Mutex::default(),
             busyboxes: Mutex::default(),
             options,

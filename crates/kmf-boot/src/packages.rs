@@ -1,56 +1,11 @@
 //! The packages a boot needs, found through the apt index of the mirror: the kernel image of the release
 //! under test and busybox-static for the guest's architecture.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use kmf_fetch::Download;
 use kmf_kernels::apt::{self, PackageIndex, PackageStanza};
-use kmf_kernels::mirrors::DebianMirrors;
-use tokio::sync::OnceCell;
-
-type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, String>>>;
 
 /// Package indexes of the mirror, each fetched at most once per [`crate::BootTester`].
-pub(crate) struct Indexes {
-    client: reqwest::Client,
-    mirrors: DebianMirrors,
-    cells: Mutex<HashMap<(String, String), IndexCell>>,
-}
-
-impl Indexes {
-    pub(crate) fn new(client: reqwest::Client, mirrors: DebianMirrors) -> Self {
-        Indexes {
-            client,
-            mirrors,
-            cells: Mutex::default(),
-        }
-    }
-
-    async fn get(&self, suite: &str, deb_arch: &str) -> Result<Arc<PackageIndex>, String> {
-        let cell = {
-            let mut cells = self.cells.lock().expect("index map poisoned");
-            cells
-                .entry((suite.to_string(), deb_arch.to_string()))
-                .or_default()
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            apt::fetch_index(
-                &self.client,
-                self.mirrors.uri_for_suite(suite),
-                suite,
-                "main",
-                deb_arch,
-            )
-            .await
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
-    }
-}
+pub(crate) type Indexes = apt::IndexSet;
 
 /// The suite a `-security` or `-updates` suite builds on (`bookworm-security` → `bookworm`).
 pub(crate) fn base_suite(suite: &str) -> &str {

@@ -133,7 +133,11 @@ impl Farm {
             fetcher,
             trees: PackageTrees::new(opts.cache_dir.join("packages")),
             builders: BuilderStore::new(opts.cache_dir.join("builders")),
-            indexes: Indexes::new(client, opts.mirrors.clone()),
+            indexes: Indexes::new(
+                client,
+                opts.mirrors.clone(),
+                Some(opts.cache_dir.join("indexes")),
+            ),
             opts,
         })
     }

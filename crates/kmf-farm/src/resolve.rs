@@ -1,61 +1,11 @@
 //! Which packages a variant needs and where to get them: the mirror first, the recorded URLs after.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use kmf_fetch::Download;
-use kmf_kernels::apt::{self, PackageIndex};
-use kmf_kernels::mirrors::DebianMirrors;
+use kmf_kernels::apt;
 use kmf_types::{Arch, FailureClass, HeaderPackage, MatrixEntry};
-use tokio::sync::OnceCell;
-
-type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, String>>>;
 
 /// Package indexes of the configured Debian mirror, each fetched at most once per run.
-pub(crate) struct Indexes {
-    client: reqwest::Client,
-    mirrors: Option<DebianMirrors>,
-    cells: Mutex<HashMap<(String, String), IndexCell>>,
-}
-
-impl Indexes {
-    pub(crate) fn new(client: reqwest::Client, mirrors: Option<DebianMirrors>) -> Self {
-        Indexes {
-            client,
-            mirrors,
-            cells: Mutex::default(),
-        }
-    }
-
-    pub(crate) fn mirrors(&self) -> Option<&DebianMirrors> {
-        self.mirrors.as_ref()
-    }
-
-    async fn get(&self, suite: &str, deb_arch: &str) -> Result<Arc<PackageIndex>, String> {
-        let mirrors = self.mirrors.as_ref().ok_or("no Debian mirror configured")?;
-        let cell = {
-            let mut cells = self.cells.lock().expect("index map poisoned");
-            cells
-                .entry((suite.to_string(), deb_arch.to_string()))
-                .or_default()
-                .clone()
-        };
-        cell.get_or_init(|| async {
-            apt::fetch_index(
-                &self.client,
-                mirrors.uri_for_suite(suite),
-                suite,
-                "main",
-                deb_arch,
-            )
-            .await
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
-    }
-}
+pub(crate) type Indexes = apt::IndexSet;
 
 /// The downloads for a variant's header packages.
 pub(crate) async fn resolve(

@@ -81,6 +81,7 @@ async fn crawl_and_resolve_live() {
         ],
         arches: vec![Arch::X86_64, Arch::Aarch64],
         flavours: None,
+        index_cache: None,
     };
     let started = std::time::Instant::now();
     let list = crawl_debian(&client, &opts).await.unwrap();

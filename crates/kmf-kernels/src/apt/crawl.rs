@@ -29,6 +29,8 @@ pub struct CrawlOptions {
     pub arches: Vec<Arch>,
     /// Kernel flavours to keep (`amd64`, `cloud-arm64`, ...); `None` keeps all.
     pub flavours: Option<Vec<String>>,
+    /// Where compressed package indices are kept by SHA256, so an unchanged index is not downloaded again.
+    pub index_cache: Option<std::path::PathBuf>,
 }
 
 /// Lists every Debian kernel with headers in `opts.suites` × `opts.arches` (main component).
@@ -54,9 +56,16 @@ pub async fn crawl_debian(
         .map(|(i, suite, arch)| async move {
             let base = opts.mirrors.uri_for_suite(suite);
             tracing::info!(suite, arch = %arch, base, "crawling Debian package index");
-            let index =
-                fetch_index_filtered(client, base, suite, "main", arch.deb_arch(), kernel_package)
-                    .await?;
+            let index = fetch_index_filtered(
+                client,
+                opts.index_cache.as_deref(),
+                base,
+                suite,
+                "main",
+                arch.deb_arch(),
+                kernel_package,
+            )
+            .await?;
             Ok::<_, KernelsError>((i, arch, index))
         })
         .buffer_unordered(CONCURRENT_INDICES)
@@ -243,6 +252,7 @@ mod tests {
             suites: vec!["bookworm".into(), "bookworm-security".into()],
             arches: vec![Arch::Aarch64, Arch::X86_64],
             flavours: None,
+            index_cache: None,
         };
         let list = crawl_debian(&client, &opts).await.unwrap();
         assert_eq!(list.distros.len(), 1);
@@ -301,6 +311,7 @@ mod tests {
             suites: vec!["bookworm-security".into()],
             arches: vec![Arch::X86_64, Arch::Aarch64],
             flavours: Some(vec!["rt-amd64".into(), "cloud-arm64".into()]),
+            index_cache: None,
         };
         let list = crawl_debian(&reqwest::Client::new(), &opts).await.unwrap();
         assert_eq!(
@@ -320,6 +331,7 @@ mod tests {
             suites: vec!["bookworm".into(), "trixie-security".into()],
             arches: vec![Arch::X86_64],
             flavours: None,
+            index_cache: None,
         };
         let err = crawl_debian(&reqwest::Client::new(), &opts)
             .await

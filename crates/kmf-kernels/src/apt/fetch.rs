@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::BufReader;
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -27,12 +28,30 @@ pub async fn fetch_index(
     component: &str,
     arch: &str,
 ) -> Result<PackageIndex, KernelsError> {
-    fetch_index_filtered(client, base_uri, suite, component, arch, |_| true).await
+    fetch_index_filtered(client, None, base_uri, suite, component, arch, |_| true).await
 }
 
-/// [`fetch_index`] keeping only the packages whose name `keep` accepts.
+/// [`fetch_index`] with a content-addressed cache of compressed indices in `cache_dir`: the Release file is
+/// always fetched (it says what is current), the index itself only when no file with its SHA256 is cached.
+/// A Packages.xz is megabytes; the Release file that names it is kilobytes.
+pub async fn fetch_index_cached(
+    client: &reqwest::Client,
+    cache_dir: Option<&Path>,
+    base_uri: &str,
+    suite: &str,
+    component: &str,
+    arch: &str,
+) -> Result<PackageIndex, KernelsError> {
+    fetch_index_filtered(client, cache_dir, base_uri, suite, component, arch, |_| {
+        true
+    })
+    .await
+}
+
+/// [`fetch_index_cached`] keeping only the packages whose name `keep` accepts.
 pub(crate) async fn fetch_index_filtered(
     client: &reqwest::Client,
+    cache_dir: Option<&Path>,
     base_uri: &str,
     suite: &str,
     component: &str,
@@ -69,6 +88,14 @@ pub(crate) async fn fetch_index_filtered(
     let url = format!("{base}/dists/{suite}/{path}");
     tracing::debug!(%url, size = expected_size, "fetching package index");
 
+    let cached = cache_dir.map(|d| d.join(format!("sha256-{expected_sha}")));
+    if let Some(bytes) = cached
+        .as_deref()
+        .and_then(|p| read_verified(p, &expected_sha))
+    {
+        tracing::debug!(%url, "package index unchanged: using the cached copy");
+        return parse_index(bytes, compression, url, base, suite, arch, keep).await;
+    }
     let bytes = get_bytes(client, &url, Some(expected_size)).await?;
     if bytes.len() as u64 != expected_size {
         return Err(KernelsError::Size {
@@ -86,6 +113,39 @@ pub(crate) async fn fetch_index_filtered(
         });
     }
 
+    if let Some(path) = &cached {
+        // A cache that cannot be written only costs the next run a download.
+        if let Err(e) = write_atomically(path, &bytes) {
+            tracing::debug!(path = %path.display(), error = %e, "package index not cached");
+        }
+    }
+    parse_index(bytes, compression, url, base, suite, arch, keep).await
+}
+
+/// The cached file's bytes if their SHA256 is still `sha` (a damaged cache entry is ignored and replaced).
+fn read_verified(path: &Path, sha: &str) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    (hex::encode(Sha256::digest(&bytes)) == sha).then_some(bytes)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+async fn parse_index(
+    bytes: Vec<u8>,
+    compression: Compression,
+    url: String,
+    base: &str,
+    suite: &str,
+    arch: &str,
+    keep: fn(&str) -> bool,
+) -> Result<PackageIndex, KernelsError> {
     // Decompressing and parsing ~60 MB of text is CPU work: off the async workers, and streamed so that
     // only the kept stanzas are ever held in memory.
     let packages = tokio::task::spawn_blocking(move || {
@@ -235,6 +295,51 @@ mod tests {
                 "/debian-security/pool/updates/main/l/linux/linux-kbuild-6.1_6.1.192-2_amd64.deb"
             ))
         );
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_index_is_read_from_the_cache() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[("main/binary-amd64/Packages.xz", &packages)]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
+        ]);
+        let cache = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::new();
+        let base = server.url("/debian-security");
+        let fetch = || {
+            fetch_index_cached(
+                &client,
+                Some(cache.path()),
+                &base,
+                "bookworm-security",
+                "main",
+                "amd64",
+            )
+        };
+        let first = fetch().await.unwrap();
+        let second = fetch().await.unwrap();
+        assert_eq!(first.packages.len(), second.packages.len());
+        let index_gets = |r: &Vec<String>| r.iter().filter(|p| p.ends_with("Packages.xz")).count();
+        assert_eq!(index_gets(&server.requests()), 1, "{:?}", server.requests());
+        assert_eq!(
+            server.requests().len(),
+            3,
+            "the Release file is read every time"
+        );
+
+        // A damaged cache entry is not trusted: the index is downloaded again.
+        let entry = std::fs::read_dir(cache.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        std::fs::write(entry.path(), b"not the index").unwrap();
+        assert_eq!(fetch().await.unwrap().packages.len(), first.packages.len());
+        assert_eq!(index_gets(&server.requests()), 2);
     }
 
     #[tokio::test]

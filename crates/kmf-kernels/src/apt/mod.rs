@@ -4,11 +4,13 @@
 mod crawl;
 mod fetch;
 mod index;
+mod indexes;
 mod resolve;
 mod version;
 
 pub use crawl::{crawl_debian, CrawlOptions, DEBIAN_KEY};
-pub use fetch::fetch_index;
+pub use fetch::{fetch_index, fetch_index_cached};
 pub use index::{header_packages_to_kmf, Dependency, PackageIndex, PackageStanza};
+pub use indexes::IndexSet;
 pub use resolve::resolve_debian_headers;
 pub use version::compare_versions;

@@ -15,7 +15,7 @@ use crate::reporters;
 
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
-    let lists = kernel_lists(&args.source).await?;
+    let lists = kernel_lists(&args.source, &args.farm).await?;
     let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
     if lists.is_none() && from_matrix.is_none() {
         anyhow::bail!("no kernels to build for: pass --matrix FILE, --kernels FILE|URL or --crawl");
@@ -55,7 +55,10 @@ pub(crate) fn load_drivers(
 }
 
 /// The kernel lists of --crawl or --kernels, if either was given.
-pub(crate) async fn kernel_lists(args: &KernelSourceArgs) -> anyhow::Result<Option<KernelList>> {
+pub(crate) async fn kernel_lists(
+    args: &KernelSourceArgs,
+    farm: &FarmArgs,
+) -> anyhow::Result<Option<KernelList>> {
     let client = http_client()?;
     if args.crawl {
         let mirrors = debian_mirrors(&args.mirrors)?;
@@ -66,6 +69,7 @@ pub(crate) async fn kernel_lists(args: &KernelSourceArgs) -> anyhow::Result<Opti
                 suites: args.suite.clone(),
                 arches: args.filter.arch.clone(),
                 flavours: args.flavour.clone(),
+                index_cache: Some(cache_dir(farm).join("indexes")),
             },
         )
         .await
@@ -88,7 +92,7 @@ pub(crate) fn open_farm(
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
-    let cache = args.cache.clone().unwrap_or_else(default_cache_dir);
+    let cache = cache_dir(args);
     let mirrors = debian_mirrors(&source.mirrors).ok();
     let boot = if args.boot_test {
         let mirrors = mirrors
@@ -173,6 +177,10 @@ fn select(entries: Vec<MatrixEntry>, args: &KernelSourceArgs) -> Vec<MatrixEntry
         Some(n) => kmf_farm::select::latest(entries, n),
         None => entries,
     }
+}
+
+pub(crate) fn cache_dir(args: &FarmArgs) -> PathBuf {
+    args.cache.clone().unwrap_or_else(default_cache_dir)
 }
 
 /// `$XDG_CACHE_HOME/kmodfarm` or `~/.cache/kmodfarm`; as root `/var/cache/kmodfarm`, because root's home is

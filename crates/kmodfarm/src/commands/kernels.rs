@@ -13,6 +13,12 @@ pub async fn crawl(args: CrawlArgs) -> anyhow::Result<Outcome> {
         suites: args.suite,
         arches: args.arch,
         flavours: args.flavour,
+        index_cache: Some(
+            std::env::var_os("KMODFARM_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(super::build::default_cache_dir)
+                .join("indexes"),
+        ),
     };
     let list = kmf_kernels::apt::crawl_debian(&client, &opts)
         .await

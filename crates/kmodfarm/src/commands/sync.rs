@@ -14,7 +14,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         );
     }
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
-    let lists = kernel_lists(&args.source)
+    let lists = kernel_lists(&args.source, &args.farm)
         .await?
         .context("sync needs the current kernels: pass --kernels FILE|URL or --crawl")?;
     let mut work = Vec::new();

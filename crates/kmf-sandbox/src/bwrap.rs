@@ -189,7 +189,7 @@ impl Bubblewrap {
     }
 }
 
-fn check_mount_sources(spec: &SandboxSpec) -> Result<(), SandboxError> {
+pub(crate) fn check_mount_sources(spec: &SandboxSpec) -> Result<(), SandboxError> {
     if !spec.cwd.is_absolute() {
         return Err(SandboxError::BadPath {
             what: "working directory",
@@ -223,7 +223,7 @@ fn check_mount_sources(spec: &SandboxSpec) -> Result<(), SandboxError> {
 
 /// The log must not be where the build can write: it could replace the file (forging the evidence) or,
 /// before a later run, put a symlink there for kmodfarm to follow as root.
-fn check_log_outside_rw_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
+pub(crate) fn check_log_outside_rw_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
     let mut existing = spec.log_path.as_path();
     let real_log_dir = loop {
         match existing.parent() {

@@ -18,7 +18,9 @@ pub enum SandboxError {
     )]
     BwrapUnusable { bwrap: PathBuf, detail: String },
 
-    #[error("unknown sandbox `{0}` (expected `bubblewrap`, `bwrap` or `none`)")]
+    #[error(
+        "unknown sandbox `{0}` (expected `bubblewrap`, `bwrap`, `docker`, `podman` or `none`)"
+    )]
     UnknownKind(String),
 
     #[error(

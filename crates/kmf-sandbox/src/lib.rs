@@ -8,7 +8,10 @@
 //! * [`HostRunner`] (`--sandbox none`): the same logging and limits, but no isolation at all; only for trusted
 //!   code on a disposable machine.
 //!
-//! Docker will be a third implementation of the same small trait.
+//! * [`Docker`] (`--sandbox docker`, or Podman with `KMODFARM_DOCKER=podman`): the same isolation from a
+//!   container engine: each builder root filesystem imported once as a local image, the header packages
+//!   bound read-only, `--network none`, a read-only root, a non-root uid, memory/process/CPU limits, and
+//!   the container removed in every case (see [`docker`]).
 //!
 //! # Who runs the build
 //!
@@ -45,6 +48,7 @@
 
 mod bwrap;
 mod cgroup;
+pub mod docker;
 mod error;
 mod host;
 mod ids;
@@ -58,6 +62,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use bwrap::Bubblewrap;
+pub use docker::Docker;
 pub use error::SandboxError;
 pub use host::HostRunner;
 pub use ids::SANDBOX_UID_BASE;
@@ -162,6 +167,7 @@ pub trait Sandbox: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SandboxKind {
     Bubblewrap,
+    Docker,
     None,
 }
 
@@ -170,6 +176,7 @@ impl FromStr for SandboxKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "bubblewrap" | "bwrap" => Ok(SandboxKind::Bubblewrap),
+            "docker" | "podman" => Ok(SandboxKind::Docker),
             "none" => Ok(SandboxKind::None),
             _ => Err(SandboxError::UnknownKind(s.to_string())),
         }
@@ -180,6 +187,7 @@ impl fmt::Display for SandboxKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SandboxKind::Bubblewrap => "bubblewrap",
+            SandboxKind::Docker => "docker",
             SandboxKind::None => "none",
         })
     }
@@ -189,6 +197,7 @@ impl fmt::Display for SandboxKind {
 pub fn open(kind: SandboxKind) -> Result<Box<dyn Sandbox>, SandboxError> {
     match kind {
         SandboxKind::Bubblewrap => Ok(Box::new(Bubblewrap::detect()?)),
+        SandboxKind::Docker => Ok(Box::new(Docker::detect()?)),
         SandboxKind::None => {
             tracing::warn!(
                 "sandbox `none`: build commands run directly on this machine with no isolation; \
@@ -214,9 +223,17 @@ mod tests {
             SandboxKind::Bubblewrap
         );
         assert_eq!("none".parse::<SandboxKind>().unwrap(), SandboxKind::None);
-        let err = "docker".parse::<SandboxKind>().unwrap_err();
-        assert!(err.to_string().contains("`docker`"), "{err}");
-        for k in [SandboxKind::Bubblewrap, SandboxKind::None] {
+        assert_eq!(
+            "docker".parse::<SandboxKind>().unwrap(),
+            SandboxKind::Docker
+        );
+        let err = "lxc".parse::<SandboxKind>().unwrap_err();
+        assert!(err.to_string().contains("`lxc`"), "{err}");
+        for k in [
+            SandboxKind::Bubblewrap,
+            SandboxKind::Docker,
+            SandboxKind::None,
+        ] {
             assert_eq!(k.to_string().parse::<SandboxKind>().unwrap(), k);
         }
     }

@@ -70,6 +70,10 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant passed, 1 when some failed, 2 on bad input.
     BootTest(Box<BootTestArgs>),
+    /// Builder images for `--sandbox docker`: import the mmdebstrap builders, build the Dockerfiles in
+    /// builders/, list and prune them.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,7 +289,8 @@ pub struct FarmArgs {
     /// Where build logs and the reports go: results.json, junit.xml, index.html.
     #[arg(long, default_value = "artifacts/report")]
     pub report_dir: PathBuf,
-    /// Sandbox for builds: bubblewrap (default) or none (no isolation: trusted code on a disposable host).
+    /// Sandbox for builds: bubblewrap (default), docker (a container per build from the builder's local image;
+    /// KMODFARM_DOCKER=podman for Podman) or none (no isolation: trusted code on a disposable host).
     #[arg(long, default_value = "bubblewrap")]
     pub sandbox: String,
     /// Parallel variant builds (default: from cores and memory).
@@ -354,4 +359,58 @@ pub struct BootTestArgs {
 
 pub fn parse() -> Cli {
     Cli::parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Create the Debian builders with mmdebstrap (from the apt mirror) and import each into the container
+    /// engine as kmodfarm-builder:<builder id>; works without any registry.
+    ///
+    /// The images are what `--sandbox docker` runs builds in; they are reused while the builder's content
+    /// (its dpkg status) is unchanged.
+    Create(BuilderCreateArgs),
+    /// Build the Dockerfiles in builders/ (all families, or the ones named), tagged
+    /// kmodfarm-<family>:<content hash>; Debian families start FROM the imported builder images, offline.
+    Build(BuilderBuildArgs),
+    /// List kmodfarm's images in the container engine: imported builders and Dockerfile builds.
+    List,
+    /// Remove kmodfarm images that no current builder or Dockerfile produces.
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderCreateArgs {
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Debian suites to create builders for (bullseye, bookworm, trixie, sid): the suite's kernel compiler.
+    #[arg(long, value_delimiter = ',', default_value = "bookworm,trixie")]
+    pub suite: Vec<String>,
+    /// Cache holding the builders (default as for `build`).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderBuildArgs {
+    /// Families to build (directory names under builders/: debian-bookworm, ubuntu-24.04, fedora, ...);
+    /// default all.
+    pub family: Vec<String>,
+    /// The directory of Dockerfiles.
+    #[arg(long, default_value = "builders", value_name = "DIR")]
+    pub builders_dir: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Cache holding the builders (default as for `build`).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// The directory of Dockerfiles (their current content hashes are kept).
+    #[arg(long, default_value = "builders", value_name = "DIR")]
+    pub builders_dir: PathBuf,
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -2,6 +2,7 @@
 
 mod boot;
 mod build;
+mod builder;
 mod kernels;
 mod matrix;
 mod sync;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Build(args) => build::build(*args).await,
             Command::Sync(args) => sync::sync(*args).await,
             Command::BootTest(args) => boot::boot_test(*args).await,
+            Command::Builder(cmd) => builder::run(cmd).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@
 mod bad_input;
 mod boot;
 mod debian;
+mod docker;
 mod matrix;
 mod sync;
 mod util;

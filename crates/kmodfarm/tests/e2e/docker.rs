@@ -1,0 +1,416 @@
+//! `--sandbox docker` against the machine's container engine: the builds of `debian.rs` in containers (the
+//! builder root filesystems imported as local images, nothing pulled), hostile sources, the same modules as
+//! bubblewrap byte for byte, and no container left behind after Ctrl-C. Skipped with a message where no
+//! engine is reachable, except under `CI=true`.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn docker_usable() -> bool {
+    let ok = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("a container engine must be reachable under CI=true");
+        }
+        eprintln!("skipping: no reachable container engine");
+    }
+    ok
+}
+
+fn build(
+    projects: &[&Path],
+    crawl: &Path,
+    store: &Path,
+    report: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = kmodfarm();
+    c.arg("build").args(projects).arg("--kernels").arg(crawl);
+    c.arg("--store").arg(store).arg("--report-dir").arg(report);
+    c.arg("--cache")
+        .arg(cache_dir())
+        .args(["--distro", "debian", "--latest", "1"]);
+    c.args(extra);
+    run(&mut c)
+}
+
+fn modinfo(ko: &Path, field: &str) -> String {
+    let out = std::process::Command::new("modinfo")
+        .args(["-F", field])
+        .arg(ko)
+        .output()
+        .expect("modinfo (kmod) is installed by scripts/setup.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Containers a kmodfarm process with this pid started (running or stopped).
+fn containers_of(pid: u32) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=kmodfarm-{pid}-"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `.ko` under `store` with its metadata: (path relative to the store, metadata).
+fn modules(store: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    for meta in files(store)
+        .into_iter()
+        .filter(|f| f.ends_with("metadata.json"))
+    {
+        let m = read_json(&store.join(&meta));
+        let prefix = Path::new(&meta).parent().unwrap().to_path_buf();
+        for module in m["modules"].as_array().unwrap() {
+            out.push((
+                prefix.join(module["file_name"].as_str().unwrap()),
+                m.clone(),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn docker_builds_examples_for_current_bookworm_and_trixie_kernels() {
+    if !docker_usable() {
+        return;
+    }
+    let Some(crawl) = debian_crawl() else { return };
+    let ws = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = (dir.path().join("store"), dir.path().join("report"));
+    let projects = [ws.join("examples/hello"), ws.join("examples/pair")];
+    let projects: Vec<&Path> = projects.iter().map(|p| p.as_path()).collect();
+    let bookworm = build(
+        &projects,
+        &crawl,
+        &store,
+        &report,
+        &[
+            "--sandbox",
+            "docker",
+            "--arch",
+            "x86_64,aarch64",
+            "--kernel-release",
+            r"^6\.1\.0-[0-9]+-(amd64|arm64)$",
+        ],
+    );
+    assert_eq!(bookworm.status.code(), Some(0));
+    let trixie = build(
+        &projects,
+        &crawl,
+        &store,
+        &report,
+        &[
+            "--sandbox",
+            "docker",
+            "--arch",
+            "x86_64",
+            "--kernel-release",
+            r"^6\.12\.[0-9]+\+deb13-amd64$",
+        ],
+    );
+    assert_eq!(trixie.status.code(), Some(0));
+
+    let mods = modules(&store);
+    // hello (1) and pair (2) × (bookworm amd64, bookworm arm64, trixie amd64)
+    assert_eq!(mods.len(), 9, "{:#?}", files(&store));
+    for (ko, m) in &mods {
+        assert_eq!(m["toolchain"]["sandbox"], "docker");
+        let release = m["kernel_release"].as_str().unwrap();
+        let arch = m["variant"]["architecture"].as_str().unwrap();
+        let path = store.join(ko);
+        let vermagic = modinfo(&path, "vermagic");
+        assert!(
+            vermagic.starts_with(&format!("{release} ")),
+            "{vermagic} vs {release}"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+        assert_eq!(machine, if arch == "x86_64" { 62 } else { 183 });
+        if ko.ends_with("pair_consumer.ko") {
+            assert_eq!(modinfo(&path, "depends"), "pair_producer");
+        }
+        let log = store.join(ko.parent().unwrap()).join("build.log");
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(log.contains("# kmodfarm sandbox=docker: "), "{log}");
+        assert!(log.contains("--network none"), "{log}");
+    }
+    // The builders became local images; no container is left.
+    let images = std::process::Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()
+        .unwrap();
+    let images = String::from_utf8_lossy(&images.stdout);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("kmodfarm-builder:debian-bookworm-gcc12-")),
+        "{images}"
+    );
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("kmodfarm-builder:debian-trixie-gcc14-")),
+        "{images}"
+    );
+}
+
+fn write_project(dir: &Path, kbuild: &str, c_source: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Kbuild"), kbuild).unwrap();
+    std::fs::write(dir.join("bad.c"), c_source).unwrap();
+    std::fs::write(
+        dir.join("kmodfarm.toml"),
+        "[driver]\nname='bad'\nversion='1.0.0'\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn docker_broken_and_hostile_sources_fail_cleanly() {
+    if !docker_usable() {
+        return;
+    }
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // On every host address, so that the engine's bridge (172.17.0.1) would reach it without --network none.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = s.read(&mut [0u8; 16]);
+        }
+    });
+
+    let broken = dir.path().join("broken");
+    write_project(
+        &broken,
+        "obj-m := bad.o\n",
+        "#include <linux/module.h>\nthis is not C;\n",
+    );
+    let netprobe = dir.path().join("netprobe");
+    write_project(
+        &netprobe,
+        &format!(
+            "NET := $(shell bash -c 'for h in 127.0.0.1 172.17.0.1; do (exec 3<>/dev/tcp/$$h/{port}) && echo reachable && exit; done; echo unreachable' 2>/dev/null)\n\
+             ifneq ($(NET),reachable)\n$(error cannot fetch a build dependency: network $(NET))\nendif\nobj-m := bad.o\n"
+        ),
+        "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",
+    );
+    for (project, needle) in [
+        (&broken, "this is not C"),
+        (&netprobe, "network unreachable"),
+    ] {
+        let (store, report) = (dir.path().join("store"), dir.path().join("report"));
+        let out = build(
+            &[project.as_path()],
+            &crawl,
+            &store,
+            &report,
+            &[
+                "--sandbox",
+                "docker",
+                "--arch",
+                "x86_64",
+                "--kernel-release",
+                r"^6\.1\.0-[0-9]+-amd64$",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "a failed variant exits 1");
+        let results = read_json(&report.join("results.json"));
+        let r = &results[0];
+        assert_eq!(r["result"], "failed");
+        assert_eq!(r["class"], "compile_error");
+        let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
+        assert!(log.contains(needle), "log lacks {needle}:\n{log}");
+        assert!(files(&store).is_empty(), "{:?}", files(&store));
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the container reached the host network"
+    );
+}
+
+/// The same inputs give the same modules under both sandboxes: byte-identical `.ko` files (the toolchain is
+/// the same builder root filesystem, build paths are fixed, and SOURCE_DATE_EPOCH and KBUILD_BUILD_* too).
+#[test]
+fn docker_and_bubblewrap_build_byte_identical_modules() {
+    if !docker_usable() {
+        return;
+    }
+    let Some(crawl) = debian_crawl() else { return };
+    let ws = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let projects = [ws.join("examples/hello"), ws.join("examples/pair")];
+    let projects: Vec<&Path> = projects.iter().map(|p| p.as_path()).collect();
+    let mut stores = Vec::new();
+    for sandbox in ["bubblewrap", "docker"] {
+        let (store, report) = (
+            dir.path().join(format!("store-{sandbox}")),
+            dir.path().join(format!("report-{sandbox}")),
+        );
+        let out = build(
+            &projects,
+            &crawl,
+            &store,
+            &report,
+            &[
+                "--sandbox",
+                sandbox,
+                "--rebuild",
+                "--arch",
+                "x86_64,aarch64",
+                "--kernel-release",
+                r"^6\.1\.0-[0-9]+-(amd64|arm64)$",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{sandbox}");
+        stores.push(store);
+    }
+    let (bw, dk) = (modules(&stores[0]), modules(&stores[1]));
+    assert_eq!(bw.len(), 6, "hello + 2 pair modules × 2 architectures");
+    assert_eq!(
+        bw.iter().map(|m| &m.0).collect::<Vec<_>>(),
+        dk.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
+    for ((ko, bm), (_, dm)) in bw.iter().zip(&dk) {
+        assert_eq!(bm["toolchain"]["sandbox"], "bubblewrap");
+        assert_eq!(dm["toolchain"]["sandbox"], "docker");
+        assert_eq!(
+            bm["toolchain"]["builder_identity"],
+            dm["toolchain"]["builder_identity"]
+        );
+        let (a, b) = (stores[0].join(ko), stores[1].join(ko));
+        assert_eq!(modinfo(&a, "vermagic"), modinfo(&b, "vermagic"));
+        assert_eq!(modinfo(&a, "srcversion"), modinfo(&b, "srcversion"));
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().len(),
+            std::fs::metadata(&b).unwrap().len(),
+            "{}",
+            ko.display()
+        );
+        assert_eq!(sha256(&a), sha256(&b), "{} differs", ko.display());
+        // The store's record agrees.
+        let name = ko.file_name().unwrap().to_str().unwrap();
+        let rec = |m: &serde_json::Value| {
+            m["modules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["file_name"] == name)
+                .unwrap()["sha256"]
+                .clone()
+        };
+        assert_eq!(rec(bm), rec(dm));
+    }
+}
+
+/// Ctrl-C while a build runs in a container: kmodfarm removes the container before it exits.
+#[test]
+fn docker_ctrl_c_leaves_no_container() {
+    if !docker_usable() {
+        return;
+    }
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow");
+    write_project(
+        &slow,
+        "$(shell sleep 600)\nobj-m := bad.o\n",
+        "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",
+    );
+    let mut c = kmodfarm();
+    c.arg("build")
+        .arg(&slow)
+        .arg("--kernels")
+        .arg(&crawl)
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .arg("--report-dir")
+        .arg(dir.path().join("report"))
+        .arg("--cache")
+        .arg(cache_dir())
+        .args([
+            "--distro",
+            "debian",
+            "--latest",
+            "1",
+            "--sandbox",
+            "docker",
+            "--arch",
+            "x86_64",
+            "--kernel-release",
+            r"^6\.1\.0-[0-9]+-amd64$",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while containers_of(pid).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kmodfarm ended before its container started"
+        );
+        assert!(Instant::now() < deadline, "the container never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // What the terminal sends on Ctrl-C.
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "kmodfarm ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        containers_of(pid).is_empty(),
+        "containers left: {:?}",
+        containers_of(pid)
+    );
+}

@@ -44,6 +44,7 @@ fn write_list(dir: &Path, name: &str, entries: &[&Value]) -> PathBuf {
 
 struct Farm {
     dir: tempfile::TempDir,
+    sandbox: &'static str,
 }
 
 impl Farm {
@@ -68,6 +69,7 @@ impl Farm {
             .arg(self.report())
             .arg("--cache")
             .arg(cache_dir())
+            .args(["--sandbox", self.sandbox])
             .args(extra));
         let summary = read_json(&self.report().join("sync.json"));
         let results = read_json(&self.report().join("results.json"));
@@ -106,9 +108,20 @@ fn release(e: &Value) -> String {
 
 #[test]
 fn sync_builds_exactly_what_changed() {
+    sync_builds_exactly_what_changed_in("bubblewrap");
+}
+
+/// The same nightly sequence with every build in a Docker container.
+#[test]
+fn sync_builds_exactly_what_changed_with_docker() {
+    sync_builds_exactly_what_changed_in("docker");
+}
+
+fn sync_builds_exactly_what_changed_in(sandbox: &'static str) {
     let Some(crawl) = debian_crawl() else { return };
     let farm = Farm {
         dir: tempfile::tempdir().unwrap(),
+        sandbox,
     };
     let dir = farm.dir.path();
     let (older, newest) = two_kernels(&crawl);
@@ -213,6 +226,7 @@ fn failed_variants_stay_out_of_the_published_matrix() {
     let Some(crawl) = debian_crawl() else { return };
     let farm = Farm {
         dir: tempfile::tempdir().unwrap(),
+        sandbox: "bubblewrap",
     };
     let dir = farm.dir.path();
     let (older, _) = two_kernels(&crawl);

@@ -18,6 +18,14 @@ packages=(
   time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists
 )
 
+# --- Loopback S3 server for the store tests (kmf-store, tests/e2e/store.rs) ---------------------------------
+# s3s-fs is an S3 implementation over a local directory, built from the crate registry (about 7 minutes on two
+# cores, once). 0.14.1 is the newest release that builds with this toolchain.
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  cargo install s3s-fs@0.14.1 --features binary --locked
+fi
+# ----------------------------------------------------------------------------------------------------------------
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

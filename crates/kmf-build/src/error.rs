@@ -7,6 +7,19 @@ pub enum BuildError {
     #[error("no kernel tree (a directory with .config and Makefile under usr/src) in the header packages")]
     NoKernelTree,
     #[error(
+        "cross-building {family} {target} needs native {target} workers or host tools rebuilt: the header \
+         packages' {tool} is built for {tool_arch} and this host is {host} (Debian cross-builds because its \
+         linux-kbuild package is taken for the host; {family}'s header packages carry the tools built for \
+         the kernel's architecture)"
+    )]
+    HostToolsForeign {
+        family: String,
+        target: kmf_types::Arch,
+        host: kmf_types::Arch,
+        tool: String,
+        tool_arch: kmf_types::Arch,
+    },
+    #[error(
         "the kernel config has no CONFIG_CC_VERSION_TEXT: cannot tell which compiler built it"
     )]
     NoCompilerText,

@@ -29,7 +29,11 @@ pub struct KernelTree {
 }
 
 /// Looks through extracted package roots for the directory kbuild runs in: the one with the kernel's
-/// `.config` and a Makefile, under `usr/src/*` (Debian, Ubuntu) or `usr/src/kernels/*` (RPM distributions).
+/// `.config` and a Makefile, under `usr/src/*` (Debian's flavour headers beside `-common`, Ubuntu's
+/// `linux-headers-<abi>-<flavour>` beside `linux-headers-<abi>`) or `usr/src/kernels/*` (RPM
+/// distributions' kernel-devel). The Makefile may be a symlink into another package (Ubuntu's flavour
+/// directory links most of the tree, Makefile included, into the shared package): it is resolved
+/// through all the roots merged, as the sandbox shows them.
 pub fn find_kernel_tree(package_roots: &[PathBuf]) -> Result<KernelTree, BuildError> {
     let mut found = Vec::new();
     for root in package_roots {
@@ -40,7 +44,12 @@ pub fn find_kernel_tree(package_roots: &[PathBuf]) -> Result<KernelTree, BuildEr
             for entry in rd.flatten() {
                 let dir = entry.path();
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if is_dir && dir.join(".config").is_file() && dir.join("Makefile").is_file() {
+                if !is_dir || !dir.join(".config").is_file() {
+                    continue;
+                }
+                let in_sandbox = Path::new("/").join(base).join(entry.file_name());
+                let makefile = resolve_merged(package_roots, &in_sandbox.join("Makefile"));
+                if makefile.is_some_and(|m| m.is_file()) {
                     found.push((root.clone(), dir));
                 }
             }
@@ -58,6 +67,108 @@ pub fn find_kernel_tree(package_roots: &[PathBuf]) -> Result<KernelTree, BuildEr
         release,
         cc_version_text: crate::toolchain::cc_version_text(&config),
     })
+}
+
+/// The host path of `path` (absolute, as the sandbox sees it) in the merged view of the package roots,
+/// following symlinks the way the sandbox will (a later root wins a clash). `None` when it leads to
+/// nothing in the packages (the builder's own files are not looked at).
+pub fn resolve_merged(roots: &[PathBuf], path: &Path) -> Option<PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let mut pending: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let push_front = |pending: &mut VecDeque<_>, p: &Path| {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(n) => pending.push_front(n.to_os_string()),
+                Component::ParentDir => pending.push_front("..".into()),
+                _ => {}
+            }
+        }
+    };
+    push_front(&mut pending, path);
+    let mut done = PathBuf::new();
+    let mut budget = 40u32;
+    let mut host = None;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let candidate = done.join(&c);
+        let hit = roots.iter().rev().find_map(|r| {
+            let p = r.join(&candidate);
+            std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
+        })?;
+        if hit.1.file_type().is_symlink() {
+            budget = budget.checked_sub(1)?;
+            let target = std::fs::read_link(&hit.0).ok()?;
+            if target.is_absolute() {
+                done = PathBuf::new();
+            }
+            push_front(&mut pending, &target);
+            continue;
+        }
+        done = candidate;
+        host = Some(hit.0);
+    }
+    host
+}
+
+/// The ELF machine (`e_machine`) of an executable.
+fn elf_machine(path: &Path) -> Option<u16> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if head[..4] != *b"\x7fELF" {
+        return None;
+    }
+    let bytes = [head[18], head[19]];
+    Some(match head[5] {
+        2 => u16::from_be_bytes(bytes),
+        _ => u16::from_le_bytes(bytes),
+    })
+}
+
+fn arch_of_machine(machine: u16) -> Option<Arch> {
+    match machine {
+        62 => Some(Arch::X86_64),
+        183 => Some(Arch::Aarch64),
+        _ => None,
+    }
+}
+
+/// kbuild runs the tree's host programs (`scripts/basic/fixdep`, `scripts/mod/modpost`, ...) on the
+/// build machine. Debian ships them in `linux-kbuild`, which kmodfarm takes from the build host's
+/// architecture, so Debian cross-builds. RPM distributions' kernel-devel and Ubuntu's flavour headers
+/// carry them built for the kernel's own architecture: those need a worker of that architecture (or
+/// the tools rebuilt for the host, which kmodfarm does not do). This refuses such a build up front, with
+/// a message saying so, instead of letting make fail with "cannot execute binary file".
+pub fn check_host_tools(
+    package_roots: &[PathBuf],
+    tree: &KernelTree,
+    family: &str,
+    target: Arch,
+    host: Option<Arch>,
+) -> Result<(), BuildError> {
+    let Some(host) = host else { return Ok(()) };
+    for tool in ["scripts/basic/fixdep", "scripts/mod/modpost"] {
+        let Some(path) = resolve_merged(package_roots, &tree.sandbox_dir.join(tool)) else {
+            continue;
+        };
+        let Some(arch) = elf_machine(&path).and_then(arch_of_machine) else {
+            continue;
+        };
+        if arch != host {
+            return Err(BuildError::HostToolsForeign {
+                family: family.to_string(),
+                target,
+                host,
+                tool: tool.to_string(),
+                tool_arch: arch,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn read_release(dir: &Path) -> Option<String> {
@@ -453,6 +564,119 @@ mod tests {
         );
         assert!(t.cc_version_text.unwrap().starts_with("gcc-12"));
         assert!(find_kernel_tree(&[d.path().join("b")]).is_err());
+    }
+
+    fn elf_stub(machine: u16) -> Vec<u8> {
+        let mut v = b"\x7fELF\x02\x01\x01".to_vec();
+        v.resize(18, 0);
+        v.extend_from_slice(&machine.to_le_bytes());
+        v.resize(64, 0);
+        v
+    }
+
+    #[test]
+    fn finds_ubuntu_pair_through_symlinks_into_the_shared_package() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let shared = d.path().join("shared/usr/src/linux-headers-5.15.0-91");
+        std::fs::create_dir_all(shared.join("scripts")).unwrap();
+        std::fs::write(shared.join("Makefile"), "VERSION = 5\n").unwrap();
+        let flavour = d
+            .path()
+            .join("flavour/usr/src/linux-headers-5.15.0-91-generic");
+        std::fs::create_dir_all(flavour.join("include/generated")).unwrap();
+        std::fs::create_dir_all(flavour.join("scripts/basic")).unwrap();
+        std::fs::write(
+            flavour.join(".config"),
+            "CONFIG_CC_VERSION_TEXT=\"x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            flavour.join("include/generated/utsrelease.h"),
+            "#define UTS_RELEASE \"5.15.0-91-generic\"\n",
+        )
+        .unwrap();
+        symlink(
+            "../linux-headers-5.15.0-91/Makefile",
+            flavour.join("Makefile"),
+        )
+        .unwrap();
+        let roots = [d.path().join("shared"), d.path().join("flavour")];
+        // Alone, the flavour package's Makefile leads nowhere.
+        assert!(find_kernel_tree(&roots[1..]).is_err());
+        let t = find_kernel_tree(&roots).unwrap();
+        assert_eq!(t.release, "5.15.0-91-generic");
+        assert_eq!(
+            t.sandbox_dir,
+            Path::new("/usr/src/linux-headers-5.15.0-91-generic")
+        );
+        assert_eq!(
+            resolve_merged(&roots, &t.sandbox_dir.join("Makefile")).unwrap(),
+            shared.join("Makefile")
+        );
+
+        // Ubuntu's flavour package carries the host tools built for the kernel's architecture.
+        std::fs::write(flavour.join("scripts/basic/fixdep"), elf_stub(183)).unwrap();
+        let err =
+            check_host_tools(&roots, &t, "ubuntu", Arch::Aarch64, Some(Arch::X86_64)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "cross-building ubuntu aarch64 needs native aarch64 workers or host tools rebuilt"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("scripts/basic/fixdep is built for aarch64"),
+            "{msg}"
+        );
+        check_host_tools(&roots, &t, "ubuntu", Arch::Aarch64, Some(Arch::Aarch64)).unwrap();
+        std::fs::write(flavour.join("scripts/basic/fixdep"), elf_stub(62)).unwrap();
+        check_host_tools(&roots, &t, "ubuntu", Arch::X86_64, Some(Arch::X86_64)).unwrap();
+    }
+
+    #[test]
+    fn finds_rpm_kernel_devel_tree_and_debian_kbuild_tools_through_links() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let k = d.path().join("r/usr/src/kernels/5.14.0-427.el9.x86_64");
+        std::fs::create_dir_all(k.join("include/config")).unwrap();
+        std::fs::write(
+            k.join(".config"),
+            "CONFIG_CC_VERSION_TEXT=\"gcc (GCC) 11.4.1 20231218 (Red Hat 11.4.1-3)\"\n",
+        )
+        .unwrap();
+        std::fs::write(k.join("Makefile"), "").unwrap();
+        std::fs::write(
+            k.join("include/config/kernel.release"),
+            "5.14.0-427.el9.x86_64\n",
+        )
+        .unwrap();
+        let t = find_kernel_tree(&[d.path().join("r")]).unwrap();
+        assert_eq!(t.release, "5.14.0-427.el9.x86_64");
+        assert_eq!(
+            t.sandbox_dir,
+            Path::new("/usr/src/kernels/5.14.0-427.el9.x86_64")
+        );
+
+        // Debian: scripts is an absolute link into linux-kbuild, another package.
+        let kbuild = d.path().join("kb/usr/lib/linux-kbuild-6.1/scripts/basic");
+        std::fs::create_dir_all(&kbuild).unwrap();
+        std::fs::write(kbuild.join("fixdep"), elf_stub(62)).unwrap();
+        symlink("/usr/lib/linux-kbuild-6.1/scripts", k.join("scripts")).unwrap();
+        let roots = [d.path().join("r"), d.path().join("kb")];
+        assert_eq!(
+            resolve_merged(&roots, &t.sandbox_dir.join("scripts/basic/fixdep")).unwrap(),
+            kbuild.join("fixdep")
+        );
+        check_host_tools(&roots, &t, "debian", Arch::Aarch64, Some(Arch::X86_64)).unwrap();
+        let err = check_host_tools(&roots, &t, "almalinux", Arch::X86_64, Some(Arch::Aarch64))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cross-building almalinux x86_64"),
+            "{err}"
+        );
     }
 
     #[test]

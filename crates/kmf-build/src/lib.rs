@@ -15,6 +15,9 @@ pub mod toolchain;
 
 pub use builder::{builder_identity, BuilderStore};
 pub use error::BuildError;
-pub use kbuild::{find_kernel_tree, run_kbuild, BuiltModule, KbuildJob, KbuildOutput, KernelTree};
+pub use kbuild::{
+    check_host_tools, find_kernel_tree, resolve_merged, run_kbuild, BuiltModule, KbuildJob,
+    KbuildOutput, KernelTree,
+};
 pub use project::{BootSection, BuildStep, ProjectConfig};
 pub use toolchain::{builder_for, BuilderSpec};

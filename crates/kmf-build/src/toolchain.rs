@@ -14,6 +14,18 @@
 //! | 13  | trixie        | gcc-13 is packaged in trixie |
 //! | 14  | trixie        | Debian 13 kernels |
 //! | 15  | sid           | unstable kernels |
+//!
+//! Other distributions' kernels go to the builder of the same GCC major: a module only has to agree with
+//! its kernel on what the compiler major decides (the plugin and feature probes `CONFIG_CC_HAS_*`, the
+//! `-mrecord-mcount`/`-mfentry`/retpoline/stack-protector flags the config turns on, the structure layout
+//! rules), and GCC keeps those stable within a major. So Fedora and AlmaLinux 9 (`gcc (GCC) 11.4.1 ...
+//! (Red Hat 11.4.1-3)`, GCC 11 to 14), Amazon Linux 2023 (GCC 11) and Amazon Linux 2's 5.x kernels
+//! (`gcc10-gcc (GCC) 10.5.0`), and Ubuntu (`x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0`)
+//! all have builders. A kernel built by GCC 7, 8 or 9 (Amazon Linux 2's 4.14 kernels, AlmaLinux 8) has
+//! none: no Debian suite on the mirror packages those compilers any more, and building with GCC 10
+//! instead is refused rather than tried, because kbuild then re-probes compiler features the kernel's
+//! config recorded for another compiler and the module can disagree with the kernel in ways nothing
+//! checks before it is loaded. Those kernels fail with *toolchain unavailable*.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,13 +64,28 @@ pub fn cc_version_text(config: &str) -> Option<String> {
 }
 
 /// The GCC major version named by a `CONFIG_CC_VERSION_TEXT`, e.g. 12 for
-/// `gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0` or `x86_64-linux-gnu-gcc-12 (...) 12.2.0`.
+/// `gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0` or `x86_64-linux-gnu-gcc-12 (...) 12.2.0`, 11 for
+/// `gcc (GCC) 11.4.1 20231218 (Red Hat 11.4.1-3)`. GCC prints `NAME (PKGVERSION) VERSION [DATE] [(NOTE)]`:
+/// the version is the word after the first parenthesised group.
 pub fn gcc_major(cc_text: &str) -> Option<u32> {
     if cc_text.contains("clang") {
         return None;
     }
-    let version = cc_text.rsplit(' ').next()?;
-    version.split('.').next()?.parse().ok()
+    let major = |word: &str| -> Option<u32> {
+        let first = word.split('.').next()?;
+        if word.contains('.') && !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) {
+            first.parse().ok()
+        } else {
+            None
+        }
+    };
+    let after_group = cc_text
+        .find('(')
+        .and_then(|open| cc_text[open..].find(')').map(|close| open + close + 1))
+        .and_then(|end| cc_text[end..].split_whitespace().next());
+    after_group
+        .and_then(major)
+        .or_else(|| cc_text.rsplit(' ').next().and_then(major))
 }
 
 /// Picks the builder for a kernel whose config says `cc_text`.
@@ -76,6 +103,12 @@ pub fn builder_for(cc_text: &str) -> Result<BuilderSpec, BuildError> {
         .find(|(m, _)| *m == major)
         .map(|(_, s)| *s)
         .ok_or_else(|| {
+            if major < 10 {
+                return unsupported(&format!(
+                    "GCC {major} is not in the toolchain table: no Debian suite on the mirror packages \
+                     it, and modules are not built with another GCC major than their kernel's"
+                ));
+            }
             unsupported(&format!(
                 "GCC {major} is not in the toolchain table (known: {})",
                 GCC_SUITES
@@ -146,6 +179,48 @@ mod tests {
         assert!(trixie.packages.contains(&"libelf1t64".to_string()));
         assert!(builder_for("Debian clang version 16.0.6").is_err());
         assert!(builder_for("gcc (GCC) 4.8.5 20150623 (Red Hat 4.8.5-44)").is_err());
+    }
+
+    #[test]
+    fn maps_other_families_by_gcc_major() {
+        for (text, major, suite) in [
+            (
+                "gcc (GCC) 11.4.1 20231218 (Red Hat 11.4.1-3)",
+                11,
+                "bookworm",
+            ),
+            (
+                "gcc (GCC) 11.4.1 20230605 (Red Hat 11.4.1-2)",
+                11,
+                "bookworm",
+            ),
+            ("gcc (GCC) 13.2.1 20240316 (Red Hat 13.2.1-7)", 13, "trixie"),
+            ("gcc (GCC) 14.2.1 20240912 (Red Hat 14.2.1-3)", 14, "trixie"),
+            ("gcc10-gcc (GCC) 10.5.0", 10, "bullseye"),
+            (
+                "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0",
+                12,
+                "bookworm",
+            ),
+            ("gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0", 11, "bookworm"),
+            (
+                "aarch64-linux-gnu-gcc-13 (Ubuntu 13.2.0-23ubuntu4) 13.2.0",
+                13,
+                "trixie",
+            ),
+        ] {
+            assert_eq!(gcc_major(text), Some(major), "{text}");
+            let b = builder_for(text).unwrap();
+            assert_eq!((b.gcc_major, b.suite.as_str()), (major, suite), "{text}");
+        }
+        for old in [
+            "gcc (GCC) 7.3.1 20180712 (Red Hat 7.3.1-17)",
+            "gcc (GCC) 8.5.0 20210514 (Red Hat 8.5.0-22)",
+            "gcc (Ubuntu 9.4.0-1ubuntu1~20.04.2) 9.4.0",
+        ] {
+            let err = builder_for(old).unwrap_err().to_string();
+            assert!(err.contains("not in the toolchain table"), "{old}: {err}");
+        }
     }
 
     #[test]

@@ -22,10 +22,13 @@ pub enum ExtractError {
     /// The file is not a Debian binary package.
     #[error("{}: not a Debian package: {reason}", path.display())]
     NotADeb { path: PathBuf, reason: String },
+    /// The file is not an RPM package, or its headers are damaged.
+    #[error("{}: not an RPM package: {reason}", path.display())]
+    NotAnRpm { path: PathBuf, reason: String },
     /// The package has no `data.tar*` member.
     #[error("{}: no data.tar member", path.display())]
     NoData { path: PathBuf },
-    /// The `data.tar` member uses a compression this crate does not read.
+    /// The `data.tar` member (or an RPM's payload) uses a compression this crate does not read.
     #[error("{}: unsupported compression of member {member}", path.display())]
     UnsupportedCompression { path: PathBuf, member: String },
     /// Unpacking would exceed [`crate::ExtractLimits`]: a decompression bomb, or a package far

@@ -7,10 +7,12 @@
 //! [`ExtractReport::skipped`]. Mtimes are kept, since the kernel build compares timestamps.
 //!
 //! * [`extract_deb`]: a `.deb`'s `data.tar` (uncompressed, xz, zstd or gzip), streamed.
+//! * [`extract_rpm`]: an RPM's payload (a cpio archive, uncompressed or gzip, xz or zstd), streamed.
 //! * [`extract_tar`]: any tar stream.
 //! * [`PackageTrees`]: one extracted tree per package, shared by every build that needs it.
 
 mod error;
+mod rpm;
 mod trees;
 mod unpack;
 
@@ -18,6 +20,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 pub use error::ExtractError;
+pub use rpm::{extract_rpm, extract_rpm_with_limits};
 pub use trees::PackageTrees;
 
 /// Caps that defeat decompression bombs.
@@ -170,8 +173,8 @@ pub fn extract_tar_with_limits<R: Read>(
     )
 }
 
-/// Extracts a package file whatever its format, recognised by content: a `.deb`, or a tar that is
-/// uncompressed or compressed with xz, zstd or gzip.
+/// Extracts a package file whatever its format, recognised by content: a `.deb`, an `.rpm`, or a
+/// tar that is uncompressed or compressed with xz, zstd or gzip.
 pub fn extract_package(
     package: &Path,
     dest: &Path,
@@ -186,6 +189,8 @@ pub fn extract_package(
     let open = || unpack::open_buffered(package);
     if head.starts_with(b"!<arch>\n") {
         extract_deb_with_limits(package, dest, limits)
+    } else if head.starts_with(&rpm::LEAD_MAGIC) {
+        extract_rpm_with_limits(package, dest, limits)
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         let decoder = xz2::read::XzDecoder::new_multi_decoder(open()?);
         pipelined(decoder, dest, limits, &label)
@@ -221,6 +226,16 @@ fn pipelined<D: Read + Send>(
     limits: &ExtractLimits,
     label: &str,
 ) -> Result<ExtractReport, ExtractError> {
+    pipelined_with(decoder, |reader| {
+        unpack::extract_tar_stream(reader, dest, limits, label)
+    })
+}
+
+/// Runs `consume` on what `decoder` produces, decoding on a second thread.
+pub(crate) fn pipelined_with<D: Read + Send, T>(
+    decoder: D,
+    consume: impl FnOnce(ChannelReader) -> T,
+) -> T {
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -247,11 +262,11 @@ fn pipelined<D: Read + Send>(
             pos: 0,
         };
         // `reader` is dropped when this returns, which releases the decoder thread.
-        unpack::extract_tar_stream(reader, dest, limits, label)
+        consume(reader)
     })
 }
 
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
@@ -277,7 +292,7 @@ impl Read for ChannelReader {
     }
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match reader.read(&mut buf[n..]) {

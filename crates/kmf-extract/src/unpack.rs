@@ -118,8 +118,18 @@ pub(crate) fn extract_tar_stream<R: Read>(
     x.finish()
 }
 
+/// What a member is, whatever the archive format.
+pub(crate) enum MemberKind {
+    File,
+    Dir,
+    Symlink(Option<PathBuf>),
+    Hardlink(Option<PathBuf>),
+    /// Not extracted (device node, fifo, socket, unknown type): why.
+    Unsupported(String),
+}
+
 /// Errors inside one member: reading the archive (corrupt) or anything else.
-enum Failure {
+pub(crate) enum Failure {
     Read(io::Error),
     Other(ExtractError),
 }
@@ -130,7 +140,7 @@ impl From<ExtractError> for Failure {
     }
 }
 
-struct Extractor<'a> {
+pub(crate) struct Extractor<'a> {
     dest: PathBuf,
     limits: &'a ExtractLimits,
     label: &'a str,
@@ -151,7 +161,7 @@ struct Extractor<'a> {
 }
 
 impl<'a> Extractor<'a> {
-    fn new(dest: &Path, limits: &'a ExtractLimits, label: &'a str) -> Self {
+    pub(crate) fn new(dest: &Path, limits: &'a ExtractLimits, label: &'a str) -> Self {
         Extractor {
             dest: dest.to_path_buf(),
             limits,
@@ -169,7 +179,7 @@ impl<'a> Extractor<'a> {
     }
 
     /// Counts a member against the limits before anything of it is read.
-    fn admit(&mut self, size: u64) -> Result<(), ExtractError> {
+    pub(crate) fn admit(&mut self, size: u64) -> Result<(), ExtractError> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(self.limit("entries", self.limits.max_entries));
@@ -181,7 +191,7 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
-    fn limit(&self, what: &'static str, limit: u64) -> ExtractError {
+    pub(crate) fn limit(&self, what: &'static str, limit: u64) -> ExtractError {
         ExtractError::LimitExceeded {
             archive: self.label.to_string(),
             what,
@@ -189,7 +199,7 @@ impl<'a> Extractor<'a> {
         }
     }
 
-    fn skip(&mut self, member: &str, reason: impl Into<String>) {
+    pub(crate) fn skip(&mut self, member: &str, reason: impl Into<String>) {
         let reason = reason.into();
         tracing::debug!(archive = self.label, member, %reason, "skipping member");
         self.report.skipped.push((member.to_string(), reason));
@@ -216,42 +226,59 @@ impl<'a> Extractor<'a> {
                 return Ok(());
             }
         };
-        let rel = match normalize(&path) {
+        let mode = entry.header().mode().unwrap_or(0o644);
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let kind = match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => MemberKind::File,
+            EntryType::Directory => MemberKind::Dir,
+            EntryType::Symlink => MemberKind::Symlink(link_target(entry)),
+            EntryType::Link => MemberKind::Hardlink(link_target(entry)),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                MemberKind::Unsupported("device node or fifo".to_string())
+            }
+            other => MemberKind::Unsupported(format!("unsupported entry type {other:?}")),
+        };
+        let size = entry.size();
+        self.add(&name, &path, kind, mode, mtime, entry, size)
+    }
+
+    /// Adds one archive member of any format: `name` as the archive spells it (for reports), `path`
+    /// its path, `mode` its permission bits (file-type bits and setuid/setgid/sticky are dropped),
+    /// `data` the reader positioned at its `size` bytes of contents (read only for regular files).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add<R: Read>(
+        &mut self,
+        name: &str,
+        path: &Path,
+        kind: MemberKind,
+        mode: u32,
+        mtime: u64,
+        data: &mut R,
+        size: u64,
+    ) -> Result<(), Failure> {
+        let rel = match normalize(path) {
             Ok(rel) => rel,
             Err(reason) => {
-                self.skip(&name, reason);
+                self.skip(name, reason);
                 return Ok(());
             }
         };
-        let mode = entry.header().mode().unwrap_or(0o644) & PERMISSION_BITS;
-        let mtime = entry.header().mtime().unwrap_or(0);
+        let mode = mode & PERMISSION_BITS;
         if rel.as_os_str().is_empty() {
-            if kind == EntryType::Directory {
+            if matches!(kind, MemberKind::Dir) {
                 self.root_attrs = Some((mode, mtime));
             } else {
-                self.skip(&name, "non-directory member names the root");
+                self.skip(name, "non-directory member names the root");
             }
             return Ok(());
         }
         match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.file(entry, &name, &rel, mode, mtime)
-            }
-            EntryType::Directory => Ok(self.dir(&name, &rel, mode, mtime)?),
-            EntryType::Symlink => {
-                let target = link_target(entry);
-                Ok(self.symlink(&name, &rel, target, mtime)?)
-            }
-            EntryType::Link => {
-                let target = link_target(entry);
-                Ok(self.hardlink(&name, &rel, target)?)
-            }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.skip(&name, "device node or fifo");
-                Ok(())
-            }
-            other => {
-                self.skip(&name, format!("unsupported entry type {other:?}"));
+            MemberKind::File => self.file(data, size, name, &rel, mode, mtime),
+            MemberKind::Dir => Ok(self.dir(name, &rel, mode, mtime)?),
+            MemberKind::Symlink(target) => Ok(self.symlink(name, &rel, target, mtime)?),
+            MemberKind::Hardlink(target) => Ok(self.hardlink(name, &rel, target)?),
+            MemberKind::Unsupported(reason) => {
+                self.skip(name, reason);
                 Ok(())
             }
         }
@@ -317,7 +344,8 @@ impl<'a> Extractor<'a> {
 
     fn file<R: Read>(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        entry: &mut R,
+        expected: u64,
         name: &str,
         rel: &Path,
         mode: u32,
@@ -340,7 +368,7 @@ impl<'a> Extractor<'a> {
             .open(&full)
             .map_err(|e| ExtractError::io(&full, e))?;
         let room = self.limits.max_bytes.saturating_sub(self.report.bytes);
-        let written = match self.copy(entry, &mut file, &full, room) {
+        let written = match self.copy(entry, expected, &mut file, &full, room) {
             Ok(n) => n,
             Err(e) => {
                 // Never leave a truncated file that looks like a member.
@@ -363,12 +391,12 @@ impl<'a> Extractor<'a> {
 
     fn copy<R: Read>(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        entry: &mut R,
+        expected: u64,
         file: &mut File,
         full: &Path,
         room: u64,
     ) -> Result<u64, Failure> {
-        let expected = entry.size();
         let mut written = 0u64;
         loop {
             let n = match entry.read(&mut self.buf) {
@@ -518,7 +546,7 @@ impl<'a> Extractor<'a> {
 
     /// Re-checks symlinks against the finished tree (a later member can change where an earlier
     /// link leads), then applies directory modes and mtimes, deepest first.
-    fn finish(mut self) -> Result<ExtractReport, ExtractError> {
+    pub(crate) fn finish(mut self) -> Result<ExtractReport, ExtractError> {
         let symlinks = std::mem::take(&mut self.symlinks);
         let mut checked = HashSet::new();
         for rel in symlinks {

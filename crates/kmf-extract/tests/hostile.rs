@@ -424,7 +424,12 @@ fn malformed_packages_are_clear_errors() {
     let err = extract_tar(tar.as_slice(), &sb.root()).unwrap_err();
     assert!(matches!(err, ExtractError::Corrupt { .. }), "{err}");
     assert!(fs::symlink_metadata(sb.root().join("big")).is_err());
-    let unknown = write("f.rpm", b"\xed\xab\xee\xdb rpm lead");
+    let short_rpm = write("f.rpm", b"\xed\xab\xee\xdb rpm lead");
+    assert!(matches!(
+        extract_package(&short_rpm, &sb.root(), &ExtractLimits::default()),
+        Err(ExtractError::NotAnRpm { .. })
+    ));
+    let unknown = write("f.bin", b"PK\x03\x04 a zip file");
     assert!(matches!(
         extract_package(&unknown, &sb.root(), &ExtractLimits::default()),
         Err(ExtractError::UnknownFormat { .. })

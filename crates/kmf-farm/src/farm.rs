@@ -278,6 +278,17 @@ impl Farm {
             (FailureClass::HeadersUnavailable, e.to_string())
         })?;
         result.kernel_release = Some(tree.release.clone());
+        kmf_build::check_host_tools(
+            &roots,
+            &tree,
+            &entry.distribution,
+            entry.architecture,
+            Arch::host(),
+        )
+        .map_err(|e| {
+            note(&log_path, &e.to_string());
+            (FailureClass::ToolchainUnavailable, e.to_string())
+        })?;
 
         reporter.stage(&label, Stage::Toolchain);
         let t = Instant::now();
@@ -514,7 +525,8 @@ impl Farm {
         })
     }
 
-    /// Modules and logs first, metadata last: a prefix with metadata.json is complete.
+    /// Modules and logs first, then `SHA256SUMS` and the provenance statement, metadata last: a prefix with
+    /// metadata.json is complete. Each object is written atomically by the store.
     async fn publish(
         &self,
         prefix: &str,
@@ -523,8 +535,10 @@ impl Farm {
         boot_log: Option<&Path>,
         metadata: &VariantMetadata,
     ) -> Result<(), kmf_store::StoreError> {
+        use kmf_report::provenance;
         let store = &self.opts.store;
         for m in modules {
+            publish_pause().await;
             store
                 .put_file(&format!("{prefix}/{}", m.file_name), &m.path)
                 .await?;
@@ -535,10 +549,30 @@ impl Farm {
                 .put_file(&format!("{prefix}/boot.log"), boot_log)
                 .await?;
         }
+        publish_pause().await;
+        let sums = provenance::sha256sums(metadata);
+        let sums_key = format!("{prefix}/{}", provenance::SHA256SUMS);
+        store.put_bytes(&sums_key, sums.as_bytes()).await?;
+        let statement = serde_json::to_vec_pretty(&provenance::provenance(metadata))
+            .expect("provenance serialises");
+        let statement_key = format!("{prefix}/{}", provenance::PROVENANCE);
+        store.put_bytes(&statement_key, &statement).await?;
+        publish_pause().await;
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
         store
             .put_bytes(&format!("{prefix}/metadata.json"), &json)
             .await
+    }
+}
+
+/// Test hook: `KMODFARM_TEST_PUBLISH_DELAY_MS` pauses before each step of a publish, so that tests can kill
+/// the process while a variant is half published. Unset in normal use.
+async fn publish_pause() {
+    if let Some(ms) = std::env::var("KMODFARM_TEST_PUBLISH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 

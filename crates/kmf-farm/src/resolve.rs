@@ -18,7 +18,7 @@ pub(crate) async fn resolve(
     if entry.distribution == "debian" {
         if let (Some(suite), Some(_)) = (&entry.suite, indexes.mirrors()) {
             match resolve_from_mirror(indexes, suite, entry, cross_host).await {
-                Ok(pkgs) => return Ok(to_downloads(indexes, &pkgs, &recorded)),
+                Ok(pkgs) => return Ok(to_downloads(Some(indexes), &pkgs, &recorded)),
                 Err(e) => tracing::warn!(
                     variant = %entry.label(),
                     "mirror lookup failed ({e}); using the recorded header URLs"
@@ -36,15 +36,21 @@ pub(crate) async fn resolve(
                 "the kernel list records no header packages for this kernel".into(),
             ));
         }
-        return Ok(to_downloads(indexes, &pkgs, &recorded));
+        return Ok(to_downloads(Some(indexes), &pkgs, &recorded));
     }
-    if recorded.is_empty() {
+    let pkgs = if entry.distribution == "ubuntu" {
+        select_ubuntu_flavour(&recorded, &entry.kversion)
+    } else {
+        recorded.clone()
+    };
+    if pkgs.is_empty() {
         return Err((
             FailureClass::HeadersUnavailable,
             "the kernel list records no header packages for this kernel".into(),
         ));
     }
-    Ok(to_downloads(indexes, &recorded, &recorded))
+    // Only Debian's pool paths mean anything on the configured Debian mirrors.
+    Ok(to_downloads(None, &pkgs, &recorded))
 }
 
 async fn resolve_from_mirror(
@@ -64,7 +70,7 @@ async fn resolve_from_mirror(
 
 /// Mirror URLs first (any pool path the configured mirrors could serve), then the URLs the list recorded.
 fn to_downloads(
-    indexes: &Indexes,
+    indexes: Option<&Indexes>,
     pkgs: &[HeaderPackage],
     recorded: &[HeaderPackage],
 ) -> Vec<Download> {
@@ -76,7 +82,7 @@ fn to_downloads(
                     urls.push(u);
                 }
             };
-            if let Some(m) = indexes.mirrors() {
+            if let Some(m) = indexes.and_then(|i| i.mirrors()) {
                 let pool_path = p
                     .path
                     .clone()
@@ -162,6 +168,29 @@ fn select_debian_flavour(pkgs: &[HeaderPackage], release: &str) -> Vec<HeaderPac
         .collect()
 }
 
+/// kernel-crawler's Ubuntu entries may list several flavours' headers of one ABI
+/// (`linux-headers-4.4.0-21-generic`, `-lowlatency`, and the shared `linux-headers-4.4.0-21`); keep the
+/// entry's own (`linux-headers-<kernelrelease>`) and the shared package its name starts with. Lists that
+/// name no package of that form are kept whole.
+fn select_ubuntu_flavour(pkgs: &[HeaderPackage], release: &str) -> Vec<HeaderPackage> {
+    let name = |p: &HeaderPackage| {
+        p.package
+            .clone()
+            .unwrap_or_else(|| p.file_name().split('_').next().unwrap_or("").to_string())
+    };
+    let own = format!("linux-headers-{release}");
+    if !pkgs.iter().any(|p| name(p) == own) {
+        return pkgs.to_vec();
+    }
+    pkgs.iter()
+        .filter(|p| {
+            let n = name(p);
+            n == own || (n.starts_with("linux-headers-") && own.starts_with(&format!("{n}-")))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Debian's kbuild package holds executables for the machine that builds; a cross build needs the host's.
 /// Only used when the mirror index could not be asked: the pool path differs only in the architecture.
 fn swap_kbuild_arch(pkgs: Vec<HeaderPackage>, target: Arch, host: Arch) -> Vec<HeaderPackage> {
@@ -224,6 +253,30 @@ mod tests {
         assert!(rt.iter().any(|p| p
             .file_name()
             .starts_with("linux-headers-5.19.0-2-common-rt")));
+    }
+
+    #[test]
+    fn ubuntu_entries_keep_their_flavour_and_the_shared_package() {
+        let pkgs: Vec<HeaderPackage> = [
+            "linux-headers-4.4.0-21-generic_4.4.0-21.37_amd64.deb",
+            "linux-headers-4.4.0-21_4.4.0-21.37_all.deb",
+            "linux-headers-4.4.0-21-lowlatency_4.4.0-21.37_amd64.deb",
+        ]
+        .iter()
+        .map(|n| HeaderPackage::from_url(&format!("http://m/ubuntu/pool/main/l/linux/{n}")))
+        .collect();
+        let kept: Vec<_> = select_ubuntu_flavour(&pkgs, "4.4.0-21-generic")
+            .iter()
+            .map(|p| p.file_name().to_string())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "linux-headers-4.4.0-21-generic_4.4.0-21.37_amd64.deb",
+                "linux-headers-4.4.0-21_4.4.0-21.37_all.deb"
+            ]
+        );
+        assert_eq!(select_ubuntu_flavour(&pkgs, "4.4.0-99-generic").len(), 3);
     }
 
     #[test]

@@ -87,6 +87,51 @@ pub fn matrix_key(driver: &Driver) -> String {
     )
 }
 
+/// The key of a driver's index: which driver versions have a published matrix (`<driver>/index.json`), for
+/// consumers such as `kmodfarm install` that cannot list the store (http).
+pub fn driver_index_key(driver: &str) -> String {
+    format!("{driver}/index.json")
+}
+
+/// `<driver>/index.json`: `{"driver": .., "versions": {"0.1.0": {"driver_version": "0.1.1", "matrix": ..}}}`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct DriverIndex {
+    pub driver: String,
+    pub versions: BTreeMap<String, IndexedVersion>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct IndexedVersion {
+    /// The newest driver version published under this prefix version.
+    pub driver_version: String,
+    /// Store key of the published matrix.
+    pub matrix: String,
+}
+
+/// Adds (or refreshes) this driver version in the index, after its matrix was published.
+async fn update_driver_index(
+    store: &dyn Store,
+    driver: &Driver,
+    matrix: &str,
+) -> Result<(), kmf_store::StoreError> {
+    let key = driver_index_key(&driver.name);
+    let mut index: DriverIndex = store
+        .get_bytes(&key)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    index.driver = driver.name.clone();
+    index.versions.insert(
+        output_version(&driver.version),
+        IndexedVersion {
+            driver_version: driver.version.clone(),
+            matrix: matrix.to_string(),
+        },
+    );
+    let json = serde_json::to_vec_pretty(&index).expect("index serialises");
+    store.put_bytes(&key, &json).await
+}
+
 /// The matrix published last time, or an empty one when there is none.
 pub async fn published_matrix(store: &dyn Store, key: &str) -> Result<Vec<MatrixEntry>, SyncError> {
     let bytes = store
@@ -237,6 +282,12 @@ async fn publish_matrix(
         })?;
 
     let mut warnings = plan.diff.warnings();
+    if let Err(e) = update_driver_index(store, &plan.driver, &plan.key).await {
+        warnings.push(format!(
+            "updating {}: {e}",
+            driver_index_key(&plan.driver.name)
+        ));
+    }
     if opts.prune {
         for prefix in &removed_prefixes {
             if let Err(e) = delete_prefix(store, prefix).await {

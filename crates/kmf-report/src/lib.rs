@@ -13,6 +13,7 @@ mod junit;
 mod links;
 mod logtail;
 mod order;
+pub mod provenance;
 mod results;
 
 use std::io::Write;

@@ -4,8 +4,23 @@ use std::path::PathBuf;
 pub enum StoreError {
     #[error("invalid store key `{key}`: {why}")]
     BadKey { key: String, why: String },
-    #[error("store URL `{url}`: scheme `{scheme}` is not supported (use a path or file://)")]
+    #[error(
+        "store URL `{url}`: scheme `{scheme}` is not supported (use a path, file://, s3:// or http(s)://)"
+    )]
     UnsupportedScheme { url: String, scheme: String },
+    #[error("store URL `{url}`: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("{url} is a read-only store: publish to its file:// or s3:// location instead")]
+    ReadOnly { url: String },
+    #[error("{url} cannot be listed (an http store serves known keys only)")]
+    NotListable { url: String },
+    #[error("{op} {key} in {store}: {message}")]
+    Remote {
+        op: &'static str,
+        store: String,
+        key: String,
+        message: String,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

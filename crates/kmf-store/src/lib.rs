@@ -1,17 +1,22 @@
-//! Artifact stores. Everything kmodfarm publishes goes through [`Store`], so that S3 and read-only http stores
-//! slot in beside the local directory.
+//! Artifact stores. Everything kmodfarm publishes goes through [`Store`]: a local directory ([`LocalStore`]),
+//! S3 or an S3-compatible server, or a read-only http(s) server ([`RemoteStore`]).
 //!
 //! Keys are `/`-separated relative paths (`0.1.0/debian/x86_64/6.1.0-56-amd64/hello.ko`). A store never
 //! exposes a half-written object: the local store writes to a temporary file in the same directory, syncs it
-//! and renames it into place.
+//! and renames it into place; S3 makes an object visible only once its upload (single or multipart) completed.
 
+mod aws_profile;
 mod error;
 mod local;
+#[doc(hidden)]
+pub mod loopback;
+mod remote;
 
 use std::path::Path;
 
 pub use error::StoreError;
 pub use local::LocalStore;
+pub use remote::{RemoteStore, MULTIPART_CHUNK, MULTIPART_THRESHOLD};
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -29,10 +34,17 @@ pub trait Store: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
-/// Opens a store from a URL: `file:///dir` or a plain path.
+/// Opens a store from a URL: `file:///dir` or a plain path, `s3://bucket[/prefix][?options]` (see
+/// [`RemoteStore::s3`]), or a read-only `http(s)://` URL.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Box::new(LocalStore::new(path)?));
+    }
+    if url.starts_with("s3://") {
+        return Ok(Box::new(RemoteStore::s3(url)?));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(RemoteStore::http(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(StoreError::UnsupportedScheme {

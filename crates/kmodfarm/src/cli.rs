@@ -70,6 +70,22 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant passed, 1 when some failed, 2 on bad input.
     BootTest(Box<BootTestArgs>),
+    /// Install this host's modules from a store: find, download, verify, install, depmod (and load).
+    ///
+    /// Detects the distribution (/etc/os-release under --root), the kernel release and version (as uname -r
+    /// and uname -v print them) and the architecture, each overridable. Reads the driver's published matrix
+    /// (<driver>/index.json → <driver>/<MAJOR.MINOR.0>/matrix.json, as `sync` publishes them), picks the variant
+    /// of the same distribution, architecture and release (for Debian, the package version uname -v names
+    /// when several uploads exist), downloads its modules and checks each against metadata.json's SHA256 and
+    /// size (and SHA256SUMS), installs them atomically to <root>/lib/modules/<release>/extra/<driver>/ and runs
+    /// depmod. Nothing is installed unless every module verified.
+    ///
+    /// Exit status: 0 installed; 2 when nothing matches (the message names the nearest kernels available),
+    /// a download does not verify, or another error.
+    Install(Box<InstallArgs>),
+    /// Store maintenance: `store gc` lists (and with --delete removes) artifacts no published matrix references.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Builder images for `--sandbox docker`: import the mmdebstrap builders, build the Dockerfiles in
     /// builders/, list and prune them.
     #[command(subcommand)]
@@ -279,7 +295,8 @@ pub struct KernelSourceArgs {
 /// Where builds run and where their results go.
 #[derive(Debug, Args)]
 pub struct FarmArgs {
-    /// Artifact store: a directory or file:// URL.
+    /// Artifact store: a directory, file:// URL or s3://bucket/prefix[?endpoint=URL&region=R&path_style=true]
+    /// (credentials from the standard AWS environment and ~/.aws files).
     #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
     pub store: String,
     /// Cache of downloads, extracted packages and builders (default: $XDG_CACHE_HOME/kmodfarm, ~/.cache/kmodfarm,
@@ -353,6 +370,68 @@ pub struct BootTestArgs {
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     /// Print results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Store to install from: a directory, file://, s3://bucket/prefix[?endpoint=..] or http(s):// URL.
+    #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
+    pub store: String,
+    /// The driver (default: the store's only one).
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Driver version whose published matrix to use (default: the newest published).
+    #[arg(long)]
+    pub driver_version: Option<String>,
+    /// The host's root directory: os-release is read and modules installed under it.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Install the modules into DIR instead of <root>/lib/modules/<release>/extra/<driver>.
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Kernel release to install for (default: the running kernel's, uname -r).
+    #[arg(long, value_name = "RELEASE")]
+    pub kernel_release: Option<String>,
+    /// Kernel version string (default: the running kernel's, uname -v), e.g.
+    /// '#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2025-10-16)'.
+    #[arg(long, value_name = "VERSION")]
+    pub kernel_version: Option<String>,
+    /// Architecture (default: this machine's).
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Distribution in kmodfarm's spelling (default: from os-release; debian, ubuntu, amazonlinux2023, ...).
+    #[arg(long)]
+    pub distro: Option<String>,
+    /// Load the modules with modprobe after installing (only with --root /).
+    #[arg(long)]
+    pub load: bool,
+    /// Print what was installed as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List the objects no published matrix references; --delete removes them.
+    ///
+    /// Kept: every <driver>/<version>/matrix.json, every <driver>/index.json and every object under a variant
+    /// prefix some matrix lists. Everything else (variants pruned or never admitted, leftovers of an
+    /// interrupted publish, artifacts of `build` runs that no `sync` published) is reported, and deleted only
+    /// with --delete. Do not run it while a sync publishes to the same store.
+    Gc(StoreGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreGcArgs {
+    /// The store: a directory, file:// or s3:// URL (http stores cannot be listed).
+    #[arg(long, env = "KMODFARM_STORE", default_value = "artifacts/store")]
+    pub store: String,
+    /// Delete the unreferenced objects (default: only list them).
+    #[arg(long)]
+    pub delete: bool,
+    /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 mod boot;
 mod build;
 mod builder;
+mod install;
 mod kernels;
 mod matrix;
 mod sync;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use kmf_kernels::mirrors::DebianMirrors;
 
-use crate::cli::{Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs};
+use crate::cli::{Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs, StoreCommand};
 
 /// Exit codes: the contract scripts and CI rely on.
 pub enum Outcome {
@@ -46,6 +47,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Sync(args) => sync::sync(*args).await,
             Command::BootTest(args) => boot::boot_test(*args).await,
             Command::Builder(cmd) => builder::run(cmd).await,
+            Command::Install(args) => install::install(*args).await,
+            Command::Store(StoreCommand::Gc(args)) => install::gc(args).await,
         }
     });
     match result {

@@ -6,6 +6,8 @@ mod bad_input;
 mod boot;
 mod debian;
 mod docker;
+mod families;
 mod matrix;
+mod store;
 mod sync;
 mod util;

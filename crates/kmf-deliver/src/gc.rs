@@ -1,0 +1,138 @@
+//! `kmodfarm store gc`: artifacts that no published matrix references.
+//!
+//! Kept: every published matrix (`<driver>/<version>/matrix.json`), every driver index
+//! (`<driver>/index.json`) and every object under a prefix a matrix lists (`<driver>/<output>/`). Everything else
+//! is garbage: variants pruned from or never admitted to a matrix, and objects an interrupted publish left
+//! behind. Deletion removes each unreferenced variant's `metadata.json` first, so a half-deleted variant never
+//! looks complete. Do not run it while a `sync` publishes to the same store: the variants that sync is
+//! publishing are not in a matrix yet.
+
+use std::collections::BTreeSet;
+
+use kmf_store::{Store, StoreError};
+use kmf_types::MatrixEntry;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    pub store: String,
+    pub matrices: Vec<String>,
+    /// Objects kept.
+    pub kept: usize,
+    /// Unreferenced objects: deleted with `delete`, else only listed.
+    pub garbage: Vec<String>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{key} is not a kmodfarm matrix ({why}): nothing is collected while a matrix cannot be read")]
+    BadMatrix { key: String, why: String },
+}
+
+fn is_matrix(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 3 && parts[2] == "matrix.json"
+}
+
+fn is_index(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    parts.len() == 2 && parts[1] == "index.json"
+}
+
+/// Lists (and with `delete`, removes) the store's unreferenced objects.
+pub async fn gc(store: &dyn Store, delete: bool) -> Result<GcReport, GcError> {
+    let keys = store.list("").await?;
+    let matrices: Vec<String> = keys.iter().filter(|k| is_matrix(k)).cloned().collect();
+    let mut live: BTreeSet<String> = BTreeSet::new();
+    for key in &matrices {
+        let driver = key.split('/').next().expect("three segments");
+        let bytes = store.get_bytes(key).await?.unwrap_or_default();
+        let entries: Vec<MatrixEntry> =
+            serde_json::from_slice(&bytes).map_err(|e| GcError::BadMatrix {
+                key: key.clone(),
+                why: e.to_string(),
+            })?;
+        for e in entries {
+            live.insert(format!("{driver}/{}/", e.output));
+        }
+    }
+    let referenced = |k: &str| {
+        is_matrix(k) || is_index(k) || k.match_indices('/').any(|(i, _)| live.contains(&k[..=i]))
+    };
+    let mut garbage: Vec<String> = keys.iter().filter(|k| !referenced(k)).cloned().collect();
+    let kept = keys.len() - garbage.len();
+    if delete {
+        // Metadata first: a variant without metadata.json is incomplete to every reader.
+        garbage.sort_by_key(|k| (!k.ends_with("/metadata.json"), k.clone()));
+        for k in &garbage {
+            store.delete(k).await?;
+        }
+        garbage.sort();
+    }
+    Ok(GcReport {
+        store: store.url(),
+        matrices,
+        kept,
+        garbage,
+        deleted: delete,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmf_store::LocalStore;
+
+    #[tokio::test]
+    async fn keeps_what_matrices_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let matrix = serde_json::json!([{
+            "kversion": "6.1.0-9-amd64", "distribution": "debian", "architecture": "x86_64",
+            "kernelurls": [], "output": "0.1.0/debian/x86_64/6.1.0-9-amd64", "driverversion": "0.1.0",
+        }]);
+        store
+            .put_bytes("hello/0.1.0/matrix.json", matrix.to_string().as_bytes())
+            .await
+            .unwrap();
+        store.put_bytes("hello/index.json", b"{}").await.unwrap();
+        for k in [
+            "hello/0.1.0/debian/x86_64/6.1.0-9-amd64/hello.ko",
+            "hello/0.1.0/debian/x86_64/6.1.0-9-amd64/metadata.json",
+            "hello/0.1.0/debian/x86_64/6.1.0-9-amd64-rt/hello.ko",
+            "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/metadata.json",
+            "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/hello.ko",
+            "stray.txt",
+        ] {
+            store.put_bytes(k, b"x").await.unwrap();
+        }
+        let dry = gc(&store, false).await.unwrap();
+        assert_eq!(
+            dry.garbage,
+            [
+                "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/hello.ko",
+                "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/metadata.json",
+                "hello/0.1.0/debian/x86_64/6.1.0-9-amd64-rt/hello.ko",
+                "stray.txt",
+            ]
+        );
+        assert_eq!(dry.kept, 4);
+        assert_eq!(store.list("").await.unwrap().len(), 8);
+        let done = gc(&store, true).await.unwrap();
+        assert_eq!(done.garbage.len(), 4);
+        assert_eq!(store.list("").await.unwrap().len(), 4);
+        assert!(gc(&store, false).await.unwrap().garbage.is_empty());
+
+        store
+            .put_bytes("bad/0.1.0/matrix.json", b"{")
+            .await
+            .unwrap();
+        assert!(matches!(
+            gc(&store, true).await,
+            Err(GcError::BadMatrix { .. })
+        ));
+    }
+}

@@ -1,0 +1,597 @@
+//! `kmodfarm install`: the host's modules from the store, verified, in `/lib/modules/<release>/extra`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kmf_store::{Store, StoreError};
+use kmf_types::{output_version, MatrixEntry};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::host::Host;
+use crate::version::natural_cmp;
+
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// The driver; optional when the store can be listed and holds exactly one.
+    pub driver: Option<String>,
+    /// A driver version (its MAJOR.MINOR.0 picks the published matrix); default the newest published.
+    pub driver_version: Option<String>,
+    /// The host's root directory (`/`); modules go to `<root>/lib/modules/<release>/extra/<driver>/`.
+    pub root: PathBuf,
+    /// Install the modules here instead.
+    pub dest: Option<PathBuf>,
+    /// Load the modules with modprobe afterwards (only when `root` is `/`).
+    pub load: bool,
+}
+
+/// What `install` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    pub driver: String,
+    pub driver_version: String,
+    pub host: Host,
+    /// The variant's store prefix (`<driver>/<output>`).
+    pub variant: String,
+    pub modules: Vec<InstalledModule>,
+    /// `ran`, or why it did not run.
+    pub depmod: String,
+    pub loaded: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstalledModule {
+    pub name: String,
+    pub file_name: String,
+    pub sha256: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NoDriver(String),
+    #[error("{0}")]
+    NoMatch(Box<NoMatch>),
+    #[error("{key} in {store}: {why}")]
+    Corrupt {
+        store: String,
+        key: String,
+        why: String,
+    },
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Command(String),
+}
+
+/// No variant for the host's distribution, architecture and release.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("no {driver} module for {distro} {arch} kernel {release} in {store}{}", nearest_text(.nearest, .groups))]
+pub struct NoMatch {
+    pub driver: String,
+    pub store: String,
+    pub distro: String,
+    pub arch: String,
+    pub release: String,
+    /// The available releases of the same distribution and architecture closest to the host's, in version
+    /// order.
+    pub nearest: Vec<String>,
+    /// When the distribution and architecture have none: what the store has (`debian/x86_64`).
+    pub groups: Vec<String>,
+}
+
+fn nearest_text(nearest: &[String], groups: &[String]) -> String {
+    if !nearest.is_empty() {
+        format!("; nearest available: {}", nearest.join(", "))
+    } else if !groups.is_empty() {
+        format!(
+            "; it has no kernels of that distribution and architecture, only: {}",
+            groups.join(", ")
+        )
+    } else {
+        "; the published matrix is empty".to_string()
+    }
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_path_buf();
+    move |source| InstallError::Io { op, path, source }
+}
+
+/// The published matrix `install` reads for a driver: the newest (or the given) version in
+/// `<driver>/index.json`, else `<driver>/<MAJOR.MINOR.0>/matrix.json` found by listing.
+pub async fn published_matrix(
+    store: &dyn Store,
+    driver: &str,
+    driver_version: Option<&str>,
+) -> Result<(String, Vec<MatrixEntry>), InstallError> {
+    let mut candidates: Vec<(String, String)> = Vec::new(); // (prefix version, matrix key)
+    if let Some(bytes) = store.get_bytes(&format!("{driver}/index.json")).await? {
+        let index: Value = serde_json::from_slice(&bytes).map_err(|e| InstallError::Corrupt {
+            store: store.url(),
+            key: format!("{driver}/index.json"),
+            why: e.to_string(),
+        })?;
+        if let Some(versions) = index["versions"].as_object() {
+            for (v, info) in versions {
+                if let Some(m) = info["matrix"].as_str() {
+                    candidates.push((v.clone(), m.to_string()));
+                }
+            }
+        }
+    } else if let Ok(keys) = store.list(driver).await {
+        for k in keys {
+            let parts: Vec<&str> = k.split('/').collect();
+            if parts.len() == 3 && parts[2] == "matrix.json" {
+                candidates.push((parts[1].to_string(), k.clone()));
+            }
+        }
+    }
+    if let Some(v) = driver_version {
+        let want = output_version(v);
+        candidates.retain(|(pv, _)| *pv == want);
+        if candidates.is_empty() {
+            // Not indexed (an http store without index.json): try the conventional key.
+            candidates.push((want.clone(), format!("{driver}/{want}/matrix.json")));
+        }
+    }
+    candidates.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    let Some((version, key)) = candidates.pop() else {
+        return Err(InstallError::NoDriver(format!(
+            "{} has no published matrix for driver `{driver}` (published by `kmodfarm sync`)",
+            store.url()
+        )));
+    };
+    let bytes = store.get_bytes(&key).await?.ok_or_else(|| {
+        InstallError::NoDriver(format!(
+            "{} has no {key} (published by `kmodfarm sync`)",
+            store.url()
+        ))
+    })?;
+    let matrix: Vec<MatrixEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| InstallError::Corrupt {
+            store: store.url(),
+            key: key.clone(),
+            why: e.to_string(),
+        })?;
+    Ok((version, matrix))
+}
+
+/// The driver to install: the one named, else the only one with an index in a listable store.
+pub async fn pick_driver(store: &dyn Store, driver: Option<&str>) -> Result<String, InstallError> {
+    if let Some(d) = driver {
+        return Ok(d.to_string());
+    }
+    let keys = store.list("").await.map_err(|e| {
+        InstallError::NoDriver(format!(
+            "pass --driver NAME ({} cannot be listed: {e})",
+            store.url()
+        ))
+    })?;
+    let mut drivers: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.strip_suffix("/index.json"))
+        .filter(|d| !d.contains('/'))
+        .map(str::to_string)
+        .collect();
+    drivers.dedup();
+    match drivers.len() {
+        1 => Ok(drivers.remove(0)),
+        0 => Err(InstallError::NoDriver(format!(
+            "{} has no published driver (published by `kmodfarm sync`)",
+            store.url()
+        ))),
+        _ => Err(InstallError::NoDriver(format!(
+            "{} has several drivers ({}): pass --driver NAME",
+            store.url(),
+            drivers.join(", ")
+        ))),
+    }
+}
+
+/// The host's entry of the matrix: same distribution, architecture and release; among several uploads of one
+/// release, the one whose package version (Debian) or build number `uname -v` names, else the newest.
+pub fn select<'a>(
+    matrix: &'a [MatrixEntry],
+    host: &Host,
+    notes: &mut Vec<String>,
+) -> Result<&'a MatrixEntry, (Vec<String>, Vec<String>)> {
+    let same_group: Vec<&MatrixEntry> = matrix
+        .iter()
+        .filter(|e| e.distribution == host.distro && e.architecture == host.arch)
+        .collect();
+    let mut exact: Vec<&MatrixEntry> = same_group
+        .iter()
+        .copied()
+        .filter(|e| e.kversion == host.kernel_release)
+        .collect();
+    if exact.is_empty() {
+        let mut releases: Vec<&str> = same_group.iter().map(|e| e.kversion.as_str()).collect();
+        releases.sort_by(|a, b| natural_cmp(a, b));
+        releases.dedup();
+        let at = releases.partition_point(|r| natural_cmp(r, &host.kernel_release).is_lt());
+        let lo = at.saturating_sub(3);
+        let hi = (at + 3).min(releases.len());
+        let nearest = releases[lo..hi].iter().map(|s| s.to_string()).collect();
+        let mut groups: Vec<String> = Vec::new();
+        for e in matrix {
+            let g = format!("{}/{}", e.distribution, e.architecture);
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        groups.sort();
+        return Err((nearest, groups));
+    }
+    if exact.len() > 1 {
+        if let Some(pv) = host.package_version() {
+            let m: Vec<_> = exact
+                .iter()
+                .copied()
+                .filter(|e| e.packageversion.as_deref() == Some(pv.as_str()))
+                .collect();
+            if !m.is_empty() {
+                exact = m;
+            }
+        }
+    }
+    if exact.len() > 1 {
+        if let Some(n) = host.build_number() {
+            let m: Vec<_> = exact
+                .iter()
+                .copied()
+                .filter(|e| e.kernelversion == n)
+                .collect();
+            if !m.is_empty() {
+                exact = m;
+            }
+        }
+    }
+    exact.sort_by(|a, b| {
+        natural_cmp(
+            a.packageversion.as_deref().unwrap_or(&a.kernelversion),
+            b.packageversion.as_deref().unwrap_or(&b.kernelversion),
+        )
+    });
+    let chosen = *exact.last().expect("not empty");
+    if let (Some(host_pv), Some(pv)) = (host.package_version(), &chosen.packageversion) {
+        if host_pv != *pv {
+            notes.push(format!(
+                "the host runs package version {host_pv} of {}; the module was built against {pv} (same release \
+                 and ABI)",
+                host.kernel_release
+            ));
+        }
+    }
+    Ok(chosen)
+}
+
+/// Finds, downloads, verifies and installs the host's modules, then runs depmod (and modprobe with `load`).
+pub async fn install(
+    store: &dyn Store,
+    host: &Host,
+    opts: &InstallOptions,
+) -> Result<InstallReport, InstallError> {
+    let driver = pick_driver(store, opts.driver.as_deref()).await?;
+    let (version, matrix) =
+        published_matrix(store, &driver, opts.driver_version.as_deref()).await?;
+    let mut notes = Vec::new();
+    let entry = select(&matrix, host, &mut notes).map_err(|(nearest, groups)| {
+        InstallError::NoMatch(Box::new(NoMatch {
+            driver: driver.clone(),
+            store: store.url(),
+            distro: host.distro.clone(),
+            arch: host.arch.to_string(),
+            release: host.kernel_release.clone(),
+            nearest,
+            groups,
+        }))
+    })?;
+    let prefix = format!("{driver}/{}", entry.output);
+    let corrupt = |key: &str, why: String| InstallError::Corrupt {
+        store: store.url(),
+        key: key.to_string(),
+        why,
+    };
+
+    let meta_key = format!("{prefix}/metadata.json");
+    let meta_bytes = store.get_bytes(&meta_key).await?.ok_or_else(|| {
+        corrupt(
+            &meta_key,
+            "missing, though the published matrix lists the variant".into(),
+        )
+    })?;
+    let meta: Value =
+        serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(&meta_key, e.to_string()))?;
+    if meta["kernel_release"].as_str() != Some(host.kernel_release.as_str()) {
+        return Err(corrupt(
+            &meta_key,
+            format!(
+                "built for kernel {:?}, not {}",
+                meta["kernel_release"], host.kernel_release
+            ),
+        ));
+    }
+    let driver_version = meta["driver_version"]
+        .as_str()
+        .unwrap_or(&version)
+        .to_string();
+    let modules = meta["modules"]
+        .as_array()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| corrupt(&meta_key, "lists no modules".into()))?;
+
+    // SHA256SUMS, where published, must agree with metadata.json.
+    let sums_key = format!("{prefix}/SHA256SUMS");
+    let sums = store
+        .get_bytes(&sums_key)
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+
+    // Download and check everything before installing anything.
+    let mut verified: Vec<(InstalledModule, Vec<u8>)> = Vec::new();
+    for m in modules {
+        let file_name = m["file_name"].as_str().unwrap_or_default().to_string();
+        let sha256 = m["sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if file_name.is_empty()
+            || file_name.contains('/')
+            || !file_name.ends_with(".ko")
+            || sha256.len() != 64
+        {
+            return Err(corrupt(&meta_key, format!("bad module record {m}")));
+        }
+        if let Some(sums) = &sums {
+            let listed = sums.lines().any(|l| {
+                l.split_once("  ")
+                    .is_some_and(|(h, f)| f == file_name && h.eq_ignore_ascii_case(&sha256))
+            });
+            if !listed {
+                return Err(corrupt(
+                    &sums_key,
+                    format!("does not list {file_name} with the SHA256 metadata.json gives"),
+                ));
+            }
+        }
+        let key = format!("{prefix}/{file_name}");
+        let bytes = store
+            .get_bytes(&key)
+            .await?
+            .ok_or_else(|| corrupt(&key, "missing".into()))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha256 {
+            return Err(corrupt(
+                &key,
+                format!("SHA256 {actual} does not match metadata.json's {sha256}"),
+            ));
+        }
+        if let Some(size) = m["size"].as_u64() {
+            if size != bytes.len() as u64 {
+                return Err(corrupt(
+                    &key,
+                    format!("{} bytes, metadata.json says {size}", bytes.len()),
+                ));
+            }
+        }
+        let name = m["modinfo"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| file_name.trim_end_matches(".ko").replace('-', "_"));
+        verified.push((
+            InstalledModule {
+                name,
+                size: bytes.len() as u64,
+                file_name,
+                sha256,
+                path: PathBuf::new(),
+            },
+            bytes,
+        ));
+    }
+
+    let dest = match &opts.dest {
+        Some(d) => d.clone(),
+        None => opts
+            .root
+            .join("lib/modules")
+            .join(&host.kernel_release)
+            .join("extra")
+            .join(&driver),
+    };
+    std::fs::create_dir_all(&dest).map_err(io("create", &dest))?;
+    let mut installed = Vec::new();
+    for (mut module, bytes) in verified {
+        let path = dest.join(&module.file_name);
+        write_atomic(&path, &bytes)?;
+        module.path = path;
+        installed.push(module);
+    }
+
+    let depmod = run_depmod(&opts.root, &host.kernel_release)?;
+    let mut loaded = Vec::new();
+    if opts.load {
+        if opts.root != Path::new("/") {
+            return Err(InstallError::Command(format!(
+                "--load loads into the running kernel: it needs --root / (installed under {} without loading)",
+                opts.root.display()
+            )));
+        }
+        for m in &installed {
+            let status = Command::new(find_tool("modprobe").unwrap_or_else(|| "modprobe".into()))
+                .arg(&m.name)
+                .status()
+                .map_err(|e| InstallError::Command(format!("running modprobe {}: {e}", m.name)))?;
+            if !status.success() {
+                return Err(InstallError::Command(format!(
+                    "modprobe {} failed ({status}); see the kernel log",
+                    m.name
+                )));
+            }
+            loaded.push(m.name.clone());
+        }
+    }
+    Ok(InstallReport {
+        driver,
+        driver_version,
+        host: host.clone(),
+        variant: prefix,
+        modules: installed,
+        depmod,
+        loaded,
+        notes,
+    })
+}
+
+/// Temp file beside the target, synced, renamed over it: a crash leaves the old module or the new one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let dir = path.parent().expect("module paths have a directory");
+    let tmp = dir.join(format!(
+        ".{}.kmf-tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("write", path)(e));
+    }
+    Ok(())
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `depmod [-b ROOT] RELEASE`; skipped with a note where depmod is absent.
+fn run_depmod(root: &Path, release: &str) -> Result<String, InstallError> {
+    let Some(depmod) = find_tool("depmod") else {
+        return Ok("skipped: depmod is not installed (kmod)".to_string());
+    };
+    let mut cmd = Command::new(depmod);
+    if root != Path::new("/") {
+        cmd.arg("-b").arg(root);
+    }
+    cmd.arg(release);
+    let out = cmd
+        .output()
+        .map_err(|e| InstallError::Command(format!("running depmod: {e}")))?;
+    if !out.status.success() {
+        return Err(InstallError::Command(format!(
+            "depmod {release} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok("ran".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmf_types::Arch;
+
+    fn entry(kversion: &str, pv: &str, kv: &str) -> MatrixEntry {
+        serde_json::from_value(serde_json::json!({
+            "kversion": kversion,
+            "distribution": "debian",
+            "architecture": "x86_64",
+            "kernelurls": [],
+            "output": format!("0.1.0/debian/x86_64/{kversion}_{kv}"),
+            "driverversion": "0.1.0",
+            "kernelversion": kv,
+            "packageversion": pv,
+        }))
+        .unwrap()
+    }
+
+    fn host(release: &str, v: &str) -> Host {
+        Host {
+            distro: "debian".into(),
+            kernel_release: release.into(),
+            kernel_version: Some(v.into()),
+            arch: Arch::X86_64,
+        }
+    }
+
+    #[test]
+    fn picks_the_package_version_uname_names() {
+        let m = vec![
+            entry("6.1.0-9-amd64", "6.1.27-1", "1"),
+            entry("6.1.0-27-amd64", "6.1.115-1", "1"),
+            entry("6.1.0-27-amd64", "6.1.116-1", "1"),
+        ];
+        let mut notes = vec![];
+        let h = host(
+            "6.1.0-27-amd64",
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.115-1 (2024-11-01)",
+        );
+        assert_eq!(
+            select(&m, &h, &mut notes)
+                .unwrap()
+                .packageversion
+                .as_deref(),
+            Some("6.1.115-1")
+        );
+        assert!(notes.is_empty());
+        let h = host(
+            "6.1.0-27-amd64",
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.117-1 (2024-11-01)",
+        );
+        assert_eq!(
+            select(&m, &h, &mut notes)
+                .unwrap()
+                .packageversion
+                .as_deref(),
+            Some("6.1.116-1")
+        );
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn names_the_nearest_releases() {
+        let m: Vec<MatrixEntry> = [2, 9, 13, 18, 21, 25, 27, 30]
+            .iter()
+            .map(|abi| entry(&format!("6.1.0-{abi}-amd64"), "6.1.1-1", "1"))
+            .collect();
+        let (nearest, _) = select(&m, &host("6.1.0-20-amd64", "#1"), &mut vec![]).unwrap_err();
+        assert_eq!(
+            nearest,
+            [
+                "6.1.0-9-amd64",
+                "6.1.0-13-amd64",
+                "6.1.0-18-amd64",
+                "6.1.0-21-amd64",
+                "6.1.0-25-amd64",
+                "6.1.0-27-amd64"
+            ]
+        );
+        let mut other = host("6.1.0-20-amd64", "#1");
+        other.distro = "ubuntu".into();
+        let (nearest, groups) = select(&m, &other, &mut vec![]).unwrap_err();
+        assert!(nearest.is_empty());
+        assert_eq!(groups, ["debian/x86_64"]);
+    }
+}

@@ -1,0 +1,107 @@
+//! What a variant's store prefix holds beside its modules for consumers to check them: `SHA256SUMS` (in the
+//! format `sha256sum -c` reads) and an in-toto Statement v1 with a SLSA provenance v1 predicate
+//! (`provenance.intoto.json`).
+
+use serde_json::{json, Value};
+
+use crate::VariantMetadata;
+
+/// File names inside a variant's store prefix.
+pub const SHA256SUMS: &str = "SHA256SUMS";
+pub const PROVENANCE: &str = "provenance.intoto.json";
+
+/// The build type named in the provenance: kbuild of an out-of-tree module against a kernel's header packages
+/// in a sandboxed builder, as kmodfarm's README describes it.
+pub const BUILD_TYPE: &str =
+    "https://github.com/kmodfarm/kmodfarm/blob/main/README.md#build-type-kbuild-v1";
+
+/// `<sha256>  <file>` per module, sorted by file name, as `sha256sum` writes it.
+pub fn sha256sums(metadata: &VariantMetadata) -> String {
+    let mut lines: Vec<String> = metadata
+        .modules
+        .iter()
+        .map(|m| format!("{}  {}\n", m.sha256, m.file_name))
+        .collect();
+    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    lines.concat()
+}
+
+/// The in-toto statement: subjects are the modules with their SHA256; the predicate records what was built
+/// (driver, variant), with what (source digest, every header package with its SHA256, the builder identity)
+/// and by what (kmodfarm's version, the build key).
+pub fn provenance(metadata: &VariantMetadata) -> Value {
+    let subjects: Vec<Value> = metadata
+        .modules
+        .iter()
+        .map(|m| json!({ "name": m.file_name, "digest": { "sha256": m.sha256 } }))
+        .collect();
+    let mut dependencies = vec![json!({
+        "name": format!("{}-{}-source", metadata.driver, metadata.driver_version),
+        "digest": { "sha256": metadata.inputs.source_sha256 },
+        "annotations": { "kind": "source", "digest_of": "kmodfarm source tree digest" },
+    })];
+    for p in &metadata.inputs.packages {
+        let mut d = json!({
+            "name": p.file_name,
+            "digest": { "sha256": p.sha256 },
+            "annotations": { "kind": "header-package", "size": p.size },
+        });
+        if let Some(url) = &p.url {
+            d["uri"] = json!(url);
+        }
+        dependencies.push(d);
+    }
+    let identity = &metadata.toolchain.builder_identity;
+    let (builder_id, builder_digest) = identity.split_once('@').unwrap_or((identity, ""));
+    dependencies.push(json!({
+        "name": builder_id,
+        "digest": { "kmodfarm-builder": builder_digest },
+        "annotations": {
+            "kind": "builder",
+            "identity": identity,
+            "suite": metadata.toolchain.suite,
+            "cc_version_text": metadata.toolchain.cc_version_text,
+        },
+    }));
+    let v = &metadata.variant;
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": subjects,
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "driver": metadata.driver,
+                    "driver_version": metadata.driver_version,
+                    "distribution": v.distribution,
+                    "architecture": v.architecture.to_string(),
+                    "kernel_release": metadata.kernel_release,
+                    "kversion": v.kversion,
+                    "kernelversion": v.kernelversion,
+                    "packageversion": v.packageversion,
+                    "output": v.output,
+                },
+                "internalParameters": {
+                    "builder": metadata.toolchain.builder,
+                    "sandbox": metadata.toolchain.sandbox,
+                    "input_key": metadata.input_key,
+                },
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": format!("kmodfarm/{}", metadata.kmodfarm_version),
+                    "version": {
+                        "kmodfarm": metadata.kmodfarm_version,
+                        "builder_identity": identity,
+                    },
+                },
+                "metadata": {
+                    "invocationId": metadata.build_key,
+                    "finishedOn": metadata.built_at,
+                },
+            },
+        },
+    })
+}

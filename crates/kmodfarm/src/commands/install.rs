@@ -1,0 +1,84 @@
+//! `kmodfarm install` and `kmodfarm store gc`: delivery from the store (logic in kmf-deliver).
+
+use anyhow::Context;
+use kmf_deliver::{Host, HostOverrides, InstallOptions};
+
+use super::Outcome;
+use crate::cli::{InstallArgs, StoreGcArgs};
+
+pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
+    let store = kmf_store::open(&args.store).context("opening the store")?;
+    let host = Host::detect(
+        &args.root,
+        HostOverrides {
+            distro: args.distro.clone(),
+            kernel_release: args.kernel_release.clone(),
+            kernel_version: args.kernel_version.clone(),
+            arch: args.arch,
+        },
+    )?;
+    let opts = InstallOptions {
+        driver: args.driver.clone(),
+        driver_version: args.driver_version.clone(),
+        root: args.root.clone(),
+        dest: args.dest.clone(),
+        load: args.load,
+    };
+    let report = kmf_deliver::install(store.as_ref(), &host, &opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!(
+            "installed {} {} for {} {} {} from {} ({}):",
+            report.driver,
+            report.driver_version,
+            host.distro,
+            host.arch,
+            host.kernel_release,
+            store.url(),
+            report.variant
+        );
+        for m in &report.modules {
+            eprintln!("  {} (sha256 {} verified)", m.path.display(), m.sha256);
+        }
+        eprintln!("  depmod: {}", report.depmod);
+        for m in &report.loaded {
+            eprintln!("  loaded {m}");
+        }
+        for n in &report.notes {
+            eprintln!("  note: {n}");
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub async fn gc(args: StoreGcArgs) -> anyhow::Result<Outcome> {
+    let store = kmf_store::open(&args.store).context("opening the store")?;
+    let report = kmf_deliver::gc(store.as_ref(), args.delete).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let verb = if report.deleted {
+            "deleted"
+        } else {
+            "unreferenced"
+        };
+        for k in &report.garbage {
+            println!("{verb} {k}");
+        }
+        eprintln!(
+            "{}: {} matrices, {} objects kept, {} {}{}",
+            report.store,
+            report.matrices.len(),
+            report.kept,
+            report.garbage.len(),
+            verb,
+            if report.deleted || report.garbage.is_empty() {
+                ""
+            } else {
+                " (pass --delete to remove them)"
+            }
+        );
+    }
+    Ok(Outcome::Success)
+}

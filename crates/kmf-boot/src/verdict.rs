@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     const PASS: &str = "\
-[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)\r
+[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.invalid)\r
 [    0.000000] Kernel command line: console=ttyS0 panic=-1 oops=panic quiet\r
 KMF:INIT\r
 KMF:TAINT0:0\r

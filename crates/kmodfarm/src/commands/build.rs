@@ -179,8 +179,10 @@ fn select(entries: Vec<MatrixEntry>, args: &KernelSourceArgs) -> Vec<MatrixEntry
     }
 }
 
+/// Absolute: the path is handed to the sandbox as a bind-mount source, which must not depend on a cwd.
 pub(crate) fn cache_dir(args: &FarmArgs) -> PathBuf {
-    args.cache.clone().unwrap_or_else(default_cache_dir)
+    let dir = args.cache.clone().unwrap_or_else(default_cache_dir);
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// `$XDG_CACHE_HOME/kmodfarm` or `~/.cache/kmodfarm`; as root `/var/cache/kmodfarm`, because root's home is

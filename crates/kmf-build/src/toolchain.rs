@@ -13,7 +13,8 @@
 //! | 12  | bookworm      | Debian 12 kernels (6.1, and 6.12 `+deb12`) |
 //! | 13  | trixie        | gcc-13 is packaged in trixie |
 //! | 14  | trixie        | Debian 13 kernels |
-//! | 15  | sid           | unstable kernels |
+//! | 15  | sid           | gcc-15 is packaged in sid (native only: sid has no gcc-15 aarch64 cross compiler) |
+//! | 16  | sid           | unstable kernels (7.x `+deb14`) |
 //!
 //! Other distributions' kernels go to the builder of the same GCC major: a module only has to agree with
 //! its kernel on what the compiler major decides (the plugin and feature probes `CONFIG_CC_HAS_*`, the
@@ -53,6 +54,7 @@ const GCC_SUITES: &[(u32, &str)] = &[
     (13, "trixie"),
     (14, "trixie"),
     (15, "sid"),
+    (16, "sid"),
 ];
 
 /// Reads `CONFIG_CC_VERSION_TEXT` from a kernel `.config`.
@@ -177,6 +179,12 @@ mod tests {
         let trixie = builder_for("x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0").unwrap();
         assert_eq!(trixie.suite, "trixie");
         assert!(trixie.packages.contains(&"libelf1t64".to_string()));
+        // sid's 7.x kernels.
+        let sid = builder_for("x86_64-linux-gnu-gcc-16 (Debian 16.1.0-2) 16.1.0").unwrap();
+        assert_eq!((sid.suite.as_str(), sid.gcc_major), ("sid", 16));
+        assert!(sid
+            .packages
+            .contains(&"gcc-16-aarch64-linux-gnu".to_string()));
         assert!(builder_for("Debian clang version 16.0.6").is_err());
         assert!(builder_for("gcc (GCC) 4.8.5 20150623 (Red Hat 4.8.5-44)").is_err());
     }

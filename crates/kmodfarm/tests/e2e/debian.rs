@@ -131,7 +131,7 @@ fn builds_examples_for_current_bookworm_and_trixie_kernels() {
     }
 }
 
-fn write_project(dir: &Path, kbuild: &str, c_source: &str) {
+pub(crate) fn write_project(dir: &Path, kbuild: &str, c_source: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("Kbuild"), kbuild).unwrap();
     std::fs::write(dir.join("bad.c"), c_source).unwrap();
@@ -144,13 +144,19 @@ fn write_project(dir: &Path, kbuild: &str, c_source: &str) {
 
 #[test]
 fn broken_and_hostile_sources_fail_cleanly() {
+    broken_and_hostile_sources_fail_cleanly_in("bubblewrap");
+}
+
+/// A source that does not compile and a Makefile that tries to reach the host: both fail as compile errors
+/// with their log kept, nothing is published, and no connection arrives.
+pub(crate) fn broken_and_hostile_sources_fail_cleanly_in(sandbox: &str) {
     let Some(crawl) = debian_crawl() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // On every host address, so that a container engine's bridge (172.17.0.1) would reach it too.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
     let seen = connections.clone();
-    listener.set_nonblocking(false).unwrap();
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
             seen.fetch_add(1, Ordering::SeqCst);
@@ -168,7 +174,7 @@ fn broken_and_hostile_sources_fail_cleanly() {
     write_project(
         &netprobe,
         &format!(
-            "NET := $(shell bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && echo reachable || echo unreachable' 2>/dev/null)\n\
+            "NET := $(shell bash -c 'for h in 127.0.0.1 172.17.0.1; do (exec 3<>/dev/tcp/$$h/{port}) && echo reachable && exit; done; echo unreachable' 2>/dev/null)\n\
              ifneq ($(NET),reachable)\n$(error cannot fetch a build dependency: network $(NET))\nendif\nobj-m := bad.o\n"
         ),
         "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",
@@ -184,6 +190,8 @@ fn broken_and_hostile_sources_fail_cleanly() {
             &store,
             &report,
             &[
+                "--sandbox",
+                sandbox,
                 "--arch",
                 "x86_64",
                 "--kernel-release",

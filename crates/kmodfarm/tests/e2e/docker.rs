@@ -3,11 +3,7 @@
 //! bubblewrap byte for byte, and no container left behind after Ctrl-C. Skipped with a message where no
 //! engine is reachable, except under `CI=true`.
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -189,84 +185,12 @@ fn docker_builds_examples_for_current_bookworm_and_trixie_kernels() {
     );
 }
 
-fn write_project(dir: &Path, kbuild: &str, c_source: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("Kbuild"), kbuild).unwrap();
-    std::fs::write(dir.join("bad.c"), c_source).unwrap();
-    std::fs::write(
-        dir.join("kmodfarm.toml"),
-        "[driver]\nname='bad'\nversion='1.0.0'\n",
-    )
-    .unwrap();
-}
-
 #[test]
 fn docker_broken_and_hostile_sources_fail_cleanly() {
     if !docker_usable() {
         return;
     }
-    let Some(crawl) = debian_crawl() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    // On every host address, so that the engine's bridge (172.17.0.1) would reach it without --network none.
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let seen = connections.clone();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            let _ = s.read(&mut [0u8; 16]);
-        }
-    });
-
-    let broken = dir.path().join("broken");
-    write_project(
-        &broken,
-        "obj-m := bad.o\n",
-        "#include <linux/module.h>\nthis is not C;\n",
-    );
-    let netprobe = dir.path().join("netprobe");
-    write_project(
-        &netprobe,
-        &format!(
-            "NET := $(shell bash -c 'for h in 127.0.0.1 172.17.0.1; do (exec 3<>/dev/tcp/$$h/{port}) && echo reachable && exit; done; echo unreachable' 2>/dev/null)\n\
-             ifneq ($(NET),reachable)\n$(error cannot fetch a build dependency: network $(NET))\nendif\nobj-m := bad.o\n"
-        ),
-        "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",
-    );
-    for (project, needle) in [
-        (&broken, "this is not C"),
-        (&netprobe, "network unreachable"),
-    ] {
-        let (store, report) = (dir.path().join("store"), dir.path().join("report"));
-        let out = build(
-            &[project.as_path()],
-            &crawl,
-            &store,
-            &report,
-            &[
-                "--sandbox",
-                "docker",
-                "--arch",
-                "x86_64",
-                "--kernel-release",
-                r"^6\.1\.0-[0-9]+-amd64$",
-            ],
-        );
-        assert_eq!(out.status.code(), Some(1), "a failed variant exits 1");
-        let results = read_json(&report.join("results.json"));
-        let r = &results[0];
-        assert_eq!(r["result"], "failed");
-        assert_eq!(r["class"], "compile_error");
-        let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
-        assert!(log.contains(needle), "log lacks {needle}:\n{log}");
-        assert!(files(&store).is_empty(), "{:?}", files(&store));
-    }
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        0,
-        "the container reached the host network"
-    );
+    crate::debian::broken_and_hostile_sources_fail_cleanly_in("docker");
 }
 
 /// The same inputs give the same modules under both sandboxes: byte-identical `.ko` files (the toolchain is
@@ -352,7 +276,7 @@ fn docker_ctrl_c_leaves_no_container() {
     let Some(crawl) = debian_crawl() else { return };
     let dir = tempfile::tempdir().unwrap();
     let slow = dir.path().join("slow");
-    write_project(
+    crate::debian::write_project(
         &slow,
         "$(shell sleep 600)\nobj-m := bad.o\n",
         "#include <linux/module.h>\nMODULE_LICENSE(\"GPL\");\n",

@@ -8,32 +8,6 @@ use std::sync::Arc;
 
 use crate::util::*;
 
-fn build(
-    projects: &[&Path],
-    crawl: &Path,
-    store: &Path,
-    report: &Path,
-    extra: &[&str],
-) -> std::process::Output {
-    let mut c = kmodfarm();
-    c.arg("build").args(projects).arg("--kernels").arg(crawl);
-    c.arg("--store").arg(store).arg("--report-dir").arg(report);
-    c.arg("--cache")
-        .arg(cache_dir())
-        .args(["--distro", "debian", "--latest", "1"]);
-    c.args(extra);
-    run(&mut c)
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = std::process::Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .expect("modinfo (kmod) is installed by scripts/setup.sh");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn builds_examples_for_current_bookworm_and_trixie_kernels() {
     let Some(crawl) = debian_crawl() else { return };

@@ -22,32 +22,6 @@ fn docker_usable() -> bool {
     ok
 }
 
-fn build(
-    projects: &[&Path],
-    crawl: &Path,
-    store: &Path,
-    report: &Path,
-    extra: &[&str],
-) -> std::process::Output {
-    let mut c = kmodfarm();
-    c.arg("build").args(projects).arg("--kernels").arg(crawl);
-    c.arg("--store").arg(store).arg("--report-dir").arg(report);
-    c.arg("--cache")
-        .arg(cache_dir())
-        .args(["--distro", "debian", "--latest", "1"]);
-    c.args(extra);
-    run(&mut c)
-}
-
-fn modinfo(ko: &Path, field: &str) -> String {
-    let out = std::process::Command::new("modinfo")
-        .args(["-F", field])
-        .arg(ko)
-        .output()
-        .expect("modinfo (kmod) is installed by scripts/setup.sh");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn sha256(path: &Path) -> String {
     let out = std::process::Command::new("sha256sum")
         .arg(path)

@@ -93,3 +93,32 @@ pub fn files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `kmodfarm build PROJECTS --kernels CRAWL` for Debian's newest kernel of each line, into `store` and `report`,
+/// with the shared cache; `extra` adds flags (architectures, release filter, sandbox).
+pub fn build(
+    projects: &[&Path],
+    crawl: &Path,
+    store: &Path,
+    report: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = kmodfarm();
+    c.arg("build").args(projects).arg("--kernels").arg(crawl);
+    c.arg("--store").arg(store).arg("--report-dir").arg(report);
+    c.arg("--cache")
+        .arg(cache_dir())
+        .args(["--distro", "debian", "--latest", "1"]);
+    c.args(extra);
+    run(&mut c)
+}
+
+/// A `.modinfo` field as `modinfo -F` prints it.
+pub fn modinfo(ko: &Path, field: &str) -> String {
+    let out = std::process::Command::new("modinfo")
+        .args(["-F", field])
+        .arg(ko)
+        .output()
+        .expect("modinfo (kmod) is installed by scripts/setup.sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

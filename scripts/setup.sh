@@ -13,6 +13,9 @@ packages=(
   gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu  # host-side cross tools for `--sandbox none`
   make bc flex bison libelf-dev
   rpm                 # rpmbuild for RPM fixtures
+  createrepo-c        # yum/dnf repository metadata (repomd.xml, primary.xml.*) for the crawler fixtures
+  dpkg-dev apt-utils  # dpkg-deb and apt-ftparchive: Ubuntu-style header packages and apt indices for fixtures
+  zstd
   chromium            # renders the HTML report in tests
   pkg-config libssl-dev
   time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists

@@ -111,6 +111,15 @@ pub enum KernelsError {
     )]
     NoMirror,
 
+    #[error("malformed repository metadata {url}: {msg}")]
+    RepoMetadata { url: String, msg: String },
+
+    #[error("no yum/dnf repository at {url}: {msg}")]
+    NoRepository { url: String, msg: String },
+
+    #[error("bad crawl source: {0}")]
+    BadSource(String),
+
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -94,11 +94,24 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KernelsCommand {
-    /// Crawl apt repositories (dists/SUITE/Release, main/binary-ARCH/Packages.xz) for kernel header packages and
-    /// write kernel-crawler JSON with each package's SHA256 and size.
+    /// Crawl distribution repositories for kernel build trees and write kernel-crawler JSON with each
+    /// package's SHA256 and size.
     ///
-    /// The mirror defaults to the one this machine's apt uses (/etc/apt/sources.list[.d]); `-security` suites
-    /// come from the security archive.
+    /// Debian (default) and Ubuntu: apt repositories (dists/SUITE/Release → main/binary-ARCH/Packages.xz).
+    /// Fedora, AlmaLinux, Rocky, CentOS Stream, Amazon Linux 2 and 2023: yum/dnf repositories
+    /// (repodata/repomd.xml → primary.xml.{gz,xz,zst}), from --repo base URLs or --mirror-list files.
+    /// Several repositories, of several distributions, go into a --sources TOML file. Debian's mirror
+    /// defaults to the one this machine's apt uses; every other mirror is named by you.
+    ///
+    /// Examples:
+    ///   kmodfarm kernels crawl --suite bookworm,bookworm-security --out debian.json
+    ///   kmodfarm kernels crawl --distro ubuntu --mirror http://mirror.example/ubuntu \
+    ///       --ports-mirror http://mirror.example/ubuntu-ports --suite noble,noble-updates,noble-security
+    ///   kmodfarm kernels crawl --distro fedora \
+    ///       --repo 'http://mirror.example/fedora/updates/41/Everything/$basearch/'
+    ///   kmodfarm kernels crawl --distro amazonlinux2 \
+    ///       --mirror-list 'http://mirror.example/2/core/latest/$basearch/mirror.list'
+    ///   kmodfarm kernels crawl --sources crawl.toml --out kernels.json
     Crawl(CrawlArgs),
     /// Summarise kernel lists: entries per distro and architecture.
     Show {
@@ -123,19 +136,44 @@ pub struct MirrorArgs {
 
 #[derive(Debug, Args)]
 pub struct CrawlArgs {
-    #[command(flatten)]
-    pub mirrors: MirrorArgs,
-    /// Suites to crawl (bullseye, bookworm, bookworm-backports, trixie, sid, and *-security).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "bookworm,bookworm-security,trixie,trixie-security"
-    )]
-    pub suite: Vec<String>,
+    /// Distribution to crawl: debian, ubuntu, fedora, almalinux, rockylinux, centos, amazonlinux2,
+    /// amazonlinux2023.
+    #[arg(long, default_value = "debian", conflicts_with = "sources")]
+    pub distro: String,
+    /// A TOML file of [[source]] tables (distro, uri/suites/flavours for apt, baseurl or mirrorlist for
+    /// yum/dnf, arches): every repository of a fleet in one crawl. See the README for the format.
+    #[arg(long, value_name = "FILE")]
+    pub sources: Option<PathBuf>,
+    /// Debian or Ubuntu archive mirror (Debian default: this machine's apt sources; env
+    /// KMODFARM_DEBIAN_MIRROR).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Debian security archive, for `*-security` suites (env KMODFARM_DEBIAN_SECURITY_MIRROR).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// Ubuntu ports mirror, for arm64 (default: --mirror).
+    #[arg(long, value_name = "URL")]
+    pub ports_mirror: Option<String>,
+    /// Suites (pockets) for apt distributions, in order of preference. Debian default:
+    /// bookworm,bookworm-security,trixie,trixie-security.
+    #[arg(long, value_delimiter = ',')]
+    pub suite: Option<Vec<String>>,
+    /// yum/dnf repository base URL, the directory holding repodata/ (repeatable; `$basearch` is replaced
+    /// by each --arch). Earlier repositories win when two carry the same kernel.
+    #[arg(long, value_name = "URL")]
+    pub repo: Vec<String>,
+    /// yum mirror list URL: one mirror per line, the first that answers is used (repeatable; `$basearch`
+    /// replaced). Amazon Linux 2 publishes its repositories this way.
+    #[arg(long, value_name = "URL")]
+    pub mirror_list: Vec<String>,
+    /// RPM package names holding kernel build trees.
+    #[arg(long, value_delimiter = ',', default_value = "kernel-devel")]
+    pub package: Vec<String>,
     /// Architectures.
     #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
     pub arch: Vec<Arch>,
-    /// Only these flavours (amd64, cloud-amd64, rt-amd64, arm64, cloud-arm64, rt-arm64, ...); default all.
+    /// Only these flavours (Debian: amd64, cloud-amd64, rt-amd64, arm64, cloud-arm64, rt-arm64, ...;
+    /// Ubuntu: generic, aws, azure, gcp, lowlatency, ...); default all.
     #[arg(long, value_delimiter = ',')]
     pub flavour: Option<Vec<String>>,
     /// Output file (default: stdout).

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::index::parse_reader;
 use super::PackageIndex;
 use crate::http::get_bytes;
+use crate::index_cache::{read_verified, write_atomically};
 use crate::KernelsError;
 
 /// Release files are a few hundred kilobytes; anything far larger is not one.
@@ -120,21 +121,6 @@ pub(crate) async fn fetch_index_filtered(
         }
     }
     parse_index(bytes, compression, url, base, suite, arch, keep).await
-}
-
-/// The cached file's bytes if their SHA256 is still `sha` (a damaged cache entry is ignored and replaced).
-fn read_verified(path: &Path, sha: &str) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    (hex::encode(Sha256::digest(&bytes)) == sha).then_some(bytes)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 async fn parse_index(

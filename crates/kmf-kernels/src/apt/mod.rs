@@ -6,6 +6,7 @@ mod fetch;
 mod index;
 mod indexes;
 mod resolve;
+mod ubuntu;
 mod version;
 
 pub use crawl::{crawl_debian, CrawlOptions, DEBIAN_KEY};
@@ -13,4 +14,5 @@ pub use fetch::{fetch_index, fetch_index_cached};
 pub use index::{header_packages_to_kmf, Dependency, PackageIndex, PackageStanza};
 pub use indexes::IndexSet;
 pub use resolve::resolve_debian_headers;
+pub use ubuntu::{crawl_ubuntu, UbuntuCrawlOptions, UBUNTU_KEY};
 pub use version::compare_versions;

@@ -97,7 +97,7 @@ pub(crate) fn resolve_stanza(
 
 /// The package meeting `dep`, preferring the upload of the same source version as the headers (Debian
 /// does not always pin kbuild: `linux-kbuild-6.12.117+deb12` comes without a relation).
-fn pick<'a>(
+pub(crate) fn pick<'a>(
     index: &'a PackageIndex,
     dep: &Dependency,
     same_upload: &str,

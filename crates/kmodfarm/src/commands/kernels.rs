@@ -1,33 +1,99 @@
 use std::collections::BTreeMap;
 
+use anyhow::bail;
 use anyhow::Context;
-use kmf_kernels::apt::CrawlOptions;
+use kmf_kernels::sources::{crawl_all, read_sources_file, CrawlDefaults, SourceSpec};
+use kmf_kernels::{Family, RepoFormat};
 
 use super::{debian_mirrors, http_client, write_output, Outcome};
-use crate::cli::CrawlArgs;
+use crate::cli::{CrawlArgs, MirrorArgs};
 
 pub async fn crawl(args: CrawlArgs) -> anyhow::Result<Outcome> {
     let client = http_client()?;
-    let opts = CrawlOptions {
-        mirrors: debian_mirrors(&args.mirrors)?,
-        suites: args.suite,
-        arches: args.arch,
-        flavours: args.flavour,
-        index_cache: Some(
-            std::env::var_os("KMODFARM_CACHE")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(super::build::default_cache_dir)
-                .join("indexes"),
-        ),
+    let cache = std::env::var_os("KMODFARM_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(super::build::default_cache_dir)
+        .join("indexes");
+    let defaults = CrawlDefaults {
+        arches: args.arch.clone(),
+        index_cache: Some(cache.clone()),
     };
-    let list = kmf_kernels::apt::crawl_debian(&client, &opts)
+    let specs = match &args.sources {
+        Some(path) => read_sources_file(path)?,
+        None => specs_from_flags(&args)?,
+    };
+    let mirror_args = MirrorArgs {
+        mirror: None,
+        security_mirror: args.security_mirror.clone(),
+    };
+    let mut sources = Vec::new();
+    for spec in &specs {
+        sources.push(spec.resolve(&defaults, || {
+            debian_mirrors(&mirror_args).map_err(|_| kmf_kernels::KernelsError::NoMirror)
+        })?);
+    }
+    let list = crawl_all(&client, &sources, Some(&cache))
         .await
-        .context("crawling the Debian mirror")?;
-    tracing::info!(kernels = list.len(), "crawl finished");
+        .context("crawling")?;
+    for (distro, entries) in &list.distros {
+        tracing::info!(distro, kernels = entries.len(), "crawled");
+    }
     let mut json = serde_json::to_string_pretty(&list)?;
     json.push('\n');
     write_output(args.out.as_deref(), &json)?;
     Ok(Outcome::Success)
+}
+
+/// The one source the flags describe: an apt distribution with --mirror/--suite, or one yum/dnf
+/// source per --repo and --mirror-list.
+fn specs_from_flags(args: &CrawlArgs) -> anyhow::Result<Vec<SourceSpec>> {
+    let family = Family::parse(&args.distro).with_context(|| {
+        format!(
+            "unknown --distro {:?} (known: {})",
+            args.distro,
+            Family::ALL.map(|f| f.distribution()).join(", ")
+        )
+    })?;
+    let base = SourceSpec {
+        distro: family.distribution(),
+        arches: Some(args.arch.clone()),
+        ..SourceSpec::default()
+    };
+    match family.repo_format() {
+        RepoFormat::Apt => {
+            if !args.repo.is_empty() || !args.mirror_list.is_empty() {
+                bail!("--repo and --mirror-list are for yum/dnf distributions; {family} takes --mirror and --suite");
+            }
+            Ok(vec![SourceSpec {
+                uri: args.mirror.clone(),
+                security_uri: args.security_mirror.clone(),
+                ports_uri: args.ports_mirror.clone(),
+                suites: args.suite.clone(),
+                flavours: args.flavour.clone(),
+                ..base
+            }])
+        }
+        RepoFormat::RpmMd => {
+            if args.mirror.is_some() || args.suite.is_some() || args.ports_mirror.is_some() {
+                bail!("{family} is crawled from yum/dnf repositories: pass --repo URL or --mirror-list URL, not --mirror/--suite");
+            }
+            if args.repo.is_empty() && args.mirror_list.is_empty() {
+                bail!("{family} has no built-in mirror: pass --repo URL (the directory holding repodata/, `$basearch` allowed) or --mirror-list URL, or list repositories in --sources FILE");
+            }
+            let rpm = |baseurl: Option<String>, mirrorlist: Option<String>| SourceSpec {
+                baseurl,
+                mirrorlist,
+                packages: Some(args.package.clone()),
+                ..base.clone()
+            };
+            Ok(args
+                .repo
+                .iter()
+                .map(|r| rpm(Some(r.clone()), None))
+                .chain(args.mirror_list.iter().map(|m| rpm(None, Some(m.clone()))))
+                .collect())
+        }
+    }
 }
 
 pub async fn show(sources: Vec<String>, json: bool) -> anyhow::Result<Outcome> {

@@ -8,7 +8,8 @@
 //!
 //! | GCC | builder suite | note |
 //! |-----|---------------|------|
-//! | 10  | bullseye      | Debian 11 kernels |
+//! | 9   | bullseye      | gcc-9 is packaged in bullseye: Ubuntu 20.04 kernels |
+//! | 10  | bullseye      | Debian 11 kernels, Amazon Linux 2's 5.x kernels |
 //! | 11  | bookworm      | gcc-11 is packaged in bookworm |
 //! | 12  | bookworm      | Debian 12 kernels (6.1, and 6.12 `+deb12`) |
 //! | 13  | trixie        | gcc-13 is packaged in trixie |
@@ -21,9 +22,10 @@
 //! `-mrecord-mcount`/`-mfentry`/retpoline/stack-protector flags the config turns on, the structure layout
 //! rules), and GCC keeps those stable within a major. So Fedora and AlmaLinux 9 (`gcc (GCC) 11.4.1 ...
 //! (Red Hat 11.4.1-3)`, GCC 11 to 14), Amazon Linux 2023 (GCC 11) and Amazon Linux 2's 5.x kernels
-//! (`gcc10-gcc (GCC) 10.5.0`), and Ubuntu (`x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0`)
-//! all have builders. A kernel built by GCC 7, 8 or 9 (Amazon Linux 2's 4.14 kernels, AlmaLinux 8) has
-//! none: no Debian suite on the mirror packages those compilers any more, and building with GCC 10
+//! (`gcc10-gcc (GCC) 10.5.0`), and Ubuntu (`x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0`,
+//! 20.04's `gcc (Ubuntu 9.4.0-1ubuntu1~20.04.2) 9.4.0`) all have builders. A kernel built by GCC 7 or 8
+//! (Amazon Linux 2's 4.14 kernels, AlmaLinux 8, Ubuntu 18.04) has none: no Debian suite on the mirror
+//! packages those compilers any more, and building with GCC 9
 //! instead is refused rather than tried, because kbuild then re-probes compiler features the kernel's
 //! config recorded for another compiler and the module can disagree with the kernel in ways nothing
 //! checks before it is loaded. Those kernels fail with *toolchain unavailable*.
@@ -48,6 +50,7 @@ const RECIPE: u32 = 1;
 
 /// GCC major version → Debian suite that packages it.
 const GCC_SUITES: &[(u32, &str)] = &[
+    (9, "bullseye"),
     (10, "bullseye"),
     (11, "bookworm"),
     (12, "bookworm"),
@@ -105,7 +108,7 @@ pub fn builder_for(cc_text: &str) -> Result<BuilderSpec, BuildError> {
         .find(|(m, _)| *m == major)
         .map(|(_, s)| *s)
         .ok_or_else(|| {
-            if major < 10 {
+            if major < 9 {
                 return unsupported(&format!(
                     "GCC {major} is not in the toolchain table: no Debian suite on the mirror packages \
                      it, and modules are not built with another GCC major than their kernel's"
@@ -221,10 +224,15 @@ mod tests {
             let b = builder_for(text).unwrap();
             assert_eq!((b.gcc_major, b.suite.as_str()), (major, suite), "{text}");
         }
+        let focal = builder_for("gcc (Ubuntu 9.4.0-1ubuntu1~20.04.2) 9.4.0").unwrap();
+        assert_eq!((focal.gcc_major, focal.suite.as_str()), (9, "bullseye"));
+        assert!(focal
+            .packages
+            .contains(&"gcc-9-aarch64-linux-gnu".to_string()));
         for old in [
             "gcc (GCC) 7.3.1 20180712 (Red Hat 7.3.1-17)",
             "gcc (GCC) 8.5.0 20210514 (Red Hat 8.5.0-22)",
-            "gcc (Ubuntu 9.4.0-1ubuntu1~20.04.2) 9.4.0",
+            "gcc-8 (Ubuntu 8.4.0-1ubuntu1~18.04) 8.4.0",
         ] {
             let err = builder_for(old).unwrap_err().to_string();
             assert!(err.contains("not in the toolchain table"), "{old}: {err}");

@@ -346,12 +346,13 @@ dpkg-deb --root-owner-group -Zxz -z1 --build "$OUT/shared" "$POOL/linux-headers-
 dpkg-deb --root-owner-group -Zxz -z1 --build "$OUT/flavour" "$POOL/linux-headers-$ABI-generic_$ABI.60_amd64.deb" >/dev/null
 "#;
 
-/// An apt repository over `$ROOT/pool` with one suite, as apt-ftparchive writes it.
+/// One suite of an apt repository at `$ROOT`, over the packages in `$POOL` (below `$ROOT`), as
+/// apt-ftparchive writes it.
 const APT_REPO: &str = r#"
 cd "$ROOT"
 D="dists/$SUITE/main/binary-amd64"
 mkdir -p "$D"
-apt-ftparchive packages pool > "$D/Packages"
+apt-ftparchive packages "$POOL" > "$D/Packages"
 xz -k -1 "$D/Packages"
 gzip -k -1 "$D/Packages"
 cd "dists/$SUITE"
@@ -602,37 +603,55 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     );
     yum_repo(&serve_dir.join("fedora/aarch64"), &arm_rpm, "zstd", None);
 
-    // Ubuntu: the pair from the bookworm tree with Ubuntu's naming, in an apt repository.
-    let ubuntu_release = format!("{bookworm_abi}-generic");
-    let merged = w.join("ubuntu-merged");
-    merged_tree(
-        &bookworm,
-        &merged,
-        &ubuntu_release,
-        "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0",
-    );
+    // Ubuntu: header pairs with Ubuntu's naming in an apt repository with two pockets: a 22.04-style
+    // kernel from the bookworm tree (GCC 12, as jammy's HWE kernels) and a 20.04-style one from the
+    // bullseye tree with focal's GCC 9, which the gcc-9 builder must build.
     let ubuntu_root = serve_dir.join("ubuntu");
-    bash(
-        UBUNTU,
-        &[
-            ("T", &merged),
-            ("OUT", &w.join("ubuntu")),
-            ("POOL", &ubuntu_root.join("pool/main/l/linux")),
-            ("ABI", Path::new(&bookworm_abi)),
-        ],
-    );
-    bash(
-        APT_REPO,
-        &[
-            ("ROOT", &ubuntu_root),
-            ("SUITE", Path::new("jammy-updates")),
-        ],
-    );
+    let bullseye_abi = bullseye.3.trim_end_matches("-amd64").to_string();
+    let ubuntu_kernels = [
+        (
+            &bookworm,
+            &bookworm_abi,
+            "jammy-updates",
+            "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0",
+        ),
+        (
+            &bullseye,
+            &bullseye_abi,
+            "focal-updates",
+            "gcc (Ubuntu 9.4.0-1ubuntu1~20.04.2) 9.4.0",
+        ),
+    ];
+    for (tree, abi, suite, cc) in ubuntu_kernels {
+        let release = format!("{abi}-generic");
+        let merged = w.join(format!("ubuntu-merged-{suite}"));
+        merged_tree(tree, &merged, &release, cc);
+        let pool = format!("pool/main/l/linux-{suite}");
+        bash(
+            UBUNTU,
+            &[
+                ("T", &merged),
+                ("OUT", &w.join(format!("ubuntu-{suite}"))),
+                ("POOL", &ubuntu_root.join(&pool)),
+                ("ABI", Path::new(abi)),
+            ],
+        );
+        bash(
+            APT_REPO,
+            &[
+                ("ROOT", &ubuntu_root),
+                ("POOL", Path::new(&pool)),
+                ("SUITE", Path::new(suite)),
+            ],
+        );
+        expected.push(("ubuntu".into(), release, String::new()));
+    }
     sources.push_str(&format!(
-        "[[source]]\ndistro = \"ubuntu\"\nuri = \"{}\"\nsuites = [\"jammy-updates\"]\narches = [\"x86_64\"]\n",
+        "[[source]]\ndistro = \"ubuntu\"\nuri = \"{}\"\nsuites = [\"jammy-updates\", \"focal-updates\"]\n\
+         arches = [\"x86_64\"]\n",
         url("ubuntu")
     ));
-    expected.push(("ubuntu".into(), ubuntu_release.clone(), String::new()));
+    let ubuntu_release = format!("{bookworm_abi}-generic");
 
     // Crawl everything in one go, as a nightly job would.
     let sources_file = w.join("sources.toml");
@@ -682,8 +701,14 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
             .starts_with(&url("al2/blobstore/")),
         "Amazon Linux 2's blobstore location: {al2:#}"
     );
-    let ubuntu = &crawled["Ubuntu"][0];
+    let ubuntu = crawled["Ubuntu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kernelrelease"] == ubuntu_release.as_str())
+        .unwrap();
     assert_eq!(ubuntu["target"], "ubuntu-generic");
+    assert_eq!(ubuntu["suite"], "jammy-updates");
     assert_eq!(ubuntu["kernelversion"], "60");
     assert_eq!(ubuntu["headerpackages"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -700,7 +725,7 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     for (distro, release, _) in &expected {
         let row = rows
             .iter()
-            .find(|r| r["distribution"] == distro.as_str())
+            .find(|r| r["distribution"] == distro.as_str() && r["kversion"] == release.as_str())
             .unwrap();
         assert_eq!(row["kversion"], release.as_str());
         assert_eq!(row["architecture"], "x86_64");
@@ -734,13 +759,20 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
                 .any(|w| w == vermagic.as_bytes()),
             "{distro}: hello.ko lacks {vermagic}"
         );
-        let cc = m["toolchain"]["cc_version_text"].as_str().unwrap();
-        let want = if distro == "amazonlinux2" {
-            "10."
+        // The builder of the kernel's GCC major: gcc-10 for Amazon Linux 2's 5.10, gcc-9 for the
+        // focal-style Ubuntu kernel, gcc-12 for the rest.
+        let major = if distro == "amazonlinux2" {
+            10
+        } else if release.starts_with(&format!("{bullseye_abi}-")) {
+            9
         } else {
-            "12."
+            12
         };
-        assert!(cc.contains(want), "{distro}: built with {cc}");
+        let builder = m["toolchain"]["builder"].as_str().unwrap();
+        assert!(
+            builder.contains(&format!("-gcc{major}-")),
+            "{distro} {release}: built by {builder}"
+        );
     }
     let ubuntu = read_json(&store.join(format!(
         "hello/0.1.0/ubuntu/x86_64/{ubuntu_release}/metadata.json"

@@ -18,6 +18,7 @@ packages=(
   zstd
   chromium            # renders the HTML report in tests
   pkg-config libssl-dev
+  openssl             # module signing: key checks and signature verification
   time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists
 )
 

@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("module signing: {0}")]
+    Signing(String),
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
     #[error("no kernel tree (a directory with .config and Makefile under usr/src) in the header packages")]

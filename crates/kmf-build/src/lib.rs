@@ -11,6 +11,7 @@ pub mod builder;
 mod error;
 pub mod kbuild;
 pub mod project;
+pub mod sign;
 pub mod toolchain;
 
 pub use builder::{builder_identity, BuilderStore};

@@ -25,6 +25,9 @@ pub struct InstallOptions {
     pub dest: Option<PathBuf>,
     /// Load the modules with modprobe afterwards (only when `root` is `/`).
     pub load: bool,
+    /// Refuse modules that do not carry a signature verifying against this certificate (PEM or DER):
+    /// the one the fleet's kernels trust.
+    pub verify_cert: Option<PathBuf>,
 }
 
 /// What `install` did.
@@ -387,6 +390,10 @@ pub async fn install(
                 ));
             }
         }
+        if let Some(cert) = &opts.verify_cert {
+            kmf_verify::signature::verify_signature(&bytes, cert)
+                .map_err(|e| corrupt(&key, format!("module signature: {e}")))?;
+        }
         let name = m["modinfo"]["name"]
             .as_str()
             .map(str::to_string)
@@ -421,7 +428,17 @@ pub async fn install(
         installed.push(module);
     }
 
-    let depmod = run_depmod(&opts.root, &host.kernel_release)?;
+    // depmod indexes <root>/lib/modules/<release>: a --dest outside it is not the kernel's module tree.
+    let module_tree = opts.root.join("lib/modules").join(&host.kernel_release);
+    let depmod = if dest.starts_with(&module_tree) {
+        run_depmod(&opts.root, &host.kernel_release)?
+    } else {
+        format!(
+            "skipped: {} is outside {}, which depmod indexes",
+            dest.display(),
+            module_tree.display()
+        )
+    };
     let mut loaded = Vec::new();
     if opts.load {
         if opts.root != Path::new("/") {

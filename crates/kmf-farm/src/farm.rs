@@ -55,6 +55,8 @@ pub enum Stage {
     Toolchain,
     Build,
     Verify,
+    /// Signing the modules (`--sign-key`).
+    Sign,
     /// Booting the target kernel in QEMU with the modules (`--boot-test`).
     Boot,
     Publish,
@@ -70,6 +72,7 @@ impl Stage {
             Stage::Toolchain => "toolchain",
             Stage::Build => "build",
             Stage::Verify => "verify",
+            Stage::Sign => "sign",
             Stage::Boot => "boot",
             Stage::Publish => "publish",
         }
@@ -100,6 +103,8 @@ pub struct FarmOptions {
     pub rebuild: bool,
     /// Boot-test every built variant before publishing it; a variant that fails is not published.
     pub boot: Option<BootTesting>,
+    /// Sign every module after the build (and before the boot test and publishing).
+    pub signing: Option<kmf_build::sign::SigningKey>,
 }
 
 /// `--boot-test`: the tester (shared by all variants) and the time limit per boot unless the project sets one.
@@ -300,7 +305,7 @@ impl Farm {
             note(&log_path, &e.to_string());
             (FailureClass::ToolchainUnavailable, e.to_string())
         })?;
-        let input_key = keys::input_key(driver, &entry);
+        let input_key = self.input_key(driver, &entry);
         let build_key = keys::build_key(&input_key, &builder_identity);
         result.builder = Some(builder_identity.clone());
         result.build_key = Some(build_key.clone());
@@ -321,8 +326,8 @@ impl Farm {
             arch: entry.architecture,
             tree: &tree,
             project: &driver.project,
-            rootfs,
-            package_roots: roots,
+            rootfs: rootfs.clone(),
+            package_roots: roots.clone(),
             work_dir: work.path().to_path_buf(),
             log_path: log_path.clone(),
             limits,
@@ -338,6 +343,47 @@ impl Farm {
         if let Some(failure) = out.failure {
             return Err(failure);
         }
+        let mut out = out;
+        let signature = match &self.opts.signing {
+            Some(key) => {
+                reporter.stage(&label, Stage::Sign);
+                let dir =
+                    tempfile_dir(&self.opts.cache_dir.join("work")).map_err(|e| internal(&e))?;
+                let sign_log = log_path.with_extension("sign.log");
+                let job = kmf_build::sign::SignJob {
+                    tree: &tree,
+                    rootfs,
+                    package_roots: roots,
+                    work_dir: dir.path().join("sign"),
+                    log_path: sign_log.clone(),
+                };
+                let signed = kmf_build::sign::sign_modules(
+                    self.opts.sandbox.as_ref(),
+                    &job,
+                    key,
+                    &mut out.modules,
+                )
+                .await;
+                let sign_output = std::fs::read_to_string(&sign_log).unwrap_or_default();
+                let _ = std::fs::remove_file(&sign_log);
+                match &signed {
+                    Ok(r) => note(
+                        &log_path,
+                        &format!(
+                            "signed {} module(s) with {} ({}, certificate sha256 {}), signatures verified{}",
+                            out.modules.len(),
+                            r.signer,
+                            r.hash,
+                            r.cert_sha256,
+                            if sign_output.trim().is_empty() { String::new() } else { format!("\n{sign_output}") }
+                        ),
+                    ),
+                    Err((_, m)) => note(&log_path, &format!("signing failed: {m}\n{sign_output}")),
+                }
+                Some(signed?)
+            }
+            None => None,
+        };
         result.modules = out.modules.clone();
 
         let boot = match &self.opts.boot {
@@ -384,6 +430,7 @@ impl Farm {
             build_key,
             input_key,
             boot,
+            signature,
             durations: result.durations.clone(),
             built_at: now_rfc3339(),
             log: "build.log".into(),
@@ -401,6 +448,16 @@ impl Farm {
         Ok(())
     }
 
+    /// The input key, with the signing certificate when modules are signed: signing with another key (or
+    /// starting or stopping signing) must publish again.
+    fn input_key(&self, driver: &Driver, entry: &MatrixEntry) -> String {
+        let key = keys::input_key(driver, entry);
+        match &self.opts.signing {
+            Some(s) => keys::signed_input_key(&key, &s.cert_sha256),
+            None => key,
+        }
+    }
+
     /// The published record of this variant when it was built from the same inputs with the same toolchain
     /// and all its modules are in the store. Needs no download: the input key is computed from the matrix
     /// entry, and the builder is the one the record names (created first if this machine lacks it, since its
@@ -416,7 +473,7 @@ impl Farm {
             .await
             .ok()??;
         let published: keys::PublishedVariant = serde_json::from_slice(&bytes).ok()?;
-        if published.input_key != keys::input_key(driver, &result.entry) {
+        if published.input_key != self.input_key(driver, &result.entry) {
             return None;
         }
         // Published without a boot test: a run that boot-tests must build and boot it.

@@ -72,6 +72,11 @@ pub fn input_key(driver: &Driver, entry: &MatrixEntry) -> String {
     digest(&serde_json::to_vec(&material).expect("key material serialises"))
 }
 
+/// The input key of a variant whose modules are signed with the certificate of digest `cert_sha256`.
+pub fn signed_input_key(input_key: &str, cert_sha256: &str) -> String {
+    digest(format!("kmodfarm-signed\n{input_key}\n{cert_sha256}\n").as_bytes())
+}
+
 /// The full build key: inputs plus the toolchain that turns them into modules.
 pub fn build_key(input_key: &str, builder_identity: &str) -> String {
     digest(format!("kmodfarm-build-key\n{input_key}\n{builder_identity}\n").as_bytes())

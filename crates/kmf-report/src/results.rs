@@ -82,6 +82,9 @@ pub struct VariantMetadata {
     /// The boot test the modules passed before publishing, when one ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot: Option<BootRecord>,
+    /// The modules' signatures, when they were signed (`--sign-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<kmf_build::sign::SignatureRecord>,
     /// What decides whether the variant must be rebuilt: a new build key means new inputs.
     pub build_key: String,
     /// The part of the build key known before any download (source, driver version, header package

@@ -21,6 +21,9 @@ pub enum FailureClass {
     Timeout,
     /// A module is missing, for the wrong architecture, or has the wrong vermagic.
     VerificationFailed,
+    /// Module signing: the kernel does not check signatures, `sign-file` failed, or the signature it
+    /// wrote does not verify against the certificate.
+    SigningFailed,
     /// Boot test: the kernel did not reach the test's init, or the VM stopped before the test finished.
     BootFailed,
     /// Boot test: loading or unloading a module failed; the message says why (vermagic mismatch, symbol
@@ -47,6 +50,7 @@ impl FailureClass {
             FailureClass::CompileError => "compile error",
             FailureClass::Timeout => "timeout",
             FailureClass::VerificationFailed => "verification failed",
+            FailureClass::SigningFailed => "signing failed",
             FailureClass::BootFailed => "boot failed",
             FailureClass::LoadFailed => "load failed",
             FailureClass::KernelWarning => "kernel warning",

@@ -5,6 +5,7 @@
 //! checks that every module a project promises was produced.
 
 mod error;
+pub mod signature;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -112,7 +112,7 @@ pub enum KernelsCommand {
     ///   kmodfarm kernels crawl --distro amazonlinux2 \
     ///       --mirror-list 'http://mirror.example/2/core/latest/$basearch/mirror.list'
     ///   kmodfarm kernels crawl --sources crawl.toml --out kernels.json
-    Crawl(CrawlArgs),
+    Crawl(Box<CrawlArgs>),
     /// Summarise kernel lists: entries per distro and architecture.
     Show {
         /// Kernel list file or http(s) URL (repeatable).
@@ -368,6 +368,26 @@ pub struct FarmArgs {
     /// Hard limit per boot with --boot-test, in seconds (a project's [boot] timeout_secs takes precedence).
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub boot_timeout: u64,
+    /// Sign every module for Secure Boot with this private key (PEM), using the kernel tree's
+    /// scripts/sign-file and the kernel's CONFIG_MODULE_SIG_HASH. The key is used only after the build, in a
+    /// separate sandboxed run; each signature is verified against --sign-cert before publishing. Needs
+    /// --sign-cert.
+    #[arg(
+        long,
+        env = "KMODFARM_SIGN_KEY",
+        value_name = "FILE",
+        requires = "sign_cert"
+    )]
+    pub sign_key: Option<PathBuf>,
+    /// X.509 certificate (PEM or DER) of --sign-key: the one enrolled on the hosts (MOK or the kernel's
+    /// trusted keys).
+    #[arg(
+        long,
+        env = "KMODFARM_SIGN_CERT",
+        value_name = "FILE",
+        requires = "sign_key"
+    )]
+    pub sign_cert: Option<PathBuf>,
     /// Print results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -445,6 +465,11 @@ pub struct InstallArgs {
     /// Load the modules with modprobe after installing (only with --root /).
     #[arg(long)]
     pub load: bool,
+    /// Install only modules whose appended signature verifies against this X.509 certificate (PEM or
+    /// DER), the one the host's kernel trusts; anything unsigned or signed by another key is refused before
+    /// a file is written.
+    #[arg(long, env = "KMODFARM_VERIFY_CERT", value_name = "FILE")]
+    pub verify_cert: Option<PathBuf>,
     /// Print what was installed as JSON on stdout.
     #[arg(long)]
     pub json: bool,

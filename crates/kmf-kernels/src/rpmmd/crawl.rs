@@ -175,7 +175,7 @@ async fn base_urls(
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
-        .map(|l| subst(l))
+        .map(subst)
         .collect();
     if mirrors.is_empty() {
         return Err(KernelsError::NoRepository {

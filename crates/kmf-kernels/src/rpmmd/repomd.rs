@@ -57,6 +57,14 @@ impl DigestAlgorithm {
     }
 }
 
+/// A `<data>` being read: (kind, href, checksum (type, text), size) collected so far.
+type PartialData = (
+    String,
+    Option<String>,
+    Option<(String, String)>,
+    Option<u64>,
+);
+
 /// Parses repomd.xml. Every `<data>` needs a location and a verifiable checksum; a repository whose
 /// metadata cannot be verified is an error, not something to read on trust.
 pub fn parse_repomd(xml: &[u8], url: &str) -> Result<Vec<RepoData>, KernelsError> {
@@ -69,13 +77,7 @@ pub fn parse_repomd(xml: &[u8], url: &str) -> Result<Vec<RepoData>, KernelsError
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut saw_root = false;
-    // Inside a <data>: (kind, href, checksum (type, text), size) collected so far.
-    let mut current: Option<(
-        String,
-        Option<String>,
-        Option<(String, String)>,
-        Option<u64>,
-    )> = None;
+    let mut current: Option<PartialData> = None;
     let mut text_of: Option<&'static str> = None;
     let mut checksum_type = String::new();
     loop {

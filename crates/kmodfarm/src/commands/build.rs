@@ -108,6 +108,14 @@ pub(crate) fn open_farm(
     } else {
         None
     };
+    let signing = match (&args.sign_key, &args.sign_cert) {
+        (Some(key), Some(cert)) => Some(
+            kmf_build::sign::SigningKey::load(key, cert)
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("--sign-key/--sign-cert")?,
+        ),
+        _ => None,
+    };
     let store = kmf_store::open(&args.store).context("opening the store")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
     let (jobs_n, make_jobs) = parallelism(args.jobs);
@@ -129,6 +137,7 @@ pub(crate) fn open_farm(
         fetch_progress: Some(ui.clone()),
         rebuild: args.rebuild,
         boot,
+        signing,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(

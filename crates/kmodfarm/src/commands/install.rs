@@ -23,6 +23,7 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
         root: args.root.clone(),
         dest: args.dest.clone(),
         load: args.load,
+        verify_cert: args.verify_cert.clone(),
     };
     let report = kmf_deliver::install(store.as_ref(), &host, &opts).await?;
     if args.json {

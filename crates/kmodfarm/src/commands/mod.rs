@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Kernels(KernelsCommand::Crawl(args)) => kernels::crawl(args).await,
+            Command::Kernels(KernelsCommand::Crawl(args)) => kernels::crawl(*args).await,
             Command::Kernels(KernelsCommand::Show { kernels, json }) => {
                 kernels::show(kernels, json).await
             }

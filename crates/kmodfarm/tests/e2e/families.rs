@@ -571,11 +571,10 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| {
+        .rfind(|e| {
             e["arch"] == "aarch64"
                 && e["kernelrelease"].as_str().unwrap() == format!("{bookworm_abi}-arm64")
         })
-        .next_back()
         .expect("the bookworm crawl lists the arm64 flavour of the same ABI")
         .clone();
     let arm_root = w.join("arm64-debs");

@@ -8,6 +8,7 @@ mod debian;
 mod docker;
 mod families;
 mod matrix;
+mod signing;
 mod store;
 mod sync;
 mod util;

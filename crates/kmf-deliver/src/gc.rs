@@ -4,8 +4,11 @@
 //! (`<driver>/index.json`) and every object under a prefix a matrix lists (`<driver>/<output>/`). Everything else
 //! is garbage: variants pruned from or never admitted to a matrix, and objects an interrupted publish left
 //! behind. Deletion removes each unreferenced variant's `metadata.json` first, so a half-deleted variant never
-//! looks complete. Do not run it while a `sync` publishes to the same store: the variants that sync is
-//! publishing are not in a matrix yet.
+//! looks complete.
+//!
+//! A `sync` publishing to the same store writes a variant's objects before the matrix that references them,
+//! so gc leaves alone every directory holding an object younger than `min_age` (one hour by default, far
+//! longer than a publish takes): running gc from a cron job beside the nightly sync is safe.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +24,9 @@ pub struct GcReport {
     pub kept: usize,
     /// Unreferenced objects: deleted with `delete`, else only listed.
     pub garbage: Vec<String>,
+    /// Unreferenced objects left alone because they, or objects beside them, are younger than `min_age`:
+    /// a publish may be in progress.
+    pub recent: Vec<String>,
     pub deleted: bool,
 }
 
@@ -43,8 +49,25 @@ fn is_index(key: &str) -> bool {
 }
 
 /// Lists (and with `delete`, removes) the store's unreferenced objects.
-pub async fn gc(store: &dyn Store, delete: bool) -> Result<GcReport, GcError> {
-    let keys = store.list("").await?;
+pub async fn gc(
+    store: &dyn Store,
+    delete: bool,
+    min_age: std::time::Duration,
+) -> Result<GcReport, GcError> {
+    let listed = store.list_modified("").await?;
+    let now = std::time::SystemTime::now();
+    let dir_of = |k: &str| {
+        k.rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default()
+    };
+    // Clock skew between this machine and the store counts as recent, never as old.
+    let recent_dirs: BTreeSet<String> = listed
+        .iter()
+        .filter(|(_, t)| now.duration_since(*t).map_or(true, |age| age < min_age))
+        .map(|(k, _)| dir_of(k))
+        .collect();
+    let keys: Vec<String> = listed.into_iter().map(|(k, _)| k).collect();
     let matrices: Vec<String> = keys.iter().filter(|k| is_matrix(k)).cloned().collect();
     let mut live: BTreeSet<String> = BTreeSet::new();
     for key in &matrices {
@@ -62,8 +85,12 @@ pub async fn gc(store: &dyn Store, delete: bool) -> Result<GcReport, GcError> {
     let referenced = |k: &str| {
         is_matrix(k) || is_index(k) || k.match_indices('/').any(|(i, _)| live.contains(&k[..=i]))
     };
-    let mut garbage: Vec<String> = keys.iter().filter(|k| !referenced(k)).cloned().collect();
-    let kept = keys.len() - garbage.len();
+    let (recent, mut garbage): (Vec<String>, Vec<String>) = keys
+        .iter()
+        .filter(|k| !referenced(k))
+        .cloned()
+        .partition(|k| recent_dirs.contains(&dir_of(k)));
+    let kept = keys.len() - garbage.len() - recent.len();
     if delete {
         // Metadata first: a variant without metadata.json is incomplete to every reader.
         garbage.sort_by_key(|k| (!k.ends_with("/metadata.json"), k.clone()));
@@ -77,6 +104,7 @@ pub async fn gc(store: &dyn Store, delete: bool) -> Result<GcReport, GcError> {
         matrices,
         kept,
         garbage,
+        recent,
         deleted: delete,
     })
 }
@@ -109,7 +137,36 @@ mod tests {
         ] {
             store.put_bytes(k, b"x").await.unwrap();
         }
-        let dry = gc(&store, false).await.unwrap();
+        // Everything was just written: nothing is collected inside the grace period.
+        let fresh = gc(&store, true, std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(fresh.garbage.is_empty());
+        assert_eq!(fresh.recent.len(), 4);
+        assert_eq!(store.list("").await.unwrap().len(), 8);
+        // A publish in progress: one new object in an old variant's directory keeps the directory.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for k in store.list("").await.unwrap() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(&k))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        store
+            .put_bytes("hello/0.1.0/debian/x86_64/6.1.0-5-amd64/hello.ko", b"y")
+            .await
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let publishing = gc(&store, false, hour).await.unwrap();
+        assert_eq!(
+            publishing.recent,
+            [
+                "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/hello.ko",
+                "hello/0.1.0/debian/x86_64/6.1.0-5-amd64/metadata.json",
+            ]
+        );
+        let dry = gc(&store, false, std::time::Duration::ZERO).await.unwrap();
         assert_eq!(
             dry.garbage,
             [
@@ -121,17 +178,21 @@ mod tests {
         );
         assert_eq!(dry.kept, 4);
         assert_eq!(store.list("").await.unwrap().len(), 8);
-        let done = gc(&store, true).await.unwrap();
+        let done = gc(&store, true, std::time::Duration::ZERO).await.unwrap();
         assert_eq!(done.garbage.len(), 4);
         assert_eq!(store.list("").await.unwrap().len(), 4);
-        assert!(gc(&store, false).await.unwrap().garbage.is_empty());
+        assert!(gc(&store, false, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .garbage
+            .is_empty());
 
         store
             .put_bytes("bad/0.1.0/matrix.json", b"{")
             .await
             .unwrap();
         assert!(matches!(
-            gc(&store, true).await,
+            gc(&store, true, std::time::Duration::ZERO).await,
             Err(GcError::BadMatrix { .. })
         ));
     }

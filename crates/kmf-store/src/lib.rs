@@ -30,7 +30,19 @@ pub trait Store: Send + Sync {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Every key under `prefix` (recursively), sorted.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+    /// Every key under `prefix` with the time its object was last written, sorted by key.
+    async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 

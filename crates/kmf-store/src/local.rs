@@ -108,7 +108,10 @@ impl Store for LocalStore {
         Ok(tokio::fs::try_exists(&path).await.unwrap_or(false))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError> {
         let start = if prefix.is_empty() {
             self.root.clone()
         } else {
@@ -124,7 +127,10 @@ impl Store for LocalStore {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
                         if let Ok(rel) = dir.strip_prefix(&root) {
-                            keys.push(rel.to_string_lossy().into_owned());
+                            let modified = std::fs::metadata(&dir)
+                                .and_then(|m| m.modified())
+                                .map_err(StoreError::io("list", &dir))?;
+                            keys.push((rel.to_string_lossy().into_owned(), modified));
                         }
                         continue;
                     }
@@ -140,7 +146,11 @@ impl Store for LocalStore {
                     if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                         stack.push(path);
                     } else if let Ok(rel) = path.strip_prefix(&root) {
-                        keys.push(rel.to_string_lossy().into_owned());
+                        let modified = entry
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .map_err(StoreError::io("list", &path))?;
+                        keys.push((rel.to_string_lossy().into_owned(), modified));
                     }
                 }
             }

@@ -280,7 +280,10 @@ impl Store for RemoteStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError> {
         if self.read_only {
             return Err(StoreError::NotListable {
                 url: self.display.clone(),
@@ -305,13 +308,15 @@ impl Store for RemoteStore {
             .try_collect()
             .await
             .map_err(self.backend("list", prefix))?;
-        let mut keys: Vec<String> = metas
+        let mut keys: Vec<(String, std::time::SystemTime)> = metas
             .into_iter()
             .filter_map(|m| {
-                m.location
+                let key = m
+                    .location
                     .as_ref()
                     .strip_prefix(self.prefix.as_str())
-                    .map(str::to_string)
+                    .map(str::to_string)?;
+                Some((key, std::time::SystemTime::from(m.last_modified)))
             })
             .collect();
         keys.sort();

@@ -494,6 +494,10 @@ pub struct StoreGcArgs {
     /// Delete the unreferenced objects (default: only list them).
     #[arg(long)]
     pub delete: bool,
+    /// Leave alone unreferenced objects younger than this many seconds, and everything in their
+    /// directory: a sync publishing to the store writes a variant before the matrix that lists it.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub min_age: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -55,7 +55,12 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
 
 pub async fn gc(args: StoreGcArgs) -> anyhow::Result<Outcome> {
     let store = kmf_store::open(&args.store).context("opening the store")?;
-    let report = kmf_deliver::gc(store.as_ref(), args.delete).await?;
+    let report = kmf_deliver::gc(
+        store.as_ref(),
+        args.delete,
+        std::time::Duration::from_secs(args.min_age),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -67,11 +72,16 @@ pub async fn gc(args: StoreGcArgs) -> anyhow::Result<Outcome> {
         for k in &report.garbage {
             println!("{verb} {k}");
         }
+        for k in &report.recent {
+            println!("recent {k}");
+        }
         eprintln!(
-            "{}: {} matrices, {} objects kept, {} {}{}",
+            "{}: {} matrices, {} objects kept, {} too recent to judge (--min-age {}s), {} {}{}",
             report.store,
             report.matrices.len(),
             report.kept,
+            report.recent.len(),
+            args.min_age,
             report.garbage.len(),
             verb,
             if report.deleted || report.garbage.is_empty() {

@@ -470,6 +470,24 @@ pub struct InstallArgs {
     /// a file is written.
     #[arg(long, env = "KMODFARM_VERIFY_CERT", value_name = "FILE")]
     pub verify_cert: Option<PathBuf>,
+    /// When the store has no module for this kernel, build one here from the driver project in DIR:
+    /// headers from the Debian mirror (the host's VERSION_CODENAME and its security suite) or from
+    /// --kernels, the kernel's own compiler, the --sandbox; published to a local store under the cache, then
+    /// installed from it with the same checks. Not with --verify-cert: a local build is not signed.
+    #[arg(long, value_name = "DIR", conflicts_with = "verify_cert")]
+    pub build_fallback: Option<PathBuf>,
+    /// Kernel lists (kernel-crawler JSON or `kernels crawl` output) where --build-fallback looks for the
+    /// kernel's header packages; needed for distributions other than Debian.
+    #[arg(long = "kernels", value_name = "FILE|URL", requires = "build_fallback")]
+    pub fallback_kernels: Vec<String>,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Cache for --build-fallback (downloads, extracted headers, builders; its local store).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Sandbox for --build-fallback builds: bubblewrap, docker or none.
+    #[arg(long, default_value = "bubblewrap")]
+    pub sandbox: String,
     /// Print what was installed as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -25,7 +25,29 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
         load: args.load,
         verify_cert: args.verify_cert.clone(),
     };
-    let report = kmf_deliver::install(store.as_ref(), &host, &opts).await?;
+    let (report, store) = match kmf_deliver::install(store.as_ref(), &host, &opts).await {
+        Err(kmf_deliver::InstallError::NoMatch(m)) if args.build_fallback.is_some() => {
+            let project = args.build_fallback.as_deref().expect("checked");
+            eprintln!(
+                "{m}: building it here (--build-fallback {})",
+                project.display()
+            );
+            let url = super::fallback::build_for_host(&args, project, &host).await?;
+            let local = kmf_store::open(&url).context("opening the fallback store")?;
+            let opts = InstallOptions {
+                driver: Some(
+                    load_driver_name(project)
+                        .unwrap_or_else(|| opts.driver.clone().unwrap_or_default()),
+                ),
+                ..opts
+            };
+            (
+                kmf_deliver::install(local.as_ref(), &host, &opts).await?,
+                local,
+            )
+        }
+        other => (other?, store),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -51,6 +73,14 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The driver name of a project, so that install picks it in a fallback store holding several drivers.
+fn load_driver_name(project: &std::path::Path) -> Option<String> {
+    super::build::load_drivers(&[project.to_path_buf()], None)
+        .ok()?
+        .first()
+        .map(|d| d.name.clone())
 }
 
 pub async fn gc(args: StoreGcArgs) -> anyhow::Result<Outcome> {

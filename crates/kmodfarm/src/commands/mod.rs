@@ -3,6 +3,7 @@
 mod boot;
 mod build;
 mod builder;
+mod fallback;
 mod install;
 mod kernels;
 mod matrix;

@@ -6,6 +6,7 @@ mod bad_input;
 mod boot;
 mod debian;
 mod docker;
+mod fallback;
 mod families;
 mod matrix;
 mod signing;

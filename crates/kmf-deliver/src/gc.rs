@@ -10,7 +10,7 @@
 //! so gc leaves alone every directory holding an object younger than `min_age` (one hour by default, far
 //! longer than a publish takes): running gc from a cron job beside the nightly sync is safe.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kmf_store::{Store, StoreError};
 use kmf_types::MatrixEntry;
@@ -69,7 +69,10 @@ pub async fn gc(
         .collect();
     let keys: Vec<String> = listed.into_iter().map(|(k, _)| k).collect();
     let matrices: Vec<String> = keys.iter().filter(|k| is_matrix(k)).cloned().collect();
-    let mut live: BTreeSet<String> = BTreeSet::new();
+    // Live variant prefix (`<driver>/<output>/`) → the artifacts directory its record names; `None` keeps
+    // everything under the prefix (records older than the artifacts layout, or a record that cannot be
+    // read: nothing is guessed away).
+    let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
     for key in &matrices {
         let driver = key.split('/').next().expect("three segments");
         let bytes = store.get_bytes(key).await?.unwrap_or_default();
@@ -79,11 +82,26 @@ pub async fn gc(
                 why: e.to_string(),
             })?;
         for e in entries {
-            live.insert(format!("{driver}/{}/", e.output));
+            let prefix = format!("{driver}/{}/", e.output);
+            let record = store
+                .get_bytes(&format!("{prefix}{}", kmf_types::published::METADATA))
+                .await?
+                .and_then(|b| kmf_types::published::PublishedVariant::parse(&b).ok());
+            live.insert(prefix, record.and_then(|r| r.artifacts));
         }
     }
     let referenced = |k: &str| {
-        is_matrix(k) || is_index(k) || k.match_indices('/').any(|(i, _)| live.contains(&k[..=i]))
+        is_matrix(k)
+            || is_index(k)
+            || k.match_indices('/').any(|(i, _)| match live.get(&k[..=i]) {
+                None => false,
+                Some(None) => true,
+                // Old builds of a republished variant are garbage; the record and its build are not.
+                Some(Some(dir)) => {
+                    let rest = &k[i + 1..];
+                    rest == kmf_types::published::METADATA || rest.starts_with(dir.as_str())
+                }
+            })
     };
     let (recent, mut garbage): (Vec<String>, Vec<String>) = keys
         .iter()
@@ -195,5 +213,63 @@ mod tests {
             gc(&store, true, std::time::Duration::ZERO).await,
             Err(GcError::BadMatrix { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn old_builds_of_a_republished_variant_are_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let output = "0.1.0/debian/x86_64/6.1.0-9-amd64";
+        let matrix = serde_json::json!([{
+            "kversion": "6.1.0-9-amd64", "distribution": "debian", "architecture": "x86_64",
+            "kernelurls": [], "output": output, "driverversion": "0.1.0",
+        }]);
+        store
+            .put_bytes("hello/0.1.0/matrix.json", matrix.to_string().as_bytes())
+            .await
+            .unwrap();
+        let record = serde_json::json!({
+            "driver": "hello", "driver_version": "0.1.0", "kernel_release": "6.1.0-9-amd64",
+            "build_key": "bbbb", "input_key": "i", "variant": matrix[0],
+            "toolchain": {"builder": "b", "builder_identity": "b@1", "cc_version_text": null},
+            "modules": [{"file_name": "hello.ko", "sha256": "00"}],
+            "artifacts": "bbbb/",
+        });
+        let prefix = format!("hello/{output}");
+        store
+            .put_bytes(
+                &format!("{prefix}/metadata.json"),
+                record.to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+        for k in [
+            "aaaa/hello.ko",
+            "aaaa/build.log",
+            "bbbb/hello.ko",
+            "bbbb/build.log",
+        ] {
+            store
+                .put_bytes(&format!("{prefix}/{k}"), b"x")
+                .await
+                .unwrap();
+        }
+        let report = gc(&store, true, std::time::Duration::ZERO).await.unwrap();
+        assert_eq!(
+            report.garbage,
+            [
+                format!("{prefix}/aaaa/build.log"),
+                format!("{prefix}/aaaa/hello.ko")
+            ]
+        );
+        let left = store.list(&prefix).await.unwrap();
+        assert_eq!(
+            left,
+            [
+                format!("{prefix}/bbbb/build.log"),
+                format!("{prefix}/bbbb/hello.ko"),
+                format!("{prefix}/metadata.json")
+            ]
+        );
     }
 }

@@ -318,6 +318,9 @@ pub async fn install(
     })?;
     let meta: Value =
         serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(&meta_key, e.to_string()))?;
+    // Where the record says its files are (kmf_types::published); paths out of the prefix are refused.
+    let record = kmf_types::published::PublishedVariant::parse(&meta_bytes)
+        .map_err(|e| corrupt(&meta_key, e))?;
     if meta["kernel_release"].as_str() != Some(host.kernel_release.as_str()) {
         return Err(corrupt(
             &meta_key,
@@ -337,7 +340,7 @@ pub async fn install(
         .ok_or_else(|| corrupt(&meta_key, "lists no modules".into()))?;
 
     // SHA256SUMS, where published, must agree with metadata.json.
-    let sums_key = format!("{prefix}/SHA256SUMS");
+    let sums_key = record.object_key(&prefix, "SHA256SUMS");
     let sums = store
         .get_bytes(&sums_key)
         .await?
@@ -370,7 +373,7 @@ pub async fn install(
                 ));
             }
         }
-        let key = format!("{prefix}/{file_name}");
+        let key = record.object_key(&prefix, &file_name);
         let bytes = store
             .get_bytes(&key)
             .await?

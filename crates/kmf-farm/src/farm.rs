@@ -401,6 +401,7 @@ impl Farm {
         let t = Instant::now();
         let metadata = VariantMetadata {
             schema: crate::RESULTS_SCHEMA,
+            artifacts: kmf_types::published::artifacts_dir(&build_key),
             kmodfarm_version: env!("CARGO_PKG_VERSION"),
             driver: driver.name.clone(),
             driver_version: driver.version.clone(),
@@ -466,13 +467,13 @@ impl Farm {
         &self,
         driver: &Driver,
         result: &VariantResult,
-    ) -> Option<keys::PublishedVariant> {
+    ) -> Option<kmf_types::published::PublishedVariant> {
         let store = &self.opts.store;
         let bytes = store
             .get_bytes(&format!("{}/metadata.json", result.store_prefix))
             .await
             .ok()??;
-        let published: keys::PublishedVariant = serde_json::from_slice(&bytes).ok()?;
+        let published = kmf_types::published::PublishedVariant::parse(&bytes).ok()?;
         if published.input_key != self.input_key(driver, &result.entry) {
             return None;
         }
@@ -501,7 +502,7 @@ impl Farm {
             return None;
         }
         for m in &published.modules {
-            let key = format!("{}/{}", result.store_prefix, m.file_name);
+            let key = published.object_key(&result.store_prefix, &m.file_name);
             if !store.exists(&key).await.unwrap_or(false) {
                 return None;
             }
@@ -594,30 +595,34 @@ impl Farm {
     ) -> Result<(), kmf_store::StoreError> {
         use kmf_report::provenance;
         let store = &self.opts.store;
+        // Everything but the record goes into the build's own directory; the record, written last, is the
+        // only object a republish replaces (see kmf_types::published).
+        let dir = format!("{prefix}/{}", metadata.artifacts);
         for m in modules {
             publish_pause().await;
             store
-                .put_file(&format!("{prefix}/{}", m.file_name), &m.path)
+                .put_file(&format!("{dir}{}", m.file_name), &m.path)
                 .await?;
         }
-        store.put_file(&format!("{prefix}/build.log"), log).await?;
+        store.put_file(&format!("{dir}build.log"), log).await?;
         if let Some(boot_log) = boot_log {
-            store
-                .put_file(&format!("{prefix}/boot.log"), boot_log)
-                .await?;
+            store.put_file(&format!("{dir}boot.log"), boot_log).await?;
         }
         publish_pause().await;
         let sums = provenance::sha256sums(metadata);
-        let sums_key = format!("{prefix}/{}", provenance::SHA256SUMS);
+        let sums_key = format!("{dir}{}", provenance::SHA256SUMS);
         store.put_bytes(&sums_key, sums.as_bytes()).await?;
         let statement = serde_json::to_vec_pretty(&provenance::provenance(metadata))
             .expect("provenance serialises");
-        let statement_key = format!("{prefix}/{}", provenance::PROVENANCE);
+        let statement_key = format!("{dir}{}", provenance::PROVENANCE);
         store.put_bytes(&statement_key, &statement).await?;
         publish_pause().await;
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
         store
-            .put_bytes(&format!("{prefix}/metadata.json"), &json)
+            .put_bytes(
+                &format!("{prefix}/{}", kmf_types::published::METADATA),
+                &json,
+            )
             .await
     }
 }

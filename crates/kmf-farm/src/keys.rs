@@ -14,7 +14,7 @@
 //! builder identity needs no download and no build.
 
 use kmf_types::MatrixEntry;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::Driver;
@@ -84,34 +84,6 @@ pub fn build_key(input_key: &str, builder_identity: &str) -> String {
 
 fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// What the farm reads back from a published variant's `metadata.json` to decide whether it is up to date.
-/// Only these fields; everything else in the file is for people and other tools.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PublishedVariant {
-    pub build_key: String,
-    pub input_key: String,
-    pub toolchain: PublishedToolchain,
-    pub kernel_release: String,
-    #[serde(default)]
-    pub modules: Vec<PublishedModule>,
-    /// Present when the variant passed a boot test before it was published.
-    #[serde(default)]
-    pub boot: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PublishedToolchain {
-    pub builder: String,
-    pub builder_identity: String,
-    pub cc_version_text: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PublishedModule {
-    pub file_name: String,
-    pub sha256: String,
 }
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ impl VariantResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantMetadata {
     pub schema: u32,
+    /// The directory under the variant's prefix holding its modules, logs, SHA256SUMS and provenance
+    /// (`kmf_types::published`).
+    pub artifacts: String,
     pub kmodfarm_version: &'static str,
     pub driver: String,
     pub driver_version: String,

@@ -10,6 +10,7 @@ mod distro;
 mod kernel;
 mod matrix;
 mod outcome;
+pub mod published;
 
 pub use arch::{Arch, UnknownArch};
 pub use distro::normalize_distro;

@@ -9,29 +9,14 @@ use anyhow::Context;
 use futures::StreamExt;
 use kmf_boot::{BootOptions, BootOutcome, BootRequest, BootTester};
 use kmf_build::ProjectConfig;
-use kmf_types::MatrixEntry;
-use serde::{Deserialize, Serialize};
+use kmf_types::published::PublishedVariant;
+use serde::Serialize;
 
 use super::{debian_mirrors, write_output, Outcome};
 use crate::cli::BootTestArgs;
 
 /// File written beside the reports.
 const BOOT_TEST_JSON: &str = "boot-test.json";
-
-/// The parts of a published `metadata.json` a boot test needs.
-#[derive(Debug, Deserialize)]
-struct PublishedVariant {
-    driver: String,
-    variant: MatrixEntry,
-    kernel_release: String,
-    modules: Vec<PublishedModule>,
-}
-
-/// A published module: stored as `<prefix>/<file_name>`.
-#[derive(Debug, Deserialize)]
-struct PublishedModule {
-    file_name: String,
-}
 
 /// Per-project boot settings, by driver name.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +89,7 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
         let Some(bytes) = store.get_bytes(key).await? else {
             continue;
         };
-        let meta: PublishedVariant = match serde_json::from_slice(&bytes) {
+        let meta = match PublishedVariant::parse(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(key, "not a variant's metadata ({e}); skipped");
@@ -250,7 +235,7 @@ async fn run_one(
     };
     let mut modules = Vec::new();
     for m in &meta.modules {
-        let key = format!("{prefix}/{}", m.file_name);
+        let key = meta.object_key(prefix, &m.file_name);
         let bytes = match store.get_bytes(&key).await {
             Ok(Some(b)) => b,
             Ok(None) => return internal(format!("{key} is missing from the store")),

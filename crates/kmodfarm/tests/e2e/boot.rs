@@ -272,8 +272,14 @@ fn a_module_for_another_kernel_fails_to_load() {
         .path();
     let fake = arch_dir.join(release);
     std::fs::create_dir_all(&fake).unwrap();
-    std::fs::copy(built.join("hello.ko"), fake.join("hello.ko")).unwrap();
     let mut meta = read_json(&built.join("metadata.json"));
+    let artifacts = meta["artifacts"].as_str().unwrap();
+    std::fs::create_dir_all(fake.join(artifacts)).unwrap();
+    std::fs::copy(
+        published_file(&built, "hello.ko"),
+        fake.join(artifacts).join("hello.ko"),
+    )
+    .unwrap();
     meta["kernel_release"] = release.into();
     meta["variant"]["kversion"] = release.into();
     meta["variant"]["suite"] = other["suite"].clone();
@@ -415,9 +421,7 @@ fn sync_with_boot_test_publishes_only_what_loads() {
         meta["boot"]["load_order"],
         serde_json::json!(["pair_producer", "pair_consumer"])
     );
-    assert!(store
-        .join(Path::new(meta_key).with_file_name("boot.log"))
-        .is_file());
+    assert!(published_file(store.join(meta_key).parent().unwrap(), "boot.log").is_file());
     let oops_matrix = read_json(&store.join("oopser/0.1.0/matrix.json"));
     assert_eq!(oops_matrix, serde_json::json!([]), "retried next night");
 

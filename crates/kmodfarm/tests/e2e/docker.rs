@@ -61,7 +61,8 @@ fn modules(store: &Path) -> Vec<(PathBuf, serde_json::Value)> {
         .filter(|f| f.ends_with("metadata.json"))
     {
         let m = read_json(&store.join(&meta));
-        let prefix = Path::new(&meta).parent().unwrap().to_path_buf();
+        let prefix = Path::new(&meta).parent().unwrap();
+        let prefix = prefix.join(m["artifacts"].as_str().unwrap());
         for module in m["modules"].as_array().unwrap() {
             out.push((
                 prefix.join(module["file_name"].as_str().unwrap()),

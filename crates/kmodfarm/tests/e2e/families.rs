@@ -750,7 +750,7 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
         let m = read_json(&prefix.join("metadata.json"));
         assert_eq!(m["kernel_release"], release.as_str());
         assert_eq!(m["variant"]["distribution"], distro.as_str());
-        let bytes = std::fs::read(prefix.join("hello.ko")).unwrap();
+        let bytes = std::fs::read(published_file(&prefix, "hello.ko")).unwrap();
         let vermagic = format!("vermagic={release} ");
         assert!(
             bytes

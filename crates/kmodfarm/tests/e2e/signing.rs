@@ -10,41 +10,6 @@ use crate::util::*;
 const BOOKWORM_61: &str = r"^6\.1\.0-[0-9]+-(amd64|arm64)$";
 const MAGIC: &[u8] = b"~Module signature appended~\n";
 
-/// A self-signed module signing certificate with `cn`, as the kernel's `certs/Makefile` makes one.
-fn keypair(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("x509.genkey");
-    std::fs::write(
-        &config,
-        format!(
-            "[ req ]\ndefault_bits = 3072\ndistinguished_name = dn\nprompt = no\nstring_mask = utf8only\n\
-             x509_extensions = ext\n[ dn ]\nO = kmodfarm tests\nCN = {cn}\n[ ext ]\n\
-             basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nsubjectKeyIdentifier=hash\n\
-             authorityKeyIdentifier=keyid\n"
-        ),
-    )
-    .unwrap();
-    let (key, cert) = (dir.join("signing_key.pem"), dir.join("signing_cert.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-new", "-nodes", "-utf8", "-sha256", "-days", "3650", "-batch", "-x509",
-        ])
-        .arg("-config")
-        .arg(&config)
-        .args(["-outform", "PEM", "-out"])
-        .arg(&cert)
-        .arg("-keyout")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (key, cert)
-}
-
 fn signed_build(
     command: &str,
     crawl: &Path,
@@ -108,7 +73,7 @@ fn signed_modules_verify_boot_and_name_their_signer() {
             "{:#}",
             m["boot"]
         );
-        let ko = prefix.join("hello.ko");
+        let ko = published_file(&prefix, "hello.ko");
         let bytes = std::fs::read(&ko).unwrap();
         assert!(bytes.ends_with(MAGIC), "{} is not signed", ko.display());
         assert_eq!(modinfo(&ko, "signer"), "kmodfarm fleet signing key");
@@ -157,9 +122,10 @@ fn signed_modules_verify_boot_and_name_their_signer() {
         "{results:#}"
     );
     for meta in &metas {
-        let ko = store
-            .join(meta.trim_end_matches("metadata.json"))
-            .join("hello.ko");
+        let ko = published_file(
+            &store.join(meta.trim_end_matches("metadata.json")),
+            "hello.ko",
+        );
         assert_eq!(modinfo(&ko, "signer"), "kmodfarm rotated key");
     }
 

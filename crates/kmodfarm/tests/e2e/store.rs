@@ -59,7 +59,8 @@ fn assert_consistent(dir: &Path) {
         }
         if f.ends_with("/metadata.json") {
             let meta = read_json(&dir.join(&f));
-            let prefix = dir.join(&f).parent().unwrap().to_path_buf();
+            let variant = dir.join(&f).parent().unwrap().to_path_buf();
+            let prefix = variant.join(meta["artifacts"].as_str().unwrap());
             for m in meta["modules"].as_array().unwrap() {
                 let ko = prefix.join(m["file_name"].as_str().unwrap());
                 let bytes = std::fs::read(&ko)
@@ -143,9 +144,9 @@ fn sync_to_s3_then_install_from_s3_and_http() {
         .join(entry["output"].as_str().unwrap());
     let meta = read_json(&prefix.join("metadata.json"));
     let ko_sha = meta["modules"][0]["sha256"].as_str().unwrap().to_string();
-    let sums = std::fs::read_to_string(prefix.join("SHA256SUMS")).unwrap();
+    let sums = std::fs::read_to_string(published_file(&prefix, "SHA256SUMS")).unwrap();
     assert_eq!(sums, format!("{ko_sha}  hello.ko\n"));
-    let prov = read_json(&prefix.join("provenance.intoto.json"));
+    let prov = read_json(&published_file(&prefix, "provenance.intoto.json"));
     assert_eq!(prov["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(prov["predicateType"], "https://slsa.dev/provenance/v1");
     assert_eq!(prov["subject"][0]["digest"]["sha256"], ko_sha.as_str());
@@ -204,7 +205,11 @@ fn sync_to_s3_then_install_from_s3_and_http() {
 
     // A module whose bytes no longer match metadata.json is refused, and nothing is installed.
     let tampered_root = dir.path().join("tampered");
-    std::fs::write(prefix.join("hello.ko"), b"\x7fELF not the module").unwrap();
+    std::fs::write(
+        published_file(&prefix, "hello.ko"),
+        b"\x7fELF not the module",
+    )
+    .unwrap();
     let out = install(
         &http_url,
         &tampered_root,
@@ -215,7 +220,11 @@ fn sync_to_s3_then_install_from_s3_and_http() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
     assert!(!tampered_root.join("lib").exists());
-    std::fs::write(prefix.join("hello.ko"), std::fs::read(&installed).unwrap()).unwrap();
+    std::fs::write(
+        published_file(&prefix, "hello.ko"),
+        std::fs::read(&installed).unwrap(),
+    )
+    .unwrap();
 
     // No build for this kernel: exit 2, naming the nearest kernels the store has.
     let out = install(&store, &root, "6.1.0-999-amd64", "#1 SMP", &[]);
@@ -341,4 +350,83 @@ fn a_killed_publish_leaves_a_consistent_store_the_next_sync_completes() {
     let summary = read_json(&report.join("sync.json"));
     assert_eq!(summary[0]["up_to_date"], 1, "{summary:#}");
     assert_eq!(files(&objects), before);
+
+    // Republishing (signing changes the build key) writes a new artifacts directory and only then the
+    // record. Killed once the new module is up, the store still serves the old build, intact.
+    let prefix = objects
+        .join("hello")
+        .join(entry["output"].as_str().unwrap());
+    let old_record = read_json(&prefix.join("metadata.json"));
+    let old_dir = old_record["artifacts"].as_str().unwrap().to_string();
+    let old_sha = old_record["modules"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (key, cert) = keypair(&dir.path().join("keys"), "kmodfarm republish key");
+    let signed = |c: &mut Command| {
+        c.arg("--sign-key").arg(&key).arg("--sign-cert").arg(&cert);
+    };
+    let mut c = sync_cmd(&crawl, &store, &report);
+    signed(&mut c);
+    c.env("KMODFARM_TEST_PUBLISH_DELAY_MS", "4000");
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let new_module = files(&prefix)
+            .into_iter()
+            .any(|f| f.ends_with("/hello.ko") && !f.starts_with(&old_dir));
+        if new_module {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("sync ended before republishing the module: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no module was republished in time"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(read_json(&prefix.join("metadata.json")), old_record);
+    assert_consistent(&objects);
+    let host2 = dir.path().join("host2");
+    let out = install(
+        &store,
+        &host2,
+        entry["kversion"].as_str().unwrap(),
+        &uname_v(&entry),
+        &["--distro", "debian"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["modules"][0]["sha256"], old_sha.as_str());
+
+    // The next run completes the republish; gc then drops the superseded build.
+    let mut c = sync_cmd(&crawl, &store, &report);
+    signed(&mut c);
+    assert_eq!(run(&mut c).status.code(), Some(0));
+    let new_record = read_json(&prefix.join("metadata.json"));
+    assert_ne!(new_record["artifacts"], old_record["artifacts"]);
+    assert!(new_record["signature"]["signer"] == "kmodfarm republish key");
+    assert_consistent(&objects);
+    let mut c = with_aws(kmodfarm());
+    c.args([
+        "store",
+        "gc",
+        "--delete",
+        "--min-age",
+        "0",
+        "--json",
+        "--store",
+        &store,
+    ]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(files(&prefix).iter().all(|f| !f.starts_with(&old_dir)));
+    assert!(published_file(&prefix, "hello.ko").is_file());
+    assert_consistent(&objects);
 }

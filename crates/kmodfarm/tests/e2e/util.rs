@@ -75,6 +75,16 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 }
 
 /// Every file under `dir`, relative, sorted.
+/// Where a published variant's `file` (a module, SHA256SUMS, a log) is: in the artifacts directory its
+/// `metadata.json` names.
+pub fn published_file(prefix: &Path, file: &str) -> PathBuf {
+    let m = read_json(&prefix.join("metadata.json"));
+    match m["artifacts"].as_str() {
+        Some(dir) => prefix.join(dir).join(file),
+        None => prefix.join(file),
+    }
+}
+
 pub fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -121,4 +131,39 @@ pub fn modinfo(ko: &Path, field: &str) -> String {
         .output()
         .expect("modinfo (kmod) is installed by scripts/setup.sh");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A self-signed module signing certificate with `cn`, as the kernel's `certs/Makefile` makes one.
+pub fn keypair(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("x509.genkey");
+    std::fs::write(
+        &config,
+        format!(
+            "[ req ]\ndefault_bits = 3072\ndistinguished_name = dn\nprompt = no\nstring_mask = utf8only\n\
+             x509_extensions = ext\n[ dn ]\nO = kmodfarm tests\nCN = {cn}\n[ ext ]\n\
+             basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nsubjectKeyIdentifier=hash\n\
+             authorityKeyIdentifier=keyid\n"
+        ),
+    )
+    .unwrap();
+    let (key, cert) = (dir.join("signing_key.pem"), dir.join("signing_cert.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-new", "-nodes", "-utf8", "-sha256", "-days", "3650", "-batch", "-x509",
+        ])
+        .arg("-config")
+        .arg(&config)
+        .args(["-outform", "PEM", "-out"])
+        .arg(&cert)
+        .arg("-keyout")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, cert)
 }

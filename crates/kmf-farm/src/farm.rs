@@ -105,6 +105,9 @@ pub struct FarmOptions {
     pub boot: Option<BootTesting>,
     /// Sign every module after the build (and before the boot test and publishing).
     pub signing: Option<kmf_build::sign::SigningKey>,
+    /// The mirror's package indices, when the caller already read some (a crawl through the same
+    /// [`kmf_kernels::apt::IndexSet`] leaves them parsed); otherwise the farm reads them as needed.
+    pub indexes: Option<Arc<kmf_kernels::apt::IndexSet>>,
 }
 
 /// `--boot-test`: the tester (shared by all variants) and the time limit per boot unless the project sets one.
@@ -119,7 +122,7 @@ pub struct Farm {
     fetcher: Fetcher,
     trees: PackageTrees,
     builders: BuilderStore,
-    indexes: Indexes,
+    indexes: Arc<Indexes>,
 }
 
 impl Farm {
@@ -138,11 +141,13 @@ impl Farm {
             fetcher,
             trees: PackageTrees::new(opts.cache_dir.join("packages")),
             builders: BuilderStore::new(opts.cache_dir.join("builders")),
-            indexes: Indexes::new(
-                client,
-                opts.mirrors.clone(),
-                Some(opts.cache_dir.join("indexes")),
-            ),
+            indexes: opts.indexes.clone().unwrap_or_else(|| {
+                Arc::new(Indexes::kernel_headers_only(
+                    client,
+                    opts.mirrors.clone(),
+                    Some(opts.cache_dir.join("indexes")),
+                ))
+            }),
             opts,
         })
     }

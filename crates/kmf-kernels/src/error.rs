@@ -120,6 +120,10 @@ pub enum KernelsError {
     #[error("bad crawl source: {0}")]
     BadSource(String),
 
+    /// An error shared by every caller of a memoized fetch ([`crate::apt::IndexSet`]).
+    #[error(transparent)]
+    Shared(std::sync::Arc<KernelsError>),
+
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -7,9 +7,10 @@ use futures::{StreamExt, TryStreamExt};
 use kmf_types::{Arch, KernelEntry, KernelList, KernelVersion};
 
 use super::compare_versions;
-use super::fetch::fetch_index_filtered;
+use std::sync::Arc;
+
 use super::resolve::{common_dependency, resolve_stanza};
-use super::PackageIndex;
+use super::{IndexSet, PackageIndex};
 use crate::mirrors::DebianMirrors;
 use crate::KernelsError;
 
@@ -46,26 +47,30 @@ pub async fn crawl_debian(
     client: &reqwest::Client,
     opts: &CrawlOptions,
 ) -> Result<KernelList, KernelsError> {
+    let indexes = IndexSet::kernel_headers_only(
+        client.clone(),
+        Some(opts.mirrors.clone()),
+        opts.index_cache.clone(),
+    );
+    crawl_debian_in(&indexes, opts).await
+}
+
+/// [`crawl_debian`] through `indexes` (whose mirrors are used, not `opts.mirrors`), so that a farm run
+/// resolving headers afterwards reuses the parsed indices instead of reading them again.
+pub async fn crawl_debian_in(
+    indexes: &IndexSet,
+    opts: &CrawlOptions,
+) -> Result<KernelList, KernelsError> {
     let jobs: Vec<(usize, &str, Arch)> = opts
         .suites
         .iter()
         .enumerate()
         .flat_map(|(i, s)| opts.arches.iter().map(move |&a| (i, s.as_str(), a)))
         .collect();
-    let mut indices: Vec<(usize, Arch, PackageIndex)> = futures::stream::iter(jobs)
+    let mut indices: Vec<(usize, Arch, Arc<PackageIndex>)> = futures::stream::iter(jobs)
         .map(|(i, suite, arch)| async move {
-            let base = opts.mirrors.uri_for_suite(suite);
-            tracing::info!(suite, arch = %arch, base, "crawling Debian package index");
-            let index = fetch_index_filtered(
-                client,
-                opts.index_cache.as_deref(),
-                base,
-                suite,
-                "main",
-                arch.deb_arch(),
-                kernel_package,
-            )
-            .await?;
+            tracing::info!(suite, arch = %arch, "crawling Debian package index");
+            let index = indexes.get_typed(suite, arch.deb_arch()).await?;
             Ok::<_, KernelsError>((i, arch, index))
         })
         .buffer_unordered(CONCURRENT_INDICES)
@@ -104,10 +109,6 @@ pub async fn crawl_debian(
     Ok(KernelList {
         distros: BTreeMap::from([(DEBIAN_KEY.to_string(), entries)]),
     })
-}
-
-fn kernel_package(name: &str) -> bool {
-    name.starts_with("linux-headers-") || name.starts_with("linux-kbuild-")
 }
 
 fn entries_of_index(
@@ -336,7 +337,10 @@ mod tests {
         let err = crawl_debian(&reqwest::Client::new(), &opts)
             .await
             .unwrap_err();
-        match &err {
+        let KernelsError::Shared(err) = &err else {
+            panic!("expected a shared fetch error, got {err}")
+        };
+        match err.as_ref() {
             KernelsError::SuiteNotFound { suite, url, .. } => {
                 assert_eq!(suite, "trixie-security");
                 assert_eq!(

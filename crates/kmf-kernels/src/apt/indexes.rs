@@ -7,17 +7,29 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::{fetch_index_cached, PackageIndex};
+use super::fetch::fetch_index_filtered;
+use super::PackageIndex;
 use crate::mirrors::DebianMirrors;
+use crate::KernelsError;
 
-type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, String>>>;
+type IndexCell = Arc<OnceCell<Result<Arc<PackageIndex>, Arc<KernelsError>>>>;
 
 /// `main` package indices of the configured Debian mirrors, memoized for the life of the value.
 pub struct IndexSet {
     client: reqwest::Client,
     mirrors: Option<DebianMirrors>,
     cache_dir: Option<PathBuf>,
+    /// Which packages of each index are kept (all, or only what kernel headers need).
+    keep: fn(&str) -> bool,
     cells: Mutex<HashMap<(String, String), IndexCell>>,
+}
+
+/// The packages kernel header resolution and the crawlers look at: `linux-headers-*`, `linux-kbuild-*`
+/// (and Ubuntu's `linux-<source>-headers-*`). A main index has ~60,000 stanzas; these are a few hundred.
+pub fn kernel_header_packages(name: &str) -> bool {
+    name.starts_with("linux-headers-") || name.starts_with("linux-kbuild-") || {
+        name.starts_with("linux-") && name.contains("-headers-")
+    }
 }
 
 impl IndexSet {
@@ -31,7 +43,21 @@ impl IndexSet {
             client,
             mirrors,
             cache_dir,
+            keep: |_| true,
             cells: Mutex::default(),
+        }
+    }
+
+    /// An index set keeping only [`kernel_header_packages`]: what the farm and the crawler need, parsed
+    /// in a fraction of the time and memory of whole indices. One such set serves both within a run.
+    pub fn kernel_headers_only(
+        client: reqwest::Client,
+        mirrors: Option<DebianMirrors>,
+        cache_dir: Option<PathBuf>,
+    ) -> Self {
+        IndexSet {
+            keep: kernel_header_packages,
+            ..IndexSet::new(client, mirrors, cache_dir)
         }
     }
 
@@ -42,7 +68,18 @@ impl IndexSet {
     /// The index of `suite` for a Debian architecture name (`amd64`, `arm64`); errors as text, shared by
     /// every caller that asked for the same index.
     pub async fn get(&self, suite: &str, deb_arch: &str) -> Result<Arc<PackageIndex>, String> {
-        let mirrors = self.mirrors.as_ref().ok_or("no Debian mirror configured")?;
+        self.get_typed(suite, deb_arch)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`IndexSet::get`] with the error's kind kept ([`KernelsError::Shared`]).
+    pub async fn get_typed(
+        &self,
+        suite: &str,
+        deb_arch: &str,
+    ) -> Result<Arc<PackageIndex>, KernelsError> {
+        let mirrors = self.mirrors.as_ref().ok_or(KernelsError::NoMirror)?;
         let cell = {
             let mut cells = self.cells.lock().expect("index map poisoned");
             cells
@@ -51,19 +88,21 @@ impl IndexSet {
                 .clone()
         };
         cell.get_or_init(|| async {
-            fetch_index_cached(
+            fetch_index_filtered(
                 &self.client,
                 self.cache_dir.as_deref(),
                 mirrors.uri_for_suite(suite),
                 suite,
                 "main",
                 deb_arch,
+                self.keep,
             )
             .await
             .map(Arc::new)
-            .map_err(|e| e.to_string())
+            .map_err(Arc::new)
         })
         .await
         .clone()
+        .map_err(KernelsError::Shared)
     }
 }

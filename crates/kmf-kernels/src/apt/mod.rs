@@ -9,10 +9,10 @@ mod resolve;
 mod ubuntu;
 mod version;
 
-pub use crawl::{crawl_debian, CrawlOptions, DEBIAN_KEY};
+pub use crawl::{crawl_debian, crawl_debian_in, CrawlOptions, DEBIAN_KEY};
 pub use fetch::{fetch_index, fetch_index_cached};
 pub use index::{header_packages_to_kmf, Dependency, PackageIndex, PackageStanza};
-pub use indexes::IndexSet;
+pub use indexes::{kernel_header_packages, IndexSet};
 pub use resolve::resolve_debian_headers;
 pub use ubuntu::{crawl_ubuntu, UbuntuCrawlOptions, UBUNTU_KEY};
 pub use version::compare_versions;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kmf_farm::{Driver, Farm, FarmOptions, VariantResult};
-use kmf_kernels::apt::CrawlOptions;
+use kmf_kernels::apt::{CrawlOptions, IndexSet};
 use kmf_sandbox::{Limits, SandboxKind};
 use kmf_types::{KernelList, MatrixEntry};
 
@@ -15,7 +15,8 @@ use crate::reporters;
 
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
-    let lists = kernel_lists(&args.source, &args.farm).await?;
+    let indexes = run_indexes(&args.source, &args.farm);
+    let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref()).await?;
     let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
     if lists.is_none() && from_matrix.is_none() {
         anyhow::bail!("no kernels to build for: pass --matrix FILE, --kernels FILE|URL or --crawl");
@@ -34,7 +35,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("the filters select no kernel: nothing to build");
     }
 
-    let (farm, ui) = open_farm(&args.farm, &args.source, jobs.len())?;
+    let (farm, ui) = open_farm(&args.farm, &args.source, jobs.len(), indexes)?;
     let results = farm.build(jobs, ui.clone()).await;
     ui.finish();
     report(&args.farm, &results)
@@ -54,25 +55,38 @@ pub(crate) fn load_drivers(
         .collect()
 }
 
+/// The run's package indices of the Debian mirror, when one is configured: the crawl reads through them
+/// and the farm resolves headers from the same parsed copies.
+pub(crate) fn run_indexes(source: &KernelSourceArgs, farm: &FarmArgs) -> Option<Arc<IndexSet>> {
+    let mirrors = debian_mirrors(&source.mirrors).ok()?;
+    let client = http_client().ok()?;
+    Some(Arc::new(IndexSet::kernel_headers_only(
+        client,
+        Some(mirrors),
+        Some(cache_dir(farm).join("indexes")),
+    )))
+}
+
 /// The kernel lists of --crawl or --kernels, if either was given.
 pub(crate) async fn kernel_lists(
     args: &KernelSourceArgs,
     farm: &FarmArgs,
+    indexes: Option<&IndexSet>,
 ) -> anyhow::Result<Option<KernelList>> {
     let client = http_client()?;
     if args.crawl {
         let mirrors = debian_mirrors(&args.mirrors)?;
-        let lists = kmf_kernels::apt::crawl_debian(
-            &client,
-            &CrawlOptions {
-                mirrors,
-                suites: args.suite.clone(),
-                arches: args.filter.arch.clone(),
-                flavours: args.flavour.clone(),
-                index_cache: Some(cache_dir(farm).join("indexes")),
-            },
-        )
-        .await
+        let opts = CrawlOptions {
+            mirrors,
+            suites: args.suite.clone(),
+            arches: args.filter.arch.clone(),
+            flavours: args.flavour.clone(),
+            index_cache: Some(cache_dir(farm).join("indexes")),
+        };
+        let lists = match indexes {
+            Some(indexes) => kmf_kernels::apt::crawl_debian_in(indexes, &opts).await,
+            None => kmf_kernels::apt::crawl_debian(&client, &opts).await,
+        }
         .context("crawling the Debian mirror")?;
         Ok(Some(lists))
     } else if !args.kernels.is_empty() {
@@ -86,6 +100,7 @@ pub(crate) fn open_farm(
     args: &FarmArgs,
     source: &KernelSourceArgs,
     variants: usize,
+    indexes: Option<Arc<IndexSet>>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let sandbox_kind: SandboxKind = args
         .sandbox
@@ -138,6 +153,7 @@ pub(crate) fn open_farm(
         rebuild: args.rebuild,
         boot,
         signing,
+        indexes,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(

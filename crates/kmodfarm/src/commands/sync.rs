@@ -2,7 +2,7 @@ use anyhow::Context;
 use kmf_farm::sync::{DriverSync, SyncOptions};
 use kmf_matrix::DiffOptions;
 
-use super::build::{kernel_lists, load_drivers, matrix_for, open_farm, report};
+use super::build::{kernel_lists, load_drivers, matrix_for, open_farm, report, run_indexes};
 use super::{write_output, Outcome};
 use crate::cli::SyncArgs;
 
@@ -14,7 +14,8 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         );
     }
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
-    let lists = kernel_lists(&args.source, &args.farm)
+    let indexes = run_indexes(&args.source, &args.farm);
+    let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?
         .context("sync needs the current kernels: pass --kernels FILE|URL or --crawl")?;
     let mut work = Vec::new();
@@ -23,7 +24,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         work.push((driver, entries));
     }
     let variants = work.iter().map(|(_, e)| e.len()).sum();
-    let (farm, ui) = open_farm(&args.farm, &args.source, variants)?;
+    let (farm, ui) = open_farm(&args.farm, &args.source, variants, indexes)?;
     let opts = SyncOptions {
         diff: DiffOptions {
             shrink_threshold: args.shrink_threshold,

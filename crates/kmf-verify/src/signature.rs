@@ -2,7 +2,7 @@
 //! cryptographic check of the PKCS#7 signature against a certificate with `openssl cms -verify`, the
 //! same check the kernel makes against its keyring.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// The marker the kernel looks for at the end of a signed module.
@@ -50,7 +50,11 @@ pub fn split_signature(signed: &[u8]) -> Result<(&[u8], &[u8]), String> {
 /// the module bytes it covers.
 pub fn verify_signature<'a>(signed: &'a [u8], cert: &Path) -> Result<&'a [u8], String> {
     let (module, sig) = split_signature(signed)?;
-    let dir = tempfile_dir()?;
+    // tempfile makes the directory 0700: the module and its signature are nobody else's business.
+    let dir = tempfile::Builder::new()
+        .prefix("kmodfarm-sigcheck-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let (sig_path, content_path) = (dir.path().join("sig.p7"), dir.path().join("content"));
     std::fs::write(&sig_path, sig).map_err(|e| e.to_string())?;
     std::fs::write(&content_path, module).map_err(|e| e.to_string())?;
@@ -84,38 +88,6 @@ pub fn verify_signature<'a>(signed: &'a [u8], cert: &Path) -> Result<&'a [u8], S
         ));
     }
     Ok(module)
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> Result<TempDir, String> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let p = std::env::temp_dir().join(format!(
-        "kmodfarm-sigcheck-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir(&p).map_err(|e| e.to_string())?;
-    set_mode(&p, 0o700).map_err(|e| e.to_string())?;
-    Ok(TempDir(p))
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub async fn crawl_debian_in(
         .enumerate()
         .flat_map(|(i, s)| opts.arches.iter().map(move |&a| (i, s.as_str(), a)))
         .collect();
-    let mut indices: Vec<(usize, Arch, Arc<PackageIndex>)> = futures::stream::iter(jobs)
+    let indices: Vec<(usize, Arch, Arc<PackageIndex>)> = futures::stream::iter(jobs)
         .map(|(i, suite, arch)| async move {
             tracing::info!(suite, arch = %arch, "crawling Debian package index");
             let index = indexes.get_typed(suite, arch.deb_arch()).await?;
@@ -76,13 +76,29 @@ pub async fn crawl_debian_in(
         .buffer_unordered(CONCURRENT_INDICES)
         .try_collect()
         .await?;
+    let flavours = opts.flavours.as_deref();
+    let entries = collect_entries(indices, |index, arch| {
+        entries_of_index(index, arch, flavours)
+    });
+    tracing::info!(kernels = entries.len(), "Debian crawl done");
+    Ok(KernelList {
+        distros: BTreeMap::from([(DEBIAN_KEY.to_string(), entries)]),
+    })
+}
+
+/// The entries of crawled indices, `(suite position, arch, index)` in any order: an upload found in
+/// several suites is kept from the first suite of the crawl's list; sorted by architecture, release and
+/// package version.
+pub(crate) fn collect_entries<I: std::ops::Deref<Target = PackageIndex>>(
+    mut indices: Vec<(usize, Arch, I)>,
+    entries_of: impl Fn(&PackageIndex, Arch) -> Vec<KernelEntry>,
+) -> Vec<KernelEntry> {
     // Completion order is arbitrary; suite order decides which suite a shared upload is listed under.
     indices.sort_by_key(|(i, arch, _)| (*i, *arch));
-
     let mut seen = HashSet::new();
     let mut entries = Vec::new();
     for (_, arch, index) in &indices {
-        for entry in entries_of_index(index, *arch, opts.flavours.as_deref()) {
+        for entry in entries_of(index, *arch) {
             let key = (
                 entry.arch,
                 entry.kernelrelease.clone(),
@@ -105,10 +121,7 @@ pub async fn crawl_debian_in(
             .then_with(|| a.suite.cmp(&b.suite))
             .then(Ordering::Equal)
     });
-    tracing::info!(kernels = entries.len(), "Debian crawl done");
-    Ok(KernelList {
-        distros: BTreeMap::from([(DEBIAN_KEY.to_string(), entries)]),
-    })
+    entries
 }
 
 fn entries_of_index(

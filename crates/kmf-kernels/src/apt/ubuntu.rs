@@ -1,15 +1,16 @@
 //! The Ubuntu kernel crawler: every `linux-headers-<abi>-<flavour>` of the requested pockets, with the
 //! shared `linux[-<source>]-headers-<abi>` package it links into.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use futures::{StreamExt, TryStreamExt};
 use kmf_types::{Arch, KernelEntry, KernelList, KernelVersion};
 
+use super::crawl::collect_entries;
 use super::fetch::fetch_index_filtered;
 use super::resolve::pick;
-use super::{compare_versions, PackageIndex, PackageStanza};
+use super::{PackageIndex, PackageStanza};
 use crate::KernelsError;
 
 /// The key Ubuntu kernels are listed under, as in kernel-crawler's lists.
@@ -61,7 +62,7 @@ pub async fn crawl_ubuntu(
         .enumerate()
         .flat_map(|(i, s)| opts.arches.iter().map(move |&a| (i, s.as_str(), a)))
         .collect();
-    let mut indices: Vec<(usize, Arch, PackageIndex)> = futures::stream::iter(jobs)
+    let indices: Vec<(usize, Arch, Box<PackageIndex>)> = futures::stream::iter(jobs)
         .map(|(i, suite, arch)| async move {
             let base = opts.uri_for(arch);
             tracing::info!(suite, arch = %arch, base, "crawling Ubuntu package index");
@@ -75,34 +76,14 @@ pub async fn crawl_ubuntu(
                 kernel_package,
             )
             .await?;
-            Ok::<_, KernelsError>((i, arch, index))
+            Ok::<_, KernelsError>((i, arch, Box::new(index)))
         })
         .buffer_unordered(CONCURRENT_INDICES)
         .try_collect()
         .await?;
-    indices.sort_by_key(|(i, arch, _)| (*i, *arch));
-
-    let mut seen = HashSet::new();
-    let mut entries = Vec::new();
-    for (_, arch, index) in &indices {
-        for entry in entries_of_index(index, *arch, opts.flavours.as_deref()) {
-            let key = (
-                entry.arch,
-                entry.kernelrelease.clone(),
-                entry.packageversion.clone(),
-            );
-            if seen.insert(key) {
-                entries.push(entry);
-            }
-        }
-    }
-    entries.sort_by(|a, b| {
-        let v = |e: &KernelEntry| e.packageversion.clone().unwrap_or_default();
-        a.arch
-            .cmp(&b.arch)
-            .then_with(|| compare_versions(&a.kernelrelease, &b.kernelrelease))
-            .then_with(|| a.kernelrelease.cmp(&b.kernelrelease))
-            .then_with(|| compare_versions(&v(a), &v(b)))
+    let flavours = opts.flavours.as_deref();
+    let entries = collect_entries(indices, |index, arch| {
+        entries_of_index(index, arch, flavours)
     });
     tracing::info!(kernels = entries.len(), "Ubuntu crawl done");
     Ok(KernelList {

@@ -3,9 +3,10 @@
 
 use std::io::BufRead;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use super::attr;
 use super::repomd::{parse_digest, Digest};
 use crate::KernelsError;
 
@@ -178,14 +179,6 @@ pub fn parse_primary(
         return Err(bad("no <metadata> element: not primary metadata".into()));
     }
     Ok(out)
-}
-
-fn attr(e: &BytesStart, key: &[u8]) -> Option<String> {
-    e.attributes().flatten().find_map(|a| {
-        (a.key.local_name().as_ref() == key)
-            .then(|| a.unescape_value().ok().map(|v| v.into_owned()))
-            .flatten()
-    })
 }
 
 fn finish(p: Partial, keep: &impl Fn(&str) -> bool) -> Result<Option<RpmPackage>, String> {

@@ -87,13 +87,7 @@ pub fn parse_repomd(xml: &[u8], url: &str) -> Result<Vec<RepoData>, KernelsError
         match event {
             Event::Start(e) | Event::Empty(e) => {
                 let name = e.local_name();
-                let attr = |key: &[u8]| -> Option<String> {
-                    e.attributes().flatten().find_map(|a| {
-                        (a.key.local_name().as_ref() == key)
-                            .then(|| a.unescape_value().ok().map(|v| v.into_owned()))
-                            .flatten()
-                    })
-                };
+                let attr = |key: &[u8]| super::attr(&e, key);
                 match name.as_ref() {
                     b"repomd" => saw_root = true,
                     b"data" => {

@@ -112,6 +112,7 @@ pub enum KernelsCommand {
     ///   kmodfarm kernels crawl --distro amazonlinux2 \
     ///       --mirror-list 'http://mirror.example/2/core/latest/$basearch/mirror.list'
     ///   kmodfarm kernels crawl --sources crawl.toml --out kernels.json
+    #[command(verbatim_doc_comment)]
     Crawl(Box<CrawlArgs>),
     /// Summarise kernel lists: entries per distro and architecture.
     Show {

@@ -9,6 +9,7 @@
 //! [`sync::sync`] is the nightly job on top: diff against the published matrix, build what changed, publish
 //! the artifacts and then the new matrix.
 
+pub mod boot_published;
 mod farm;
 mod host_layout;
 pub mod keys;

@@ -1,49 +1,19 @@
-//! `kmodfarm boot-test`: boot-tests the variants published in the store.
+//! `kmodfarm boot-test`: boot-tests the variants published in the store (kmf_farm::boot_published).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
-use kmf_boot::{BootOptions, BootOutcome, BootRequest, BootTester};
+use kmf_boot::{BootOptions, BootTester};
 use kmf_build::ProjectConfig;
-use kmf_types::published::PublishedVariant;
-use serde::Serialize;
+use kmf_farm::boot_published::{boot_published, published_variants, BootConfig, PublishedBootRun};
 
 use super::{debian_mirrors, write_output, Outcome};
 use crate::cli::BootTestArgs;
 
 /// File written beside the reports.
 const BOOT_TEST_JSON: &str = "boot-test.json";
-
-/// Per-project boot settings, by driver name.
-#[derive(Debug, Clone, Default)]
-struct BootConfig {
-    check: Option<PathBuf>,
-    timeout: Option<Duration>,
-}
-
-/// One variant's result, as printed with `--json` and written to boot-test.json.
-#[derive(Debug, Serialize)]
-struct BootResult {
-    driver: String,
-    output: String,
-    kernel_release: String,
-    architecture: String,
-    result: &'static str,
-    failure_class: Option<kmf_types::FailureClass>,
-    message: Option<String>,
-    accel: &'static str,
-    kernel_package: Option<String>,
-    load_order: Vec<kmf_boot::LoadStep>,
-    modules_loaded: Vec<String>,
-    taint: Option<u64>,
-    durations: kmf_boot::BootDurations,
-    /// The console log, relative to the report directory.
-    log: String,
-}
 
 pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
     let filter = args
@@ -76,37 +46,18 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
     let store: Arc<dyn kmf_store::Store> = kmf_store::open(&args.store)
         .with_context(|| format!("opening the store {}", args.store))?
         .into();
-    let keys = store.list("").await.context("listing the store")?;
-    let mut variants = Vec::new();
-    for key in keys.iter().filter(|k| k.ends_with("/metadata.json")) {
-        let prefix = key.trim_end_matches("/metadata.json").to_string();
+    let variants = published_variants(store.as_ref(), |prefix, meta| {
         let driver = prefix.split('/').next().unwrap_or("");
-        if let Some(wanted) = &args.driver {
-            if !wanted.iter().any(|w| w == driver) {
-                continue;
-            }
-        }
-        let Some(bytes) = store.get_bytes(key).await? else {
-            continue;
-        };
-        let meta = match PublishedVariant::parse(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(key, "not a variant's metadata ({e}); skipped");
-                continue;
-            }
-        };
-        if !args.arch.contains(&meta.variant.architecture) {
-            continue;
-        }
-        if filter
+        args.driver
             .as_ref()
-            .is_some_and(|r| !r.is_match(&meta.kernel_release))
-        {
-            continue;
-        }
-        variants.push((prefix, meta));
-    }
+            .is_none_or(|wanted| wanted.iter().any(|w| w == driver))
+            && args.arch.contains(&meta.variant.architecture)
+            && filter
+                .as_ref()
+                .is_none_or(|r| r.is_match(&meta.kernel_release))
+    })
+    .await
+    .context("listing the store")?;
     if variants.is_empty() {
         anyhow::bail!(
             "the store {} holds no published variant matching the filters",
@@ -137,69 +88,26 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
     tracing::info!(variants = variants.len(), jobs, "boot-testing");
     let started = Instant::now();
     let total = variants.len();
+    let run = PublishedBootRun {
+        tester,
+        store,
+        configs,
+        default_timeout: Duration::from_secs(args.timeout),
+        report_dir: args.report_dir.clone(),
+        work,
+        jobs,
+    };
+    let results = boot_published(&run, variants, |prefix, outcome| match &outcome.verdict {
+        Ok(()) => eprintln!(
+            "PASS {prefix}: {} loaded ({:.1} s boot, {})",
+            outcome.modules_loaded.join(", "),
+            outcome.durations.boot_secs,
+            outcome.accel
+        ),
+        Err((class, msg)) => eprintln!("FAIL {prefix}: {class}: {msg}"),
+    })
+    .await;
 
-    let results: Vec<BootResult> = futures::stream::iter(variants)
-        .map(|(prefix, meta)| {
-            let tester = tester.clone();
-            let store = store.clone();
-            let config = configs.get(&meta.driver).cloned().unwrap_or_default();
-            let timeout = config.timeout.unwrap_or(Duration::from_secs(args.timeout));
-            let report_dir = args.report_dir.clone();
-            let work = work.clone();
-            async move {
-                let outcome = run_one(
-                    &tester,
-                    store.as_ref(),
-                    &prefix,
-                    &meta,
-                    &config,
-                    timeout,
-                    &work,
-                )
-                .await;
-                let log_rel = format!("logs/{prefix}/boot.log");
-                let log_path = report_dir.join(&log_rel);
-                if let Err(e) = write_log(&log_path, &outcome.console_log) {
-                    tracing::warn!(path = %log_path.display(), "cannot write the boot log: {e}");
-                }
-                let output = prefix
-                    .strip_prefix(&format!("{}/", meta.driver))
-                    .unwrap_or(&prefix)
-                    .to_string();
-                let result = BootResult {
-                    driver: meta.driver.clone(),
-                    output,
-                    kernel_release: meta.kernel_release.clone(),
-                    architecture: meta.variant.architecture.as_str().to_string(),
-                    result: if outcome.passed() { "passed" } else { "failed" },
-                    failure_class: outcome.verdict.as_ref().err().map(|(c, _)| *c),
-                    message: outcome.verdict.as_ref().err().map(|(_, m)| m.clone()),
-                    accel: outcome.accel,
-                    kernel_package: outcome.kernel_package.clone(),
-                    load_order: outcome.load_order.clone(),
-                    modules_loaded: outcome.modules_loaded.clone(),
-                    taint: outcome.taint,
-                    durations: outcome.durations,
-                    log: log_rel,
-                };
-                match &outcome.verdict {
-                    Ok(()) => eprintln!(
-                        "PASS {prefix}: {} loaded ({:.1} s boot, {})",
-                        outcome.modules_loaded.join(", "),
-                        outcome.durations.boot_secs,
-                        outcome.accel
-                    ),
-                    Err((class, msg)) => eprintln!("FAIL {prefix}: {class}: {msg}"),
-                }
-                result
-            }
-        })
-        .buffer_unordered(jobs)
-        .collect()
-        .await;
-
-    let mut results = results;
-    results.sort_by(|a, b| (&a.driver, &a.output).cmp(&(&b.driver, &b.output)));
     let failed = results.iter().filter(|r| r.result != "passed").count();
     let json = serde_json::to_string_pretty(&results)? + "\n";
     write_output(Some(&args.report_dir.join(BOOT_TEST_JSON)), &json)?;
@@ -217,65 +125,4 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::SomeFailed
     })
-}
-
-/// Copies the variant's modules out of the store and boot-tests them.
-async fn run_one(
-    tester: &BootTester,
-    store: &dyn kmf_store::Store,
-    prefix: &str,
-    meta: &PublishedVariant,
-    config: &BootConfig,
-    timeout: Duration,
-    work: &Path,
-) -> BootOutcome {
-    let dir = match tempfile::Builder::new().prefix("modules-").tempdir_in(work) {
-        Ok(d) => d,
-        Err(e) => return internal(format!("creating a work directory: {e}")),
-    };
-    let mut modules = Vec::new();
-    for m in &meta.modules {
-        let key = meta.object_key(prefix, &m.file_name);
-        let bytes = match store.get_bytes(&key).await {
-            Ok(Some(b)) => b,
-            Ok(None) => return internal(format!("{key} is missing from the store")),
-            Err(e) => return internal(format!("reading {key}: {e}")),
-        };
-        // Only the file name: the store's layout never decides where a file lands here.
-        let Some(name) = Path::new(&m.file_name).file_name() else {
-            return internal(format!("bad module file name {:?}", m.file_name));
-        };
-        let path = dir.path().join(name);
-        if let Err(e) = std::fs::write(&path, bytes) {
-            return internal(format!("writing {}: {e}", path.display()));
-        }
-        modules.push(path);
-    }
-    let req = BootRequest {
-        arch: meta.variant.architecture,
-        kernel_release: meta.kernel_release.clone(),
-        suite: meta.variant.suite.clone(),
-        package_version: meta.variant.packageversion.clone(),
-        modules,
-        check_script: config.check.clone(),
-        timeout,
-    };
-    tester.boot_test(&req).await
-}
-
-fn internal(msg: String) -> BootOutcome {
-    BootOutcome {
-        verdict: Err((kmf_types::FailureClass::Internal, msg)),
-        console_log: String::new(),
-        load_order: vec![],
-        modules_loaded: vec![],
-        accel: "",
-        kernel_package: None,
-        taint: None,
-        durations: Default::default(),
-    }
-}
-
-fn write_log(path: &Path, text: &str) -> anyhow::Result<()> {
-    write_output(Some(path), text)
 }

@@ -117,7 +117,8 @@ pub struct BootOutcome {
 }
 
 impl BootOutcome {
-    fn failed_before_boot(class: FailureClass, msg: String, prepare: Duration) -> BootOutcome {
+    /// An outcome for a test that stopped before any VM started (`prepare` spent getting there).
+    pub fn failed_before_boot(class: FailureClass, msg: String, prepare: Duration) -> BootOutcome {
         BootOutcome {
             verdict: Err((class, msg)),
             console_log: String::new(),

@@ -168,16 +168,7 @@ async fn run_one(
 }
 
 fn internal(msg: String) -> BootOutcome {
-    BootOutcome {
-        verdict: Err((kmf_types::FailureClass::Internal, msg)),
-        console_log: String::new(),
-        load_order: vec![],
-        modules_loaded: vec![],
-        accel: "",
-        kernel_package: None,
-        taint: None,
-        durations: Default::default(),
-    }
+    BootOutcome::failed_before_boot(kmf_types::FailureClass::Internal, msg, Duration::ZERO)
 }
 
 fn write_log(path: &Path, text: &str) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -79,6 +80,23 @@ fn base_args() -> Vec<OsString> {
     args
 }
 
+/// The options that show an empty, read-only `/proc/cmdline` over the one `--proc` mounted: the host's kernel
+/// command line may hold secrets (tokens for the machine's init, addresses) and tells a build what it runs
+/// on. bwrap copies what it reads from the descriptor (`/dev/null`: nothing) into a file of its own, so
+/// this needs no host path the run's uid can reach. Must follow `--proc /proc`. (No `--perms 0444`: the
+/// file is the build user's `0600` then, which changes nothing on a read-only mount, and older bwrap
+/// releases lack the option.)
+fn empty_cmdline_args() -> std::io::Result<(OwnedFd, Vec<OsString>)> {
+    let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
+    let args = [
+        "--ro-bind-data".into(),
+        null.as_raw_fd().to_string().into(),
+        "/proc/cmdline".into(),
+    ]
+    .to_vec();
+    Ok((null, args))
+}
+
 /// Environment variable names bwrap and a shell can take.
 pub(crate) fn check_env(env: &[(String, String)]) -> Result<(), SandboxError> {
     for (k, v) in env {
@@ -95,20 +113,13 @@ fn probe(bwrap: &Path, mode: Mode) -> Result<(), String> {
         Mode::RunUid => Some(UidSlot::acquire().ok_or("no free sandbox uid")?),
         _ => None,
     };
+    let (null, cmdline_args) =
+        empty_cmdline_args().map_err(|e| format!("cannot open /dev/null: {e}"))?;
     let mut cmd = std::process::Command::new(bwrap);
     cmd.args(base_args())
-        .args([
-            "--clearenv",
-            "--ro-bind",
-            "/",
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--",
-            "true",
-        ])
+        .args(["--clearenv", "--ro-bind", "/", "/", "--proc", "/proc"])
+        .args(cmdline_args)
+        .args(["--dev", "/dev", "--", "true"])
         .env_clear()
         .current_dir("/")
         .stdin(Stdio::null())
@@ -119,10 +130,13 @@ fn probe(bwrap: &Path, mode: Mode) -> Result<(), String> {
         ChildSetup {
             drop_to: slot.as_ref().map(|s| (s.uid(), s.gid())),
             parent_pid: std::process::id() as i32,
+            keep_fds: vec![null.as_raw_fd()],
             ..Default::default()
         },
     );
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
+    let spawned = cmd.spawn();
+    drop(null);
+    let mut child = spawned.map_err(|e| format!("cannot start it: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         match child.try_wait() {
@@ -365,7 +379,11 @@ impl Sandbox for Bubblewrap {
         for m in &plan.mounts {
             bargs.extend(m.to_args());
         }
-        bargs.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
+        bargs.extend(["--proc", "/proc"].map(OsString::from));
+        let (null, cmdline_args) =
+            empty_cmdline_args().map_err(SandboxError::io("open", PathBuf::from("/dev/null")))?;
+        bargs.extend(cmdline_args);
+        bargs.extend(["--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
         for m in &spec.ro_mounts {
             bargs.extend([
                 "--ro-bind".into(),
@@ -392,6 +410,7 @@ impl Sandbox for Bubblewrap {
             drop_to: slot.as_ref().map(|s| (s.uid(), s.gid())),
             nproc_rlimit_always: slot.is_some(),
             notes,
+            pass_fds: vec![null],
         };
         let outcome = execute(launch, &spec.limits, &spec.log_path).await;
         drop(slot);

@@ -16,11 +16,21 @@
 //!   host's value), plus `PATH` and `HOME` defaults as under bubblewrap.
 //!
 //! The docker client runs through the same runner as the other sandboxes (log header, log cap, timeout).
-//! The container is removed in every case: after the run, on timeout (`docker rm -f`), when the run's
-//! future is dropped, and on SIGINT/SIGTERM/SIGHUP (a handler removes every live container of the process,
-//! then exits with `128 + signal`). If kmodfarm is killed outright, `--rm` removes the container once its
-//! command ends, and the next [`Docker::detect`] on the machine removes containers whose owning process is
-//! gone.
+//! The container is not started with `--rm`: once the client returns, kmodfarm reads the container's
+//! `State.OOMKilled` (for [`RunOutcome::oom_killed`]), which `--rm` could have removed first. It is
+//! removed by kmodfarm (`docker rm -f`) in every case: after the run, on timeout or when the output passes
+//! the log limit (the client is killed, then the container), when the run's future is dropped, and on
+//! SIGINT/SIGTERM/SIGHUP (a handler removes every live container of the process, then exits with
+//! `128 + signal`). If kmodfarm is killed outright, the container runs on until its command ends and then
+//! stays, stopped, until the next [`Docker::detect`] on the machine removes the containers (running or not)
+//! whose owning process is gone.
+//!
+//! Unlike under bubblewrap, the host's kernel command line stays readable in `/proc/cmdline`: runc refuses
+//! every mount inside `/proc` but a few lxcfs files ("cannot be mounted because it is inside /proc"), so an
+//! empty file cannot be bound over it, and the docker CLI has no option to add a path to the masked ones.
+//! The writable build directory keeps the flags of its source mount (a `nosuid,nodev` tmpfs stays so);
+//! read-only binds are remounted by runc, which drops `nosuid`/`nodev` there (`no-new-privileges` still
+//! keeps set-uid files from granting anything).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -382,7 +392,6 @@ pub(crate) struct RunArgs<'a> {
 pub(crate) fn run_args(a: &RunArgs<'_>) -> Result<Vec<OsString>, SandboxError> {
     let mut args: Vec<OsString> = [
         "run",
-        "--rm",
         // A minimal init as pid 1: signals reach the build as usual and exits are reported as 128 + N.
         "--init",
         "--pull",
@@ -464,7 +473,7 @@ impl ContainerGuard {
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
-        // `rm -f` kills and removes; an error means it is already gone (`--rm` did it).
+        // `rm -f` kills and removes; an error means it is already gone (or never made).
         let _ = client_output_blocking(&self.cli, &["rm", "-f", &self.name]);
         if let Some(set) = LIVE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             set.remove(&self.name);
@@ -776,14 +785,35 @@ fn unique_name() -> String {
     format!("{CONTAINER_PREFIX}{}-{n}-{nanos:08x}", std::process::id())
 }
 
-/// First lines of the log after the header, for an error message.
+/// First lines of the command's output in the log (here the client's own messages), for an error message.
 fn log_excerpt(log_path: &Path) -> String {
-    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&std::fs::read(log_path).unwrap_or_default()).into_owned();
     text.lines()
-        .filter(|l| !l.starts_with("# "))
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter(|l| !l.trim().is_empty())
         .take(5)
         .collect::<Vec<_>>()
-        .join(" | ")
+        .join(" / ")
+}
+
+/// Whether the kernel's OOM killer acted in the container (`State.OOMKilled`); false when it cannot be
+/// told (the container never got made).
+fn container_oom_killed(cli: &Path, name: &str) -> bool {
+    client_output_blocking(cli, &["inspect", "--format", "{{.State.OOMKilled}}", name])
+        .is_ok_and(|out| out.trim() == "true")
+}
+
+/// Appends a note to the log after the runner has closed it.
+fn append_note(log_path: &Path, note: &str) -> Result<(), SandboxError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(log_path)
+        .map_err(SandboxError::io("append to the log", log_path))?;
+    f.write_all(note.as_bytes())
+        .map_err(SandboxError::io("append to the log", log_path))
 }
 
 #[async_trait::async_trait]
@@ -890,17 +920,34 @@ impl Sandbox for Docker {
             drop_to: None,
             nproc_rlimit_always: false,
             notes,
+            pass_fds: Vec::new(),
         };
         install_signal_handler(&self.cli);
         let guard = ContainerGuard::new(&self.cli, name);
         let outcome = execute(launch, &client_limits, &spec.log_path).await;
-        // Removed in every case, timeout included; dropping this future on the way also removes it.
+        // Read before the container goes; removed in every case, timeout included, and dropping this future
+        // on the way also removes it.
         let cli = self.cli.clone();
-        tokio::task::spawn_blocking(move || drop(guard))
-            .await
-            .map_err(|e| SandboxError::Task(e.to_string()))?;
+        let check_oom = outcome.is_ok();
+        let oom_killed = tokio::task::spawn_blocking(move || {
+            let oom = check_oom && container_oom_killed(&guard.cli, &guard.name);
+            drop(guard);
+            oom
+        })
+        .await
+        .map_err(|e| SandboxError::Task(e.to_string()))?;
         drop(slot);
-        let outcome = outcome?;
+        let mut outcome = outcome?;
+        if oom_killed {
+            outcome.oom_killed = true;
+            append_note(
+                &spec.log_path,
+                &format!(
+                    "\n[kmodfarm: the memory limit ({} bytes) was reached and the kernel killed a process]\n",
+                    spec.limits.memory_bytes.unwrap_or(0)
+                ),
+            )?;
+        }
         if outcome.exit == ExitKind::Exited(125) {
             // The engine's own failure (image, mounts, options): not the build's.
             return Err(SandboxError::Spawn {
@@ -974,7 +1021,8 @@ mod tests {
             assert!(has_pair(&args, k, v), "{k} {v} missing in {args:?}");
         }
         assert!(args.contains(&"--read-only".to_string()));
-        assert!(args.contains(&"--rm".to_string()));
+        // The container must outlive the client for its OOM state to be read; kmodfarm removes it.
+        assert!(!args.contains(&"--rm".to_string()));
         assert!(args.contains(&"--init".to_string()));
         assert!(has_pair(
             &args,
@@ -1046,6 +1094,22 @@ mod tests {
             dest: "/x\"y".into(),
         };
         assert!(mount_arg(&m, false).is_err());
+    }
+
+    #[test]
+    fn the_excerpt_is_the_clients_output_without_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("run.log");
+        std::fs::write(
+            &log,
+            "# kmodfarm sandbox=docker: docker run x\n# limits: none\n| docker: Error response from daemon: \
+             no such image\n| \n| See 'docker run --help'.\n\n[kmodfarm: a note]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_excerpt(&log),
+            "docker: Error response from daemon: no such image / See 'docker run --help'."
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Sandbox for HostRunner {
                 "no isolation: runs directly on this host in {}",
                 spec.cwd.display()
             )],
+            pass_fds: Vec::new(),
         };
         execute(launch, &spec.limits, &spec.log_path).await
     }

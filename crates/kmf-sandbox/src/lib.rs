@@ -4,7 +4,9 @@
 //!
 //! * [`Bubblewrap`] (the default): no network, every namespace unshared, a read-only builder root filesystem
 //!   with the kernel header packages merged over it, a private `/tmp`, only the build directory writable,
-//!   a cleared environment, a non-root uid, and limits on time, memory, processes and log size.
+//!   an empty `/proc/cmdline` (the host's kernel command line can hold secrets), a cleared environment, a
+//!   non-root uid, and limits on time, memory, processes and log size. Every bind mount is `nosuid,nodev`
+//!   (bwrap adds both), and a flag of the source mount, such as `noexec`, carries over.
 //! * [`HostRunner`] (`--sandbox none`): the same logging and limits, but no isolation at all; only for trusted
 //!   code on a disposable machine.
 //!
@@ -30,21 +32,29 @@
 //!
 //! Memory and process limits use a per-run cgroup (v2 where its controllers can be enabled, else v1's
 //! `memory` and `pids` hierarchies), falling back to `RLIMIT_AS` / `RLIMIT_NPROC`; a tracing line and the
-//! log header say which applied. The run's processes never outlive it: on timeout, on exit (leftover
-//! background processes) and when the run's future is dropped they are killed through the process group,
-//! the cgroup and `kill_on_drop`; if kmodfarm itself dies, the child gets SIGKILL (parent-death signal) and
-//! bwrap's `--die-with-parent` takes the sandbox down. One gap is bwrap's own: killed while bwrap is still
-//! setting the sandbox up, its namespace init may survive; it stays in the dead run's cgroup, which the next
-//! run on the machine finds (by its dead owner) and clears.
+//! log header say which applied. A process the OOM killer took is reported in [`RunOutcome::oom_killed`]
+//! and a note in the log. The run's processes never outlive it: on timeout, when its output passes the log
+//! limit, on exit (leftover background processes) and when the run's future is dropped they are killed
+//! through the process group, the cgroup and `kill_on_drop`; if kmodfarm itself dies, the child gets
+//! SIGKILL (parent-death signal) and bwrap's `--die-with-parent` takes the sandbox down. One gap is bwrap's
+//! own: killed while bwrap is still setting the sandbox up, its namespace init may survive; it stays in the
+//! dead run's cgroup, which the next run on the machine finds (by its dead owner) and clears.
 //!
 //! # Logs
 //!
 //! The log starts with `# kmodfarm sandbox=<name>: <the full command line, shell-quoted>`, then `# ` lines
-//! with the limits and the identity used, then stdout and stderr interleaved as written, capped at
-//! [`Limits::max_log_bytes`] (the rest is read and dropped), then `[kmodfarm: ...]` notes on truncation,
-//! timeout or the memory limit. Under bubblewrap the log must lie outside the writable mounts (the run is
-//! refused otherwise): there the build could replace it, or plant a symlink for kmodfarm to follow as
-//! root. Logs are opened without following a symlink in any runner.
+//! with the limits and the identity used, then stdout and stderr interleaved as written, then
+//! `[kmodfarm: ...]` notes on the log limit, timeout or the memory limit. Every line of the command's output
+//! starts with `| ` (a last line without newline too, which kmodfarm then ends), and control characters other
+//! than tab and newline are written escaped (`\r`, `\x1b`; also the UTF-8 forms of the C1 controls, as
+//! `\xc2\x9b`), so kmodfarm's own lines are the only ones that start with `#` or `[`, and showing the
+//! log in a terminal cannot drive it. Other bytes, invalid UTF-8 included, are kept as they are (a
+//! literal `\x1b` in the output reads the same as an escaped one). The output's part of the log, prefixes
+//! and escapes counted, is capped at [`Limits::max_log_bytes`]: output going past it stops the run (its
+//! processes are killed as on timeout) and [`RunOutcome::log_limit_exceeded`] says so. So a log is at
+//! most its header, the cap and the notes. Under bubblewrap the log must lie outside the writable mounts
+//! (the run is refused otherwise): there the build could replace it, or plant a symlink for kmodfarm to
+//! follow as root. Logs are opened without following a symlink in any runner.
 
 mod bwrap;
 mod cgroup;
@@ -85,7 +95,8 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// Processes of the whole run (cgroup `pids.max`), and `RLIMIT_NPROC` of the run's uid.
     pub max_processes: Option<u64>,
-    /// Output kept in the log; the rest is read and dropped, and the log says so.
+    /// Output kept in the log, counted as written there (line prefixes and escapes included). Output going
+    /// past it stops the run: its whole process tree is killed, as on timeout, and the log says so.
     pub max_log_bytes: u64,
 }
 
@@ -139,10 +150,19 @@ pub enum ExitKind {
 pub struct RunOutcome {
     pub exit: ExitKind,
     pub duration: Duration,
-    /// Bytes of the command's output stored in the log (the header and kmodfarm's notes not counted).
+    /// Bytes of the command's output stored in the log, in its log form (line prefixes and escapes
+    /// included; the header and kmodfarm's notes not counted). At most [`Limits::max_log_bytes`].
     pub log_bytes: u64,
     /// The output went past [`Limits::max_log_bytes`] and the rest was dropped.
     pub log_truncated: bool,
+    /// The output went past [`Limits::max_log_bytes`], so the run was stopped: every process of it still
+    /// running was killed, as on timeout. [`RunOutcome::exit`] is how the command ended, normally by that
+    /// kill (`Signaled(9)`), or its own status if it had ended before the rest of its output was read.
+    pub log_limit_exceeded: bool,
+    /// The kernel's OOM killer killed a process of the run because of [`Limits::memory_bytes`] (the
+    /// run's memory cgroup under bubblewrap and `none`; the container's `State.OOMKilled` under docker).
+    /// Always false where the limit is only `RLIMIT_AS` (no cgroup): an allocation fails there instead.
+    pub oom_killed: bool,
     /// The full command started on the host (the `bwrap ...` line, or the command itself).
     pub command_line: Vec<String>,
 }
@@ -254,6 +274,8 @@ mod tests {
             duration: Duration::ZERO,
             log_bytes: 0,
             log_truncated: false,
+            log_limit_exceeded: false,
+            oom_killed: false,
             command_line: vec![],
         };
         assert!(mk(ExitKind::Exited(0)).success());

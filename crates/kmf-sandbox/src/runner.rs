@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,14 +35,129 @@ pub(crate) struct Launch {
     pub nproc_rlimit_always: bool,
     /// More header lines for the log (without `# `).
     pub notes: Vec<String>,
+    /// Descriptors the program inherits under their numbers (which its arguments name); closed in
+    /// kmodfarm once the program has started.
+    pub pass_fds: Vec<OwnedFd>,
 }
 
 /// Output counters, shared so that they survive a reader that had to be abandoned.
 #[derive(Debug, Default)]
 struct LogStats {
+    /// Bytes of the output's log form written (prefixes and escapes included).
     written: AtomicU64,
+    /// Bytes of raw output read after the cap was reached.
     dropped: AtomicU64,
     truncated: AtomicBool,
+    /// Tells the run to stop once the cap is reached.
+    limit_hit: tokio::sync::Notify,
+}
+
+/// What starts every line of the command's output in the log: kmodfarm's own lines (`# ` header lines,
+/// `[kmodfarm: ...]` notes) are then the only ones starting with `#` or `[`, whatever the build prints.
+const OUTPUT_PREFIX: &[u8] = b"| ";
+
+/// Turns the command's raw output into its log form: each line prefixed with [`OUTPUT_PREFIX`], and every
+/// control character but tab and newline written as an escape (`\r`, `\xNN`), so that the log holds no
+/// line the build could pass off as kmodfarm's and no sequence that drives a terminal showing it. C1
+/// controls encoded in UTF-8 (U+0080..U+009F, which xterm obeys like their 7-bit forms) are escaped too;
+/// other bytes, invalid UTF-8 included, go through unchanged, so compiler messages stay readable.
+#[derive(Debug, Default)]
+struct LogFormat {
+    /// Inside a line whose prefix is written.
+    mid_line: bool,
+    /// A 0xC2 byte held back until the next byte tells whether it starts a C1 control.
+    pending_c2: bool,
+}
+
+impl LogFormat {
+    /// Appends the log form of `input` to `out`, `budget` bytes at most and only in whole units (one input
+    /// byte's form with the line's prefix before it where the line starts), so that the log never ends in
+    /// half an escape. Returns false when the budget ran out before all of `input` went in; the rest is
+    /// then lost, and so is a held-back byte.
+    fn push(&mut self, input: &[u8], budget: usize, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let mut unit = Vec::with_capacity(16);
+        for &b in input {
+            unit.clear();
+            if !self.mid_line {
+                unit.extend_from_slice(OUTPUT_PREFIX);
+            }
+            let (mut ends_line, mut hold) = (false, false);
+            if self.pending_c2 && (0x80..=0x9f).contains(&b) {
+                unit.extend_from_slice(b"\\xc2");
+                push_hex_escape(&mut unit, b);
+            } else {
+                if self.pending_c2 {
+                    unit.push(0xc2);
+                }
+                match b {
+                    0xc2 => hold = true,
+                    b'\n' => {
+                        unit.push(b);
+                        ends_line = true;
+                    }
+                    b'\t' => unit.push(b),
+                    b'\r' => unit.extend_from_slice(b"\\r"),
+                    0..=0x1f | 0x7f => push_hex_escape(&mut unit, b),
+                    _ => unit.push(b),
+                }
+            }
+            if out.len() - start + unit.len() > budget {
+                self.pending_c2 = false;
+                return false;
+            }
+            out.extend_from_slice(&unit);
+            self.pending_c2 = hold;
+            if ends_line {
+                self.mid_line = false;
+            } else if !unit.is_empty() {
+                self.mid_line = true;
+            }
+        }
+        true
+    }
+
+    /// At the end of the output: a held-back byte (within `budget`), then a newline if the last line was not
+    /// ended, so that whatever follows in the log starts a line of its own. Returns the bytes that count
+    /// against the budget: only the held-back byte, the newline belongs to kmodfarm's notes.
+    fn finish(&mut self, budget: usize, out: &mut Vec<u8>) -> usize {
+        let mut counted = 0;
+        // A held-back byte always follows its line's prefix, which went out with it.
+        if std::mem::take(&mut self.pending_c2) && budget >= 1 {
+            out.push(0xc2);
+            counted = 1;
+        }
+        if self.mid_line {
+            out.push(b'\n');
+            self.mid_line = false;
+        }
+        counted
+    }
+}
+
+/// `\xNN`, lower-case.
+fn push_hex_escape(unit: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    unit.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 15)],
+    ]);
+}
+
+/// Escapes control characters in a line kmodfarm writes itself (the header's notes hold paths), so that it
+/// stays one line.
+fn escape_note(note: &str) -> String {
+    let mut s = String::with_capacity(note.len());
+    for c in note.chars() {
+        match c {
+            '\t' => s.push(c),
+            c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s
 }
 
 /// Quotes an argument for a POSIX shell, so that the header line can be pasted back into one.
@@ -87,32 +202,47 @@ async fn pump(
     stats: Arc<LogStats>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(buf.len() * 2);
+    let mut format = LogFormat::default();
     let mut write_error = None;
+    let budget = |stats: &LogStats| {
+        usize::try_from(max.saturating_sub(stats.written.load(Ordering::Relaxed)))
+            .unwrap_or(usize::MAX)
+    };
     loop {
         let n = rx.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        let written = stats.written.load(Ordering::Relaxed);
-        let keep = (max.saturating_sub(written)).min(n as u64) as usize;
-        if keep > 0 && write_error.is_none() {
-            match log.write_all(&buf[..keep]).await {
+        // Past the cap the run is being stopped; what still comes is read (a full pipe would keep a
+        // writer alive) and dropped.
+        if stats.truncated.load(Ordering::Relaxed) {
+            stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            continue;
+        }
+        out.clear();
+        if !format.push(&buf[..n], budget(&stats), &mut out) {
+            stats.truncated.store(true, Ordering::Relaxed);
+            stats.limit_hit.notify_one();
+        }
+        if !out.is_empty() && write_error.is_none() {
+            match log.write_all(&out).await {
                 Ok(()) => {
-                    stats.written.fetch_add(keep as u64, Ordering::Relaxed);
+                    stats.written.fetch_add(out.len() as u64, Ordering::Relaxed);
                 }
                 // Keep reading all the same: a full pipe would stall the build.
                 Err(e) => write_error = Some(e),
             }
         }
-        if keep < n {
-            stats.truncated.store(true, Ordering::Relaxed);
-            stats
-                .dropped
-                .fetch_add((n - keep) as u64, Ordering::Relaxed);
-        }
     }
     if let Some(e) = write_error {
         return Err(e);
+    }
+    out.clear();
+    let counted = format.finish(budget(&stats), &mut out);
+    if !out.is_empty() {
+        log.write_all(&out).await?;
+        stats.written.fetch_add(counted as u64, Ordering::Relaxed);
     }
     log.flush().await
 }
@@ -188,7 +318,7 @@ pub(crate) async fn execute(
         limits.max_log_bytes
     ));
     for note in &launch.notes {
-        header.push_str(&format!("# {note}\n"));
+        header.push_str(&format!("# {}\n", escape_note(note)));
     }
     log.write_all(header.as_bytes())
         .await
@@ -223,6 +353,7 @@ pub(crate) async fn execute(
             rlimits,
             drop_to: launch.drop_to,
             parent_pid: std::process::id() as i32,
+            keep_fds: launch.pass_fds.iter().map(|fd| fd.as_raw_fd()).collect(),
         },
     );
     let mut cmd = tokio::process::Command::from(cmd);
@@ -231,6 +362,7 @@ pub(crate) async fn execute(
     let spawned = cmd.spawn();
     // The command holds our copies of the pipe's write end; EOF only comes once they are closed.
     drop(cmd);
+    drop(launch.pass_fds);
     let mut child = spawned.map_err(|source| SandboxError::Spawn {
         program: launch.program.to_string_lossy().into_owned(),
         source,
@@ -253,6 +385,7 @@ pub(crate) async fn execute(
     };
 
     let mut timed_out = false;
+    let mut stopped_for_log = false;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(SandboxError::Wait)?,
@@ -263,6 +396,18 @@ pub(crate) async fn execute(
                     sandbox = launch.sandbox,
                     timeout_s = limits.timeout.as_secs_f64(),
                     "the command ran past its time limit; killing it"
+                );
+                kill_tree(&mut child);
+                break child.wait().await.map_err(SandboxError::Wait)?;
+            }
+            // A build that floods its output is broken or hostile; letting it run on would only burn the
+            // time limit.
+            _ = stats.limit_hit.notified() => {
+                stopped_for_log = true;
+                tracing::warn!(
+                    sandbox = launch.sandbox,
+                    max_log_bytes = limits.max_log_bytes,
+                    "the command's output went past the log limit; killing it"
                 );
                 kill_tree(&mut child);
                 break child.wait().await.map_err(SandboxError::Wait)?;
@@ -300,13 +445,21 @@ pub(crate) async fn execute(
     }
 
     let written = stats.written.load(Ordering::Relaxed);
+    // Also when the cap was only reached while draining after the command's end: whatever was still
+    // running was killed then all the same.
     let truncated = stats.truncated.load(Ordering::Relaxed);
+    if truncated && !stopped_for_log {
+        tracing::warn!(
+            sandbox = launch.sandbox,
+            max_log_bytes = limits.max_log_bytes,
+            "the command's output went past the log limit after it ended"
+        );
+    }
     let mut trailer = String::new();
     if truncated {
         trailer.push_str(&format!(
-            "\n[kmodfarm: log truncated at {} bytes; {} more bytes of output were dropped]\n",
-            limits.max_log_bytes,
-            stats.dropped.load(Ordering::Relaxed)
+            "\n[kmodfarm: output exceeded the log limit of {} bytes; the run was stopped]\n",
+            limits.max_log_bytes
         ));
     }
     if timed_out {
@@ -356,6 +509,8 @@ pub(crate) async fn execute(
         ?exit,
         ?duration,
         log_bytes = written,
+        dropped_after_the_cap = stats.dropped.load(Ordering::Relaxed),
+        oom,
         "run finished"
     );
     Ok(RunOutcome {
@@ -363,6 +518,8 @@ pub(crate) async fn execute(
         duration,
         log_bytes: written,
         log_truncated: truncated,
+        log_limit_exceeded: truncated,
+        oom_killed: oom,
         command_line,
     })
 }
@@ -397,5 +554,125 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             "<M=/build/src><it's><a b><><$HOME><x\ny>"
         );
+    }
+
+    /// The log form of `chunks` fed one after the other, with no cap.
+    fn formatted(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = LogFormat::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            assert!(f.push(c, usize::MAX, &mut out));
+        }
+        f.finish(usize::MAX, &mut out);
+        out
+    }
+
+    #[test]
+    fn every_output_line_gets_the_prefix() {
+        assert_eq!(formatted(&[b"a\nb\n"]), b"| a\n| b\n");
+        assert_eq!(formatted(&[b"\n\n"]), b"| \n| \n");
+        // Lines split across reads, and a last line without newline, which the log ends.
+        assert_eq!(formatted(&[b"ab", b"c\nde", b"f"]), b"| abc\n| def\n");
+        assert_eq!(formatted(&[]), b"");
+        // What would pass for kmodfarm's own lines does not start the line.
+        assert_eq!(
+            formatted(&[b"[kmodfarm: all good]\n# kmodfarm sandbox=none: x\n"]),
+            b"| [kmodfarm: all good]\n| # kmodfarm sandbox=none: x\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            formatted(&[b"\x1b[31mred\x1b[0m\tok\r\x07\x08\x7f\x00\x0b\x0c\x1f\n"]),
+            b"| \\x1b[31mred\\x1b[0m\tok\\r\\x07\\x08\\x7f\\x00\\x0b\\x0c\\x1f\n".to_vec()
+        );
+        // UTF-8 text (gcc's quotes, a copyright sign) and invalid UTF-8 stay as they are.
+        let text = "‘foo’ undeclared © é\n".as_bytes();
+        assert_eq!(formatted(&[text]), [b"| ", text].concat());
+        assert_eq!(formatted(&[b"\xff\xfe\x80\n"]), b"| \xff\xfe\x80\n");
+        // C1 controls in their UTF-8 form (U+009B is a CSI to xterm), also when split across reads.
+        assert_eq!(formatted(&[b"a\xc2\x9b31m\n"]), b"| a\\xc2\\x9b31m\n");
+        assert_eq!(formatted(&[b"a\xc2", b"\x9b2J\n"]), b"| a\\xc2\\x9b2J\n");
+        assert_eq!(formatted(&[b"\xc2", b"\xa9\n"]), b"| \xc2\xa9\n");
+        assert_eq!(formatted(&[b"\xc2\xc2\x85\n"]), b"| \xc2\\xc2\\x85\n");
+        assert_eq!(formatted(&[b"\xc2\n"]), b"| \xc2\n");
+        assert_eq!(formatted(&[b"x\xc2"]), b"| x\xc2\n");
+    }
+
+    #[test]
+    fn the_budget_takes_whole_units_only() {
+        let mut f = LogFormat::default();
+        let mut out = Vec::new();
+        // "| a" + "b" fill 4 bytes; the escape of ESC (4 bytes) does not fit and nothing of it goes in.
+        assert!(!f.push(b"ab\x1bc", 4, &mut out));
+        assert_eq!(out, b"| ab");
+        // A new line's prefix goes with its first byte, never alone.
+        let mut f = LogFormat::default();
+        let mut out = Vec::new();
+        assert!(f.push(b"a\n", 4, &mut out));
+        assert!(!f.push(b"b", 2, &mut out));
+        assert_eq!(out, b"| a\n");
+        f.finish(0, &mut out);
+        assert_eq!(out, b"| a\n", "a line that never started needs no end");
+        // The budget is per call: the caller passes what is left of the cap.
+        let mut f = LogFormat::default();
+        let mut out = Vec::new();
+        assert!(f.push(b"abc", 5, &mut out));
+        assert!(!f.push(b"de", 1, &mut out));
+        assert_eq!(out, b"| abcd");
+        f.finish(0, &mut out);
+        assert_eq!(out, b"| abcd\n");
+    }
+
+    /// Arbitrary bytes in arbitrary reads: the log form never holds a control byte but newline and tab, and
+    /// every line starts with the prefix.
+    #[test]
+    fn arbitrary_output_cannot_escape_its_lines() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let len = (next() % 400) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| match next() % 4 {
+                    0 => b"\n\r\x1b\xc2\x9b"[(next() % 5) as usize],
+                    _ => next() as u8,
+                })
+                .collect();
+            let mut f = LogFormat::default();
+            let mut out = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let n = 1 + (next() as usize % rest.len());
+                assert!(f.push(&rest[..n], usize::MAX, &mut out));
+                rest = &rest[n..];
+            }
+            f.finish(usize::MAX, &mut out);
+            assert!(
+                !out.iter()
+                    .any(|&b| b < 0x20 && b != b'\n' && b != b'\t' || b == 0x7f),
+                "{input:?} -> {out:?}"
+            );
+            assert!(
+                !out.windows(2).any(|w| w == b"\xc2\x9b"),
+                "{input:?} -> {out:?}"
+            );
+            if !out.is_empty() {
+                assert_eq!(out.last(), Some(&b'\n'));
+                for line in out[..out.len() - 1].split(|&b| b == b'\n') {
+                    assert!(line.starts_with(b"| "), "{input:?} -> {out:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn notes_stay_one_line() {
+        assert_eq!(escape_note("a\nb\x1bc\td"), "a\\u{a}b\\u{1b}c\td");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::RawFd;
 use std::process::Command;
 
 /// A resource limit set in the child, as both soft and hard limit.
@@ -26,6 +27,8 @@ pub(crate) struct ChildSetup {
     /// kmodfarm's pid: if the child's parent is already someone else, kmodfarm died before the
     /// parent-death signal was armed.
     pub parent_pid: i32,
+    /// Descriptors (open in the parent, close-on-exec) that the program inherits under the same numbers.
+    pub keep_fds: Vec<RawFd>,
 }
 
 impl ChildSetup {
@@ -33,10 +36,16 @@ impl ChildSetup {
     fn apply(&self) -> io::Result<()> {
         // SAFETY: this runs in the forked child of a possibly multi-threaded parent, so it may only call
         // async-signal-safe functions and must not allocate: open/write/close, getrlimit/setrlimit,
-        // setgroups/setgid/setuid, prctl and getppid are plain system calls, every pointer passed points into
-        // memory allocated before the fork (the CStrings, stack values), and io::Error built from an errno
-        // does not allocate.
+        // setgroups/setgid/setuid, prctl, getppid and fcntl are plain system calls, every pointer passed points
+        // into memory allocated before the fork (the CStrings, stack values), and io::Error built from an
+        // errno does not allocate.
         unsafe {
+            // Only this child's copies lose close-on-exec: the parent's stay private to it.
+            for &fd in &self.keep_fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             for path in &self.cgroup_procs {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 {

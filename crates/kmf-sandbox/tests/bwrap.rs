@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,15 @@ async fn exit_codes_propagate_and_the_log_has_a_header() {
         "{first}"
     );
     assert_eq!(f.output(), "to-stdout\nto-stderr\nagain\n");
-    assert_eq!(out.log_bytes, "to-stdout\nto-stderr\nagain\n".len() as u64);
-    assert!(!out.log_truncated);
+    assert!(
+        log.ends_with("\n| to-stdout\n| to-stderr\n| again\n"),
+        "{log}"
+    );
+    assert_eq!(
+        out.log_bytes,
+        "| to-stdout\n| to-stderr\n| again\n".len() as u64
+    );
+    assert!(!out.log_truncated && !out.log_limit_exceeded && !out.oom_killed);
 
     let out = bw.run(&f.spec("true")).await.unwrap();
     assert!(out.success());
@@ -280,27 +288,42 @@ async fn dropping_the_run_kills_the_sandbox() {
 }
 
 #[tokio::test]
-async fn the_log_is_capped_and_the_output_drained() {
+async fn output_past_the_log_limit_stops_the_run() {
     let Some(bw) = bubblewrap() else { return };
     let f = Fixture::new();
-    // 50 MiB of output, then 9 bytes more on stderr.
-    let mut spec = f.spec("yes | head -c 50M; echo finished >&2");
+    let marker = "1000.0929";
+    // Endless output, with a background process of the sandbox that must go too.
+    let mut spec = f.spec(&format!("sleep {marker} & yes flood; echo finished >&2"));
     spec.limits.max_log_bytes = 1 << 20;
+    spec.limits.timeout = Duration::from_secs(100);
+    let start = Instant::now();
     let out = bw.run(&spec).await.unwrap();
-    assert!(out.success(), "the writer must not be blocked or killed");
-    assert!(out.log_truncated);
-    assert_eq!(out.log_bytes, 1 << 20);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(!out.success());
+    assert_ne!(out.exit, ExitKind::TimedOut);
+    assert!(out.log_limit_exceeded && out.log_truncated);
+    assert!(out.log_bytes <= 1 << 20 && out.log_bytes > (1 << 20) - 8);
     let size = std::fs::metadata(&f.log).unwrap().len();
     assert!(
-        size > 1 << 20 && size < (1 << 20) + 64 * 1024,
+        size > 1 << 20 && size < (1 << 20) + 16 * 1024,
         "log is {size} bytes"
     );
     let log = f.log_text();
     assert!(
-        log.contains("[kmodfarm: log truncated at 1048576 bytes; 51380233 more bytes of output were dropped]"),
+        log.ends_with(
+            "\n\n[kmodfarm: output exceeded the log limit of 1048576 bytes; the run was stopped]\n"
+        ),
         "{}",
         &log[log.len() - 300..]
     );
+    assert!(!f.output().contains("finished"));
+    assert!(f.output().starts_with("flood\nflood\n"));
+    common::assert_log_is_well_formed(&std::fs::read(&f.log).unwrap());
+    assert_none_left(marker, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -361,6 +384,236 @@ async fn the_memory_limit_stops_a_greedy_process() {
         "{log}"
     );
     assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+/// `head` feeding `tail` a single endless line: `tail` keeps it all in memory until the OOM killer ends it.
+const GREEDY: &str = "head -c 1G /dev/zero | tail; echo after";
+
+#[tokio::test]
+async fn an_oom_kill_is_reported() {
+    let Some(bw) = bubblewrap() else { return };
+    let f = Fixture::new();
+    let mut spec = f.spec(GREEDY);
+    spec.limits.memory_bytes = Some(64 << 20);
+    let out = bw.run(&spec).await.unwrap();
+    let log = f.log_text();
+    if !log.contains("memory: cgroup") {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no memory cgroup for the run: {log}"
+        );
+        eprintln!("skipped: no memory cgroup here, so no OOM kill to report");
+        return;
+    }
+    assert!(out.oom_killed, "{log}");
+    assert!(
+        log.contains("[kmodfarm: the memory limit (67108864 bytes) was reached"),
+        "{log}"
+    );
+    assert!(f.output().ends_with("after\n"), "{log}");
+    // Far below the limit: nothing to report.
+    let out = bw
+        .run(&f.spec("head -c 1M /dev/zero | tail | wc -c"))
+        .await
+        .unwrap();
+    assert!(out.success() && !out.oom_killed, "{}", f.log_text());
+}
+
+/// The host's kernel command line is not the build's business (it can hold secrets of the machine).
+#[tokio::test]
+async fn proc_cmdline_is_empty_inside() {
+    let Some(bw) = bubblewrap() else { return };
+    let f = Fixture::new();
+    let script = "wc -c < /proc/cmdline; stat -c %F /proc/cmdline; \
+                  { echo x > /proc/cmdline; } 2>/dev/null && echo WRITABLE; \
+                  head -c 4 /proc/self/cmdline; echo";
+    let out = bw.run(&f.spec(script)).await.unwrap();
+    assert!(out.success(), "{}", f.log_text());
+    assert_eq!(f.output(), "0\nregular empty file\nhead\n");
+    assert!(std::fs::metadata("/proc/cmdline").is_ok());
+
+    // The same when bwrap runs as root with the build mapped (a source the sandbox uid cannot reach).
+    let private = f.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let build = private.join("build");
+    std::fs::create_dir(&build).unwrap();
+    let mut spec = f.spec(script);
+    spec.rw_mounts[0].src = build;
+    let out = bw.run(&spec).await.unwrap();
+    assert!(out.success(), "{}", f.log_text());
+    assert_eq!(f.output(), "0\nregular empty file\nhead\n");
+    if !f.log_text().contains("# bwrap runs as root") {
+        assert!(
+            !f.log_text().contains("# runs as host uid"),
+            "{}",
+            f.log_text()
+        );
+    }
+}
+
+/// Not a test by itself: the body of the child process of `proc_cmdline_is_empty_for_a_normal_user`, run as
+/// a user other than root.
+#[tokio::test]
+#[ignore = "helper of proc_cmdline_is_empty_for_a_normal_user"]
+async fn helper_reads_proc_cmdline_as_a_normal_user() {
+    if std::env::var_os("KMF_HELPER_CMDLINE").is_none() {
+        return;
+    }
+    let bw = kmf_sandbox::Bubblewrap::detect().expect("bubblewrap as a normal user");
+    let f = Fixture::new();
+    let out = bw
+        .run(&f.spec("id -u; wc -c < /proc/cmdline"))
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", f.log_text());
+    let header: Vec<String> = f
+        .log_text()
+        .lines()
+        .filter(|l| l.starts_with("# runs as"))
+        .map(str::to_string)
+        .collect();
+    println!("HELPER-HEADER={header:?}");
+    println!("HELPER-OUTPUT={:?}", f.output());
+}
+
+/// kmodfarm run by a normal user (bwrap as the caller's own uid): the same empty `/proc/cmdline`.
+#[tokio::test]
+async fn proc_cmdline_is_empty_for_a_normal_user() {
+    let Some(_bw) = bubblewrap() else { return };
+    if !kmf_is_root() {
+        eprintln!("note: not root, so proc_cmdline_is_empty_inside already ran as a normal user");
+        return;
+    }
+    // nobody; the test binary and the temporary directory are reachable by every user.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_reads_proc_cmdline_as_a_normal_user",
+            "--nocapture",
+        ])
+        .env_clear()
+        .env("KMF_HELPER_CMDLINE", "1")
+        .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", std::env::temp_dir())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("bubblewrap as a normal user") {
+        // Unprivileged user namespaces are off here: no normal user can run bwrap at all.
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "bwrap does not run for a normal user: {stderr}"
+        );
+        eprintln!("skipped: bwrap does not run for a normal user here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("HELPER-HEADER=[\"# runs as kmodfarm's own uid 65534 (uid 1000 inside)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("HELPER-OUTPUT=\"1000\\n0\\n\""), "{stdout}");
+}
+
+fn kmf_is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A tmpfs mounted on the host for the test; unmounted on drop.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    /// Root only; `None` (with a message) elsewhere, a failure under `CI=true`.
+    fn new(at: PathBuf, options: &str) -> Option<TmpfsMount> {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "cannot mount a tmpfs: {err}"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here: {err}");
+            return None;
+        }
+        Some(TmpfsMount(at))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The per-mount options of `mountpoint` in a mountinfo text.
+fn mount_options<'a>(mountinfo: &'a str, mountpoint: &str) -> Option<Vec<&'a str>> {
+    mountinfo.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 5 && f[4] == mountpoint).then(|| f[5].split(',').collect())
+    })
+}
+
+/// A build directory that is a `nosuid,nodev` tmpfs of its own keeps both flags inside, and bwrap makes
+/// every bind `nosuid,nodev` anyway, from a plain ext4/overlay directory too.
+#[tokio::test]
+async fn binds_are_nosuid_and_nodev() {
+    let Some(bw) = bubblewrap() else { return };
+    let f = Fixture::new();
+    let Some(tmpfs) = TmpfsMount::new(
+        f.path().join("tmpfs-work"),
+        "size=64m,nosuid,nodev,mode=0700",
+    ) else {
+        return;
+    };
+    let plain = f.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let mut spec = f.spec("cat /proc/self/mountinfo; touch /work/made && echo tmpfs-writable");
+    spec.rw_mounts.push(Mount {
+        src: tmpfs.0.clone(),
+        dest: "/work".into(),
+    });
+    spec.ro_mounts.push(Mount {
+        src: plain.clone(),
+        dest: "/mnt".into(),
+    });
+    let out = bw.run(&spec).await.unwrap();
+    assert!(out.success(), "{}", f.log_text());
+    let inside = f.output();
+    assert!(inside.ends_with("tmpfs-writable\n"), "{inside}");
+    let host_mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for (dest, writable) in [("/work", true), ("/build", true), ("/mnt", false)] {
+        let opts = mount_options(&inside, dest).unwrap_or_else(|| panic!("{dest} in {inside}"));
+        assert!(
+            opts.contains(&"nosuid") && opts.contains(&"nodev"),
+            "{dest}: {opts:?}"
+        );
+        assert_eq!(opts.contains(&"rw"), writable, "{dest}: {opts:?}");
+    }
+    // Where the fixture's filesystem has neither flag on the host (here: ext4 `rw,relatime`), bwrap added them.
+    let fixture_fs = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "OPTIONS", "-T"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    let fixture_opts = String::from_utf8_lossy(&fixture_fs.stdout).into_owned();
+    eprintln!("note: the fixture's filesystem on the host: {fixture_opts}");
+    assert!(host_mountinfo.contains(&tmpfs.0.display().to_string()));
 }
 
 #[tokio::test]

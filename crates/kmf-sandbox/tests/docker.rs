@@ -306,18 +306,128 @@ async fn dropping_the_run_removes_the_container() {
 }
 
 #[tokio::test]
-async fn the_log_cap_applies() {
+async fn output_past_the_log_limit_stops_the_run_and_removes_the_container() {
     let Some(d) = docker() else { return };
     let f = Fixture::new();
-    let mut s = spec(&f, "yes kmodfarm | head -c 5000000; echo end");
+    let mut s = spec(&f, "echo start; yes kmodfarm; echo end");
+    s.limits.max_log_bytes = 1000;
+    s.limits.timeout = Duration::from_secs(120);
+    let t = Instant::now();
+    let out = d.run(&s).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    assert_ne!(out.exit, ExitKind::TimedOut);
+    assert!(!out.success());
+    assert!(out.log_limit_exceeded && out.log_truncated);
+    assert!(out.log_bytes <= 1000, "{}", out.log_bytes);
+    let log = f.log_text();
+    assert!(
+        log.ends_with(
+            "\n[kmodfarm: output exceeded the log limit of 1000 bytes; the run was stopped]\n"
+        ),
+        "{log}"
+    );
+    assert!(f.output().starts_with("start\nkmodfarm\n"), "{log}");
+    common::assert_log_is_well_formed(&std::fs::read(&f.log).unwrap());
+    assert_no_container_left(Duration::from_secs(10)).await;
+
+    let mut s = spec(&f, "printf 'a\\033[2Jb\\n'; printf '[kmodfarm: fake]'");
     s.limits.max_log_bytes = 1000;
     let out = d.run(&s).await.unwrap();
+    assert!(out.success() && !out.log_limit_exceeded);
+    assert_eq!(f.output(), "a\\x1b[2Jb\n[kmodfarm: fake]\n");
+    common::assert_log_is_well_formed(&std::fs::read(&f.log).unwrap());
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_reported() {
+    let Some(d) = docker() else { return };
+    let f = Fixture::new();
+    // `tail` keeps the one endless line in memory until the kernel kills it.
+    let mut s = spec(&f, "head -c 1073741824 /dev/zero | tail; echo after");
+    s.limits.memory_bytes = Some(64 << 20);
+    let out = d.run(&s).await.unwrap();
+    let log = f.log_text();
+    assert!(out.oom_killed, "{log}");
+    assert!(
+        out.success(),
+        "the shell goes on after `tail` is killed: {log}"
+    );
+    assert!(
+        log.contains("[kmodfarm: the memory limit (67108864 bytes) was reached"),
+        "{log}"
+    );
+    assert!(f.output().ends_with("after\n"), "{log}");
+    assert_no_container_left(Duration::from_secs(10)).await;
+
+    let out = d.run(&spec(&f, "echo fine")).await.unwrap();
+    assert!(out.success() && !out.oom_killed, "{}", f.log_text());
+    assert_no_container_left(Duration::from_secs(10)).await;
+}
+
+/// A writable build directory that is a `nosuid,nodev` tmpfs of its own keeps both flags in the container.
+#[tokio::test]
+async fn a_nosuid_nodev_tmpfs_build_dir_keeps_its_flags() {
+    let Some(d) = docker() else { return };
+    let f = Fixture::new();
+    let at = f.path().join("tmpfs-work");
+    std::fs::create_dir(&at).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64m,nosuid,nodev,mode=0700",
+            "tmpfs",
+        ])
+        .arg(&at)
+        .output()
+        .unwrap();
+    if !mounted.status.success() {
+        let err = String::from_utf8_lossy(&mounted.stderr);
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "cannot mount a tmpfs: {err}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here: {err}");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(at.clone());
+    let mut s = spec(
+        &f,
+        "cat /proc/self/mountinfo; touch /work/made && echo writable",
+    );
+    s.rw_mounts.push(kmf_sandbox::Mount {
+        src: at.clone(),
+        dest: "/work".into(),
+    });
+    let out = d.run(&s).await.unwrap();
     assert!(out.success(), "{}", f.log_text());
-    assert!(out.log_truncated);
-    assert_eq!(out.log_bytes, 1000);
-    assert!(f
-        .log_text()
-        .contains("[kmodfarm: log truncated at 1000 bytes"));
+    let inside = f.output();
+    assert!(inside.ends_with("writable\n"), "{inside}");
+    let opts: Vec<&str> = inside
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 5 && f[4] == "/work").then(|| f[5])
+        })
+        .unwrap_or_else(|| panic!("no /work in {inside}"))
+        .split(',')
+        .collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev") && opts.contains(&"rw"),
+        "{opts:?}"
+    );
+    assert!(at.join("made").exists());
 }
 
 #[tokio::test]

@@ -67,13 +67,42 @@ impl Fixture {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap()).into_owned()
     }
 
-    /// The command's output: the log without kmodfarm's `# ` header lines.
+    /// The command's output as the log shows it: its `| ` lines without the prefix (escapes kept), and none of
+    /// kmodfarm's own lines.
     pub fn output(&self) -> String {
-        self.log_text()
-            .lines()
-            .skip_while(|l| l.starts_with("# "))
-            .map(|l| format!("{l}\n"))
-            .collect()
+        output_of(&self.log_text())
+    }
+}
+
+/// The `| ` lines of a log, without the prefix.
+pub fn output_of(log: &str) -> String {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Every line of a log is kmodfarm's own (`# ` header lines first, `[kmodfarm: ...]` notes, blank lines
+/// before notes) or output behind `| `, and no byte in it can drive a terminal.
+pub fn assert_log_is_well_formed(log: &[u8]) {
+    for (i, &b) in log.iter().enumerate() {
+        assert!(
+            !(b < 0x20 && b != b'\n' && b != b'\t' || b == 0x7f),
+            "control byte {b:#04x} at offset {i} of the log:\n{}",
+            String::from_utf8_lossy(log)
+        );
+    }
+    let text = String::from_utf8_lossy(log);
+    let mut in_header = true;
+    for line in text.lines() {
+        if in_header && line.starts_with("# ") {
+            continue;
+        }
+        in_header = false;
+        assert!(
+            line.starts_with("| ") || line.starts_with("[kmodfarm: ") || line.is_empty(),
+            "a line that is neither output nor kmodfarm's: {line:?} in\n{text}"
+        );
     }
 }
 

@@ -72,8 +72,9 @@ pub struct BootRequest {
     pub package_version: Option<String>,
     /// The built modules, loaded in dependency order.
     pub modules: Vec<PathBuf>,
-    /// A shell script run in the guest after loading; a non-zero status fails the test.
-    pub check_script: Option<PathBuf>,
+    /// A shell script run in the guest after loading; a non-zero status fails the test. Its content, read
+    /// by the caller (from an untrusted project, without following links).
+    pub check_script: Option<Vec<u8>>,
     /// Hard limit for the boot, from QEMU's start to its exit.
     pub timeout: Duration,
 }
@@ -488,7 +489,7 @@ fn build_initramfs(
     release: &str,
     busybox: &[u8],
     built: &[PathBuf],
-    check: Option<&Path>,
+    check: Option<&[u8]>,
     work_root: &Path,
 ) -> Result<Initramfs, Failure> {
     let internal =
@@ -549,15 +550,6 @@ fn build_initramfs(
             data,
         });
     }
-    let check = match check {
-        Some(p) => Some(std::fs::read(p).map_err(|e| {
-            (
-                FailureClass::CheckFailed,
-                format!("cannot read the check script {}: {e}", p.display()),
-            )
-        })?),
-        None => None,
-    };
     std::fs::create_dir_all(work_root)
         .map_err(|e| internal(&work_root.display().to_string(), &e))?;
     let workdir = tempfile::Builder::new()
@@ -565,7 +557,7 @@ fn build_initramfs(
         .tempdir_in(work_root)
         .map_err(|e| internal(&work_root.display().to_string(), &e))?;
     let initrd = workdir.path().join("initrd.img");
-    initramfs::write_initramfs(&initrd, busybox, &init_modules, check.as_deref())
+    initramfs::write_initramfs(&initrd, busybox, &init_modules, check)
         .map_err(|e| internal("writing the initramfs", &e))?;
     Ok((workdir, initrd, plan, vermagic_notes))
 }

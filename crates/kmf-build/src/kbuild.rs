@@ -1,15 +1,18 @@
 //! One variant's module build: kbuild against the extracted header tree, inside a sandbox.
 
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kmf_sandbox::{ExitKind, Limits, Mount, Sandbox, SandboxSpec};
-use kmf_types::{Arch, FailureClass};
+use kmf_types::{names, Arch, FailureClass};
 use kmf_verify::ModuleInfo;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::untrusted::{Beneath, UntrustedError};
+use crate::workdir::WorkDir;
 use crate::{BuildError, ProjectConfig};
 
 /// Where the writable build directory appears inside the sandbox.
@@ -186,6 +189,27 @@ fn read_release(dir: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Limits on what a build leaves behind; the operator's, never the project's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes the build directory may hold (source copy, objects, modules).
+    pub disk_bytes: u64,
+    /// Bytes of each module.
+    pub module_bytes: u64,
+    /// Modules of one variant.
+    pub modules: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits {
+            disk_bytes: 4 << 30,
+            module_bytes: 256 << 20,
+            modules: 256,
+        }
+    }
+}
+
 /// Everything one kbuild needs.
 pub struct KbuildJob<'a> {
     pub arch: Arch,
@@ -195,10 +219,14 @@ pub struct KbuildJob<'a> {
     pub rootfs: PathBuf,
     /// Extracted header package roots, merged over the rootfs.
     pub package_roots: Vec<PathBuf>,
-    /// A fresh private directory for this variant; becomes `/build` in the sandbox.
-    pub work_dir: PathBuf,
+    /// This variant's private writable directory; becomes `/build` in the sandbox.
+    pub work: &'a WorkDir,
+    /// Where the modules are copied to once the sandbox is gone: kmodfarm's own, out of every build's reach.
+    pub staging: &'a Path,
     pub log_path: PathBuf,
+    /// `timeout` and `max_log_bytes` are for the whole build, all steps together.
     pub limits: Limits,
+    pub output_limits: OutputLimits,
     pub make_jobs: usize,
     pub gcc_major: u32,
     /// Fixed timestamp for reproducible modules.
@@ -210,6 +238,7 @@ pub struct BuiltModule {
     pub file_name: String,
     /// Path relative to the project source root.
     pub relative_path: String,
+    /// The staged copy on the host (never the build directory).
     #[serde(skip)]
     pub path: PathBuf,
     pub sha256: String,
@@ -224,18 +253,22 @@ pub struct KbuildOutput {
     pub duration: Duration,
 }
 
-/// Copies the source, runs each kbuild step in the sandbox, then collects and verifies the modules.
+/// How often the disk use of a work directory that is not a tmpfs of its own is measured.
+const DISK_POLL: Duration = Duration::from_millis(500);
+
+/// Copies the source, runs each kbuild step in the sandbox, then copies the modules out and verifies them.
 /// Build failures come back in [`KbuildOutput::failure`] with the log kept; `Err` is for local problems.
 pub async fn run_kbuild(
     sandbox: &dyn Sandbox,
     job: &KbuildJob<'_>,
 ) -> Result<KbuildOutput, BuildError> {
     let start = Instant::now();
-    let src = job.work_dir.join("src");
+    let work_dir = job.work.path().to_path_buf();
+    let src = work_dir.join("src");
     copy_source(&job.project.source_dir(), &src)?;
     // `--sandbox none` has no mount namespace: the build sees the host path of the work dir.
     let build_root = if sandbox.name() == "none" {
-        job.work_dir.clone()
+        work_dir.clone()
     } else {
         PathBuf::from(SANDBOX_BUILD_DIR)
     };
@@ -243,18 +276,66 @@ pub async fn run_kbuild(
     let host = Arch::host();
     let cross = host != Some(job.arch);
 
-    let mut log =
-        std::fs::File::create(&job.log_path).map_err(BuildError::io("create", &job.log_path))?;
+    let mut log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&job.log_path)
+        .map_err(BuildError::io("create", &job.log_path))?;
     let _ = writeln!(
         log,
-        "# kmodfarm build: {} for {} ({}), kernel tree {}",
+        "# kmodfarm build: {} for {} ({}), kernel tree {}\n\
+         # kmodfarm: lines from the build start with `| `; lines without it are kmodfarm's",
         job.project.name(),
         job.tree.release,
         job.arch,
         job.tree.sandbox_dir.display()
     );
+    let mut log_used = 0u64;
+    let fail = |failure: (FailureClass, String), log: &mut std::fs::File| {
+        let _ = writeln!(log, "# kmodfarm: {}: {}", failure.0, failure.1);
+        Ok(KbuildOutput {
+            modules: vec![],
+            failure: Some(failure),
+            duration: start.elapsed(),
+        })
+    };
     let steps = job.project.steps();
     for (i, step) in steps.iter().enumerate() {
+        // An earlier step may have turned this step's directory into a link: refuse it before the sandbox
+        // (or the container engine, which would follow it on the host) is asked to go there.
+        let beneath = Beneath::open(&work_dir).map_err(|e| BuildError::Io {
+            op: "open",
+            path: work_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if let Err(e) = beneath.require_dir(&Path::new("src").join(&step.dir)) {
+            let class = if e.is_content() {
+                FailureClass::UnsafeOutput
+            } else {
+                FailureClass::Internal
+            };
+            return fail(
+                (class, format!("step {}'s directory: {e}", i + 1)),
+                &mut log,
+            );
+        }
+        let remaining_time = job.limits.timeout.saturating_sub(start.elapsed());
+        let remaining_log = job.limits.max_log_bytes.saturating_sub(log_used);
+        if remaining_time.is_zero() {
+            return fail(
+                (
+                    FailureClass::Timeout,
+                    format!(
+                        "the build ran out of its {}s before step {}",
+                        job.limits.timeout.as_secs(),
+                        i + 1
+                    ),
+                ),
+                &mut log,
+            );
+        }
         let step_dir = sandbox_src.join(&step.dir);
         let mut argv = vec![
             "make".to_string(),
@@ -302,59 +383,145 @@ pub async fn run_kbuild(
             overlays: job.package_roots.clone(),
             ro_mounts: vec![],
             rw_mounts: vec![Mount {
-                src: job.work_dir.clone(),
+                src: work_dir.clone(),
                 dest: PathBuf::from(SANDBOX_BUILD_DIR),
             }],
             argv,
             env: build_env(&build_root, job.source_date_epoch),
             cwd: step_dir.clone(),
-            limits: job.limits.clone(),
+            limits: Limits {
+                timeout: remaining_time,
+                max_log_bytes: remaining_log,
+                ..job.limits.clone()
+            },
             log_path: step_log.clone(),
         };
-        let outcome = sandbox.run(&spec).await?;
+        let (outcome, over_disk) = run_watching_disk(sandbox, &spec, job).await;
         let _ = writeln!(log, "# step {}: make M={}", i + 1, step_dir.display());
-        if let Ok(mut f) = std::fs::File::open(&step_log) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&step_log)
+        {
             let _ = std::io::copy(&mut f, &mut log);
         }
         let _ = std::fs::remove_file(&step_log);
-        let failure = match outcome.exit {
-            ExitKind::Exited(0) => None,
-            ExitKind::TimedOut => Some((
-                FailureClass::Timeout,
-                format!(
-                    "step {} timed out after {}s",
-                    i + 1,
-                    job.limits.timeout.as_secs()
+        if let Some(used) = over_disk {
+            return fail(
+                (
+                    FailureClass::ResourceLimit,
+                    format!(
+                        "step {} used {used} bytes of disk, more than the limit of {} bytes; it was stopped",
+                        i + 1,
+                        job.output_limits.disk_bytes
+                    ),
                 ),
-            )),
-            ExitKind::Exited(code) => Some((
-                FailureClass::CompileError,
-                format!("make exited with status {code} (step {})", i + 1),
-            )),
-            ExitKind::Signaled(sig) => Some((
-                FailureClass::CompileError,
-                format!("make was killed by signal {sig} (step {})", i + 1),
-            )),
-        };
+                &mut log,
+            );
+        }
+        let outcome = outcome?;
+        log_used += outcome.log_bytes;
         let _ = writeln!(log, "# step {} result: {:?}", i + 1, outcome.exit);
+        let failure = if outcome.log_limit_exceeded {
+            Some((
+                FailureClass::ResourceLimit,
+                format!(
+                    "step {} printed more than the build's log limit of {} bytes; it was stopped",
+                    i + 1,
+                    job.limits.max_log_bytes
+                ),
+            ))
+        } else if outcome.oom_killed {
+            Some((
+                FailureClass::OutOfMemory,
+                format!(
+                    "step {}: the kernel killed a process at the build's memory limit ({} bytes)",
+                    i + 1,
+                    job.limits.memory_bytes.unwrap_or(0)
+                ),
+            ))
+        } else if outcome.exit != ExitKind::Exited(0) && job.work.full() {
+            Some((
+                FailureClass::ResourceLimit,
+                format!(
+                    "step {} filled the build directory's {} bytes (the disk limit)",
+                    i + 1,
+                    job.output_limits.disk_bytes
+                ),
+            ))
+        } else {
+            match outcome.exit {
+                ExitKind::Exited(0) => None,
+                ExitKind::TimedOut => Some((
+                    FailureClass::Timeout,
+                    format!(
+                        "step {} ran past the build's limit of {}s",
+                        i + 1,
+                        job.limits.timeout.as_secs()
+                    ),
+                )),
+                ExitKind::Exited(code) => Some((
+                    FailureClass::CompileError,
+                    format!("make exited with status {code} (step {})", i + 1),
+                )),
+                ExitKind::Signaled(sig) => Some((
+                    FailureClass::CompileError,
+                    format!("make was killed by signal {sig} (step {})", i + 1),
+                )),
+            }
+        };
         if let Some(failure) = failure {
-            return Ok(KbuildOutput {
-                modules: vec![],
-                failure: Some(failure),
-                duration: start.elapsed(),
-            });
+            return fail(failure, &mut log);
         }
     }
 
-    let (modules, failure) = collect(job, &src);
-    if let Some((_, msg)) = &failure {
-        let _ = writeln!(log, "# verification failed: {msg}");
+    // Every process of the build is gone (each run ends with its whole tree killed); only now is its
+    // directory read, through links never, and into copies of kmodfarm's own.
+    let (modules, failure) = match collect(job, &work_dir) {
+        Ok(modules) => (modules, None),
+        Err(failure) => (vec![], Some(failure)),
+    };
+    if let Some((class, msg)) = &failure {
+        let _ = writeln!(log, "# kmodfarm: {class}: {msg}");
     }
     Ok(KbuildOutput {
         modules,
         failure,
         duration: start.elapsed(),
     })
+}
+
+/// Runs one step; where the work directory is not a tmpfs of its own size, measures its use meanwhile and
+/// stops the run (by dropping it, which kills it) once it is over the limit: `Some(bytes used)` then.
+async fn run_watching_disk(
+    sandbox: &dyn Sandbox,
+    spec: &SandboxSpec,
+    job: &KbuildJob<'_>,
+) -> (Result<kmf_sandbox::RunOutcome, BuildError>, Option<u64>) {
+    let run = sandbox.run(spec);
+    if job.work.is_tmpfs() {
+        return (run.await.map_err(BuildError::from), None);
+    }
+    tokio::pin!(run);
+    let limit = job.output_limits.disk_bytes;
+    loop {
+        tokio::select! {
+            outcome = &mut run => return (outcome.map_err(BuildError::from), None),
+            _ = tokio::time::sleep(DISK_POLL) => {
+                let used = job.work.usage();
+                if used > limit {
+                    return (
+                        Err(BuildError::Io {
+                            op: "stop",
+                            path: job.work.path().to_path_buf(),
+                            source: std::io::Error::other("disk limit"),
+                        }),
+                        Some(used),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn build_env(home: &Path, epoch: u64) -> Vec<(String, String)> {
@@ -374,79 +541,136 @@ fn build_env(home: &Path, epoch: u64) -> Vec<(String, String)> {
     .collect()
 }
 
-fn collect(job: &KbuildJob<'_>, src: &Path) -> (Vec<BuiltModule>, Option<(FailureClass, String)>) {
-    let wanted: Vec<PathBuf> = if job.project.build.modules.is_empty() {
-        let mut found: Vec<PathBuf> = walkdir::WalkDir::new(src)
-            .into_iter()
-            .flatten()
-            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "ko"))
-            .map(|e| e.path().to_path_buf())
-            .collect();
-        found.sort();
-        if found.is_empty() {
-            return (
-                vec![],
-                Some((
-                    FailureClass::VerificationFailed,
-                    "the build produced no .ko file".into(),
-                )),
-            );
+/// Most entries a build directory is searched through for modules when the project names none.
+const MAX_WALK_ENTRIES: usize = 1_000_000;
+
+/// The modules to take, relative to the work directory: the configured ones, or every `.ko` the build left
+/// (a `.ko` that is a link or a special file is refused, not skipped: kbuild never makes one).
+fn wanted_modules(
+    job: &KbuildJob<'_>,
+    work_dir: &Path,
+) -> Result<Vec<PathBuf>, (FailureClass, String)> {
+    let limit = job.output_limits.modules;
+    let too_many = |n: String| {
+        (
+            FailureClass::ResourceLimit,
+            format!("the build produced {n} modules, more than the limit of {limit}"),
+        )
+    };
+    if !job.project.build.modules.is_empty() {
+        let n = job.project.build.modules.len();
+        if n > limit {
+            return Err(too_many(n.to_string()));
         }
-        found
-    } else {
-        job.project
+        return Ok(job
+            .project
             .build
             .modules
             .iter()
-            .map(|m| src.join(m))
-            .collect()
-    };
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.strip_prefix(src).unwrap_or(p).display().to_string())
-        .collect();
-    if !missing.is_empty() {
-        return (
-            vec![],
-            Some((
-                FailureClass::VerificationFailed,
-                format!("expected modules not produced: {}", missing.join(", ")),
-            )),
-        );
+            .map(|m| Path::new("src").join(m))
+            .collect());
     }
+    let mut found = Vec::new();
+    let walk = walkdir::WalkDir::new(work_dir.join("src"))
+        .follow_links(false)
+        .into_iter()
+        .take(MAX_WALK_ENTRIES);
+    for e in walk.flatten() {
+        if e.path().extension().is_none_or(|x| x != "ko") {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(work_dir)
+            .expect("walk stays under its root")
+            .to_path_buf();
+        if !e.file_type().is_file() {
+            return Err((
+                FailureClass::UnsafeOutput,
+                format!(
+                    "`{}` is not a regular file (a link or a special file)",
+                    names::printable(&rel.to_string_lossy())
+                ),
+            ));
+        }
+        found.push(rel);
+        if found.len() > limit {
+            return Err(too_many(format!("at least {}", found.len())));
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err((
+            FailureClass::VerificationFailed,
+            "the build produced no .ko file".into(),
+        ));
+    }
+    Ok(found)
+}
+
+fn collect(
+    job: &KbuildJob<'_>,
+    work_dir: &Path,
+) -> Result<Vec<BuiltModule>, (FailureClass, String)> {
+    let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
+    let wanted = wanted_modules(job, work_dir)?;
+    let beneath = Beneath::open(work_dir).map_err(|e| internal(&e))?;
+    let mut missing = Vec::new();
+    let mut names_seen = std::collections::BTreeSet::new();
     let mut modules = Vec::new();
-    for path in wanted {
-        let info = match kmf_verify::verify_module(&path, job.arch, &job.tree.release) {
-            Ok(info) => info,
-            Err(e) => {
-                return (
-                    vec![],
-                    Some((FailureClass::VerificationFailed, e.to_string())),
-                )
+    for rel in wanted {
+        let shown_rel = rel.strip_prefix("src").unwrap_or(&rel).to_path_buf();
+        let file_name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The name becomes a store key and a line of SHA256SUMS.
+        names::check_path_component("module file name", &file_name)
+            .map_err(|e| (FailureClass::UnsafeOutput, e.to_string()))?;
+        if !names_seen.insert(file_name.clone()) {
+            return Err((
+                FailureClass::VerificationFailed,
+                format!(
+                    "two modules are named {file_name}; each module needs a file name of its own"
+                ),
+            ));
+        }
+        let staged = job.staging.join(&file_name);
+        match beneath.stage(&rel, &staged, job.output_limits.module_bytes) {
+            Ok((sha256, size)) => modules.push((shown_rel, file_name, staged, sha256, size)),
+            Err(UntrustedError::Missing { .. }) => {
+                missing.push(shown_rel.display().to_string());
             }
-        };
-        let (sha256, size) = match sha256_file(&path) {
-            Ok(x) => x,
-            Err(e) => return (vec![], Some((FailureClass::Internal, e.to_string()))),
-        };
-        modules.push(BuiltModule {
-            file_name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            relative_path: path
-                .strip_prefix(src)
-                .unwrap_or(&path)
-                .display()
-                .to_string(),
+            Err(e @ UntrustedError::TooLarge { .. }) => {
+                return Err((FailureClass::ResourceLimit, e.to_string()))
+            }
+            Err(e) if e.is_content() => return Err((FailureClass::UnsafeOutput, e.to_string())),
+            Err(e) => return Err(internal(&e)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err((
+            FailureClass::VerificationFailed,
+            format!(
+                "expected modules not produced: {}",
+                names::printable(&missing.join(", "))
+            ),
+        ));
+    }
+    let mut built = Vec::new();
+    for (rel, file_name, path, sha256, size) in modules {
+        let info = kmf_verify::verify_module(&path, job.arch, &job.tree.release)
+            .map_err(|e| (FailureClass::VerificationFailed, e.to_string()))?;
+        built.push(BuiltModule {
+            file_name,
+            relative_path: rel.display().to_string(),
             path,
             sha256,
             size,
             modinfo: info,
         });
     }
-    (modules, None)
+    Ok(built)
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
@@ -456,9 +680,66 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
-/// Copies the driver source into the build dir. Symlinks are copied as links, never followed: a link in
-/// an untrusted tree must not pull host files into the sandbox. VCS metadata and build outputs stay behind.
+/// Where a link at `rel` (relative to the tree's root) pointing to `target` leads, when it stays inside the
+/// tree; `None` when it is absolute or climbs out.
+fn link_stays_inside(rel: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: usize = rel.components().count().saturating_sub(1);
+    for c in target.components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A link in the source tree that leads out of it: the project is refused before anything is copied.
+fn escaping_link(from: &Path, rel: &Path, link: &Path) -> Result<(), BuildError> {
+    let target = std::fs::read_link(link).map_err(BuildError::io("read", link))?;
+    if link_stays_inside(rel, &target) {
+        return Ok(());
+    }
+    Err(BuildError::Config {
+        path: from.to_path_buf(),
+        msg: format!(
+            "`{}` is a link to `{}`, outside the source tree; kmodfarm copies links only when they stay \
+             inside it",
+            names::printable(&rel.to_string_lossy()),
+            names::printable(&target.to_string_lossy())
+        ),
+    })
+}
+
+/// The source directory must be a real directory under the project root, reached without links.
+fn check_source_root(from: &Path) -> Result<(), BuildError> {
+    let meta = std::fs::symlink_metadata(from).map_err(BuildError::io("stat", from))?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    Err(BuildError::Config {
+        path: from.to_path_buf(),
+        msg: if meta.file_type().is_symlink() {
+            "the source directory is a link; kmodfarm reads a project's own directories only".into()
+        } else {
+            "the source directory is not a directory".into()
+        },
+    })
+}
+
+/// Copies the driver source into the build dir. Links are copied as links, and only when they stay inside
+/// the tree (the project is refused otherwise): a link in an untrusted tree must not pull host files into
+/// the sandbox. Only directories, regular files and links are copied. VCS metadata and build outputs stay
+/// behind.
 pub fn copy_source(from: &Path, to: &Path) -> Result<(), BuildError> {
+    check_source_root(from)?;
     std::fs::create_dir_all(to).map_err(BuildError::io("create", to))?;
     for entry in walkdir::WalkDir::new(from)
         .follow_links(false)
@@ -482,11 +763,23 @@ pub fn copy_source(from: &Path, to: &Path) -> Result<(), BuildError> {
         if ft.is_dir() {
             std::fs::create_dir_all(&dest).map_err(BuildError::io("create", &dest))?;
         } else if ft.is_symlink() {
+            escaping_link(from, rel, entry.path())?;
             let target =
                 std::fs::read_link(entry.path()).map_err(BuildError::io("read", entry.path()))?;
             std::os::unix::fs::symlink(&target, &dest).map_err(BuildError::io("link", &dest))?;
         } else if ft.is_file() {
-            std::fs::copy(entry.path(), &dest).map_err(BuildError::io("copy", &dest))?;
+            let mut src = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(entry.path())
+                .map_err(BuildError::io("open", entry.path()))?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(entry.metadata().map(|m| m.mode() & 0o755).unwrap_or(0o644))
+                .open(&dest)
+                .map_err(BuildError::io("create", &dest))?;
+            std::io::copy(&mut src, &mut out).map_err(BuildError::io("copy", &dest))?;
         }
     }
     Ok(())
@@ -503,6 +796,7 @@ fn is_ignored(name: &str) -> bool {
 
 /// SHA256 over the source tree as the build sees it: sorted relative paths, file contents and link targets.
 pub fn source_digest(dir: &Path) -> Result<String, BuildError> {
+    check_source_root(dir)?;
     let mut entries: Vec<_> = walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
@@ -521,6 +815,7 @@ pub fn source_digest(dir: &Path) -> Result<String, BuildError> {
             let mut f = std::fs::File::open(e.path()).map_err(BuildError::io("read", e.path()))?;
             std::io::copy(&mut f, &mut h).map_err(BuildError::io("read", e.path()))?;
         } else if e.file_type().is_symlink() {
+            escaping_link(dir, rel, e.path())?;
             h.update(b"L\0");
             h.update(rel.to_string_lossy().as_bytes());
             h.update(b"\0");
@@ -680,24 +975,62 @@ mod tests {
     }
 
     #[test]
-    fn source_copy_keeps_links_as_links() {
+    fn source_copy_keeps_inner_links_and_refuses_links_out() {
+        use std::os::unix::fs::symlink;
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         std::fs::create_dir_all(src.join(".git")).unwrap();
+        std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("a.c"), "int x;").unwrap();
         std::fs::write(src.join("old.o"), "junk").unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", src.join("evil")).unwrap();
+        symlink("../a.c", src.join("sub/a.c")).unwrap();
+        symlink("sub", src.join("alias")).unwrap();
         let dst = d.path().join("dst");
         copy_source(&src, &dst).unwrap();
         assert!(dst.join("a.c").is_file());
         assert!(!dst.join(".git").exists());
         assert!(!dst.join("old.o").exists());
-        assert!(std::fs::symlink_metadata(dst.join("evil"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        assert_eq!(
+            std::fs::read_link(dst.join("sub/a.c")).unwrap(),
+            Path::new("../a.c")
+        );
         let a = source_digest(&src).unwrap();
         std::fs::write(src.join("a.c"), "int y;").unwrap();
         assert_ne!(a, source_digest(&src).unwrap());
+
+        for (name, target) in [
+            ("evil", "/etc/hostname"),
+            ("sub/up", "../../outside"),
+            ("deep", "sub/../../x"),
+        ] {
+            symlink(target, src.join(name)).unwrap();
+            for err in [
+                copy_source(
+                    &src,
+                    &d.path().join(format!("dst-{}", name.replace('/', "-"))),
+                )
+                .unwrap_err(),
+                source_digest(&src).unwrap_err(),
+            ] {
+                let msg = err.to_string();
+                assert!(msg.contains("outside the source tree"), "{name}: {msg}");
+            }
+            std::fs::remove_file(src.join(name)).unwrap();
+        }
+        // The source directory itself must not be a link (it would be followed as root).
+        let linked = d.path().join("linked");
+        symlink(&src, &linked).unwrap();
+        assert!(copy_source(&linked, &d.path().join("dst-l")).is_err());
+        assert!(source_digest(&linked).is_err());
+    }
+
+    #[test]
+    fn links_inside_and_out() {
+        assert!(link_stays_inside(Path::new("a"), Path::new("b")));
+        assert!(link_stays_inside(Path::new("x/a"), Path::new("../b")));
+        assert!(!link_stays_inside(Path::new("a"), Path::new("../b")));
+        assert!(!link_stays_inside(Path::new("x/a"), Path::new("/etc")));
+        assert!(!link_stays_inside(Path::new("x/a"), Path::new("./../../b")));
+        assert!(link_stays_inside(Path::new("x/y/a"), Path::new("../../b")));
     }
 }

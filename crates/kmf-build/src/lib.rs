@@ -13,6 +13,8 @@ pub mod kbuild;
 pub mod project;
 pub mod sign;
 pub mod toolchain;
+pub mod untrusted;
+pub mod workdir;
 
 pub use builder::{builder_identity, BuilderStore};
 pub use error::BuildError;

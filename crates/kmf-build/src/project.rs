@@ -28,7 +28,15 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use kmf_types::names;
+
+use crate::untrusted::{Beneath, UntrustedError};
 use crate::BuildError;
+
+/// Largest `kmodfarm.toml` read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest `[boot] check` script read.
+const MAX_CHECK_SCRIPT_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +51,9 @@ pub struct ProjectConfig {
     /// Directory of the kmodfarm.toml (not read from the file).
     #[serde(skip)]
     pub root: PathBuf,
+    /// The `[boot] check` script's content, read at load time without following links.
+    #[serde(skip)]
+    pub boot_check: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -112,14 +123,31 @@ pub struct BuildStep {
 impl ProjectConfig {
     /// Reads `<dir>/kmodfarm.toml`; a directory without one builds with the defaults (one kbuild run in the
     /// directory, every produced `.ko` collected).
+    ///
+    /// The project's files are untrusted: `kmodfarm.toml`, the source directory and the check script are
+    /// reached without following any link (a link there is refused, so that no file of the host is read in
+    /// their place), names and versions are checked before anything else happens.
     pub fn load(dir: &Path) -> Result<ProjectConfig, BuildError> {
         let path = dir.join("kmodfarm.toml");
-        let mut cfg = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<ProjectConfig>(&text).map_err(|e| BuildError::Config {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let config_err = |msg: String| BuildError::Config {
+            path: path.clone(),
+            msg,
+        };
+        let project = Beneath::open(dir).map_err(|e| BuildError::Config {
+            path: dir.to_path_buf(),
+            msg: format!("not a readable directory: {e}"),
+        })?;
+        let text = match project.read(Path::new("kmodfarm.toml"), MAX_CONFIG_BYTES) {
+            Ok(bytes) => {
+                Ok(String::from_utf8(bytes).map_err(|_| config_err("not UTF-8 text".into()))?)
+            }
+            Err(UntrustedError::Missing { .. }) => Err(()),
+            Err(e) => return Err(config_err(e.to_string())),
+        };
+        let mut cfg = match text {
+            Ok(text) => toml::from_str::<ProjectConfig>(&text)
+                .map_err(|e| config_err(names::printable(&e.to_string()).into_owned()))?,
+            Err(()) => {
                 if !dir.is_dir() {
                     return Err(BuildError::Config {
                         path: dir.to_path_buf(),
@@ -128,10 +156,20 @@ impl ProjectConfig {
                 }
                 ProjectConfig::default()
             }
-            Err(e) => return Err(BuildError::io("read", &path)(e)),
         };
         cfg.root = dir.to_path_buf();
         cfg.validate(&path)?;
+        let in_project = |what: &str, e: UntrustedError| config_err(format!("{what}: {e}"));
+        project
+            .require_dir(Path::new(&cfg.build.source_dir))
+            .map_err(|e| in_project("build.source_dir", e))?;
+        if let Some(check) = &cfg.boot.check {
+            cfg.boot_check = Some(
+                project
+                    .read(Path::new(check), MAX_CHECK_SCRIPT_BYTES)
+                    .map_err(|e| in_project("boot.check", e))?,
+            );
+        }
         Ok(cfg)
     }
 
@@ -149,6 +187,17 @@ impl ProjectConfig {
                 })
             }
         };
+        let named = |what: &str, value: &Option<String>| -> Result<(), BuildError> {
+            match value {
+                Some(v) => names::check_name(what, v).map_err(|e| BuildError::Config {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                }),
+                None => Ok(()),
+            }
+        };
+        named("driver.name", &self.driver.name)?;
+        named("driver.version", &self.driver.version)?;
         relative("build.source_dir", &self.build.source_dir)?;
         for m in &self.build.modules {
             relative("build.modules entry", m)?;
@@ -175,9 +224,9 @@ impl ProjectConfig {
         })
     }
 
-    /// The boot test's check script, if the project has one.
-    pub fn boot_check_script(&self) -> Option<PathBuf> {
-        self.boot.check.as_ref().map(|c| self.root.join(c))
+    /// The boot test's check script, if the project has one: its content as read at load time.
+    pub fn boot_check_script(&self) -> Option<&[u8]> {
+        self.boot_check.as_deref()
     }
 
     pub fn source_dir(&self) -> PathBuf {
@@ -226,13 +275,59 @@ mod tests {
     }
 
     #[test]
+    fn names_links_and_escapes_are_refused_up_front() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("secret.txt"), "KMF-SECRET-CONTENT = 1\n").unwrap();
+        let p = dir.path().join("p");
+        std::fs::create_dir_all(&p).unwrap();
+        let toml = p.join("kmodfarm.toml");
+        for (text, needle) in [
+            ("[driver]\nname='../../../../tmp/x'\n", "driver.name"),
+            ("[driver]\nname='/abs'\n", "driver.name"),
+            ("[driver]\nname='x\\u001b]0;t\\u0007'\n", "driver.name"),
+            ("[driver]\nversion='..'\n", "driver.version"),
+            ("[driver]\nversion='1.0/../../x'\n", "driver.version"),
+        ] {
+            std::fs::write(&toml, text).unwrap();
+            let err = ProjectConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(!err.contains('\u{1b}'), "{err}");
+        }
+        // A source directory or check script that is a link into the host.
+        symlink(&secret, p.join("src")).unwrap();
+        std::fs::write(&toml, "[build]\nsource_dir='src'\n").unwrap();
+        let err = ProjectConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        symlink(secret.join("secret.txt"), p.join("check.sh")).unwrap();
+        std::fs::write(&toml, "[boot]\ncheck='check.sh'\n").unwrap();
+        let err = ProjectConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        // kmodfarm.toml itself: a link is not read (a parse error would print the file's lines).
+        std::fs::remove_file(&toml).unwrap();
+        symlink(secret.join("secret.txt"), &toml).unwrap();
+        let err = ProjectConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!err.contains("KMF-SECRET"), "{err}");
+    }
+
+    #[test]
     fn boot_section() {
         let dir = tempfile::tempdir().unwrap();
         let toml = dir.path().join("kmodfarm.toml");
         std::fs::write(&toml, "[boot]\ncheck='t/check.sh'\ntimeout_secs=30\n").unwrap();
+        let err = ProjectConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("boot.check") && err.contains("does not exist"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        std::fs::write(dir.path().join("t/check.sh"), "exit 0\n").unwrap();
         let cfg = ProjectConfig::load(dir.path()).unwrap();
         assert_eq!(cfg.boot.timeout_secs, Some(30));
-        assert_eq!(cfg.boot_check_script(), Some(dir.path().join("t/check.sh")));
+        assert_eq!(cfg.boot_check_script(), Some(&b"exit 0\n"[..]));
         std::fs::write(&toml, "[build]\n").unwrap();
         assert_eq!(
             ProjectConfig::load(dir.path()).unwrap().boot_check_script(),

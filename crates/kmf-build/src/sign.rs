@@ -264,9 +264,15 @@ pub async fn sign_modules(
     }
     // Drop the key copy at once: the modules are all that is needed from here on.
     let _ = std::fs::remove_file(dir.join("key.pem"));
+    // The directory was the signing run's to write: read back without following links, as a build's.
+    let signed_dir = crate::untrusted::Beneath::open(dir)
+        .map_err(|e| fail(format!("reading the signed modules: {e}")))?;
     for (i, (m, original)) in modules.iter_mut().zip(&originals).enumerate() {
-        let signed = std::fs::read(dir.join(format!("{i}.ko")))
-            .map_err(|e| io("reading a signed module", e))?;
+        // A signature adds a few KiB; a file much larger than the module is not its signed form.
+        let limit = original.len() as u64 + (1 << 20);
+        let signed = signed_dir
+            .read(Path::new(&format!("{i}.ko")), limit)
+            .map_err(|e| fail(format!("reading a signed module: {e}")))?;
         let covered = kmf_verify::signature::verify_signature(&signed, &key.cert)
             .map_err(|e| fail(format!("{}: {e}", m.file_name)))?;
         if covered != &original[..] {

@@ -15,7 +15,8 @@ use serde::Serialize;
 /// A driver project's boot settings (`[boot]` of kmodfarm.toml).
 #[derive(Debug, Clone, Default)]
 pub struct BootConfig {
-    pub check: Option<PathBuf>,
+    /// The check script's content.
+    pub check: Option<Vec<u8>>,
     pub timeout: Option<Duration>,
 }
 
@@ -89,7 +90,10 @@ pub async fn boot_published(
     let mut results: Vec<BootResult> = futures::stream::iter(variants)
         .map(|(prefix, meta)| async move {
             let config = run.configs.get(&meta.driver).cloned().unwrap_or_default();
-            let timeout = config.timeout.unwrap_or(run.default_timeout);
+            // The operator's limit is a ceiling: a project may ask for less time, never more.
+            let timeout = config
+                .timeout
+                .map_or(run.default_timeout, |t| t.min(run.default_timeout));
             let outcome = run_one(run, &prefix, &meta, &config, timeout).await;
             let log_rel = format!("logs/{prefix}/boot.log");
             let log_path = run.report_dir.join(&log_rel);

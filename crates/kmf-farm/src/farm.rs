@@ -3,6 +3,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kmf_build::kbuild::OutputLimits;
+use kmf_build::untrusted::{append_nofollow, create_dirs_beneath, create_nofollow};
+use kmf_build::workdir::{PrivateDir, WorkDir};
 use kmf_build::{BuilderStore, KbuildJob, KernelTree, ProjectConfig};
 use kmf_extract::PackageTrees;
 use kmf_fetch::{FetchOptions, Fetcher};
@@ -28,15 +31,26 @@ pub struct Driver {
 
 impl Driver {
     /// Loads the project in `dir`; `version` overrides the one in kmodfarm.toml.
+    ///
+    /// The name (from kmodfarm.toml or the directory's name) and the version (from the command line or
+    /// kmodfarm.toml) become directory names in the report and the store: they are checked here, before any
+    /// work, as is every link in the source tree.
     pub fn load(dir: &Path, version: Option<&str>) -> Result<Driver, kmf_build::BuildError> {
         let project = ProjectConfig::load(dir)?;
         let version = version
             .map(str::to_string)
             .or_else(|| project.driver.version.clone())
             .unwrap_or_else(|| "0.0.0".to_string());
+        let name = project.name();
+        let config_err = |e: kmf_types::names::NameError| kmf_build::BuildError::Config {
+            path: dir.to_path_buf(),
+            msg: e.to_string(),
+        };
+        kmf_types::names::check_name("driver name", &name).map_err(config_err)?;
+        kmf_types::names::check_name("driver version", &version).map_err(config_err)?;
         let source_sha256 = kmf_build::kbuild::source_digest(&project.source_dir())?;
         Ok(Driver {
-            name: project.name(),
+            name,
             version,
             project,
             source_sha256,
@@ -96,7 +110,11 @@ pub struct FarmOptions {
     pub sandbox: Arc<dyn Sandbox>,
     pub store: Arc<dyn Store>,
     pub mirrors: Option<DebianMirrors>,
+    /// Per build: `timeout` and `max_log_bytes` for all its steps together; the operator's, which a project
+    /// may only lower.
     pub limits: Limits,
+    /// Disk, module size and module count per build.
+    pub output_limits: OutputLimits,
     pub fetch: FetchOptions,
     pub fetch_progress: Option<Arc<dyn kmf_fetch::FetchProgress>>,
     /// Build even when the store holds the variant with the same build key.
@@ -215,13 +233,36 @@ impl Farm {
                 return result;
             }
         }
-        let log_dir = self.opts.report_dir.join("logs").join(&result.store_prefix);
-        if let Err((class, message)) = self.pipeline(driver, &mut result, &log_dir, reporter).await
-        {
+        let outcome = match self.log_dir(&result.store_prefix) {
+            Ok(log_dir) => self.pipeline(driver, &mut result, &log_dir, reporter).await,
+            Err(e) => Err(e),
+        };
+        if let Err((class, message)) = outcome {
             result.status = Status::Failed { class, message };
         }
         result.durations.total_secs = start.elapsed().as_secs_f64();
         result
+    }
+
+    /// `<report dir>/logs/<driver>/<output>`, made without following a link on the way: the names come from
+    /// the project and the kernel list, and are checked again here.
+    fn log_dir(&self, store_prefix: &str) -> Result<PathBuf, (FailureClass, String)> {
+        kmf_types::names::check_relative_path("variant output", store_prefix)
+            .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+        std::fs::create_dir_all(&self.opts.report_dir).map_err(|e| {
+            (
+                FailureClass::Internal,
+                format!("{}: {e}", self.opts.report_dir.display()),
+            )
+        })?;
+        create_dirs_beneath(&self.opts.report_dir, &Path::new("logs").join(store_prefix)).map_err(
+            |e| {
+                (
+                    FailureClass::Internal,
+                    format!("the report's log directory: {e}"),
+                )
+            },
+        )
     }
 
     async fn pipeline(
@@ -234,10 +275,14 @@ impl Farm {
         let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
         let label = result.label.clone();
         let entry = result.entry.clone();
-        std::fs::create_dir_all(log_dir).map_err(|e| internal(&e))?;
         let log_path = log_dir.join("build.log");
         result.log = Some(log_path.clone());
-        let _ = std::fs::write(&log_path, "# kmodfarm: build did not start\n");
+        {
+            use std::io::Write;
+            let mut f = create_nofollow(&log_path)
+                .map_err(|e| internal(&format!("{}: {e}", log_path.display())))?;
+            let _ = f.write_all(b"# kmodfarm: build did not start\n");
+        }
 
         reporter.stage(&label, Stage::Resolve);
         let t = Instant::now();
@@ -322,10 +367,19 @@ impl Farm {
 
         reporter.stage(&label, Stage::Build);
         let t = Instant::now();
-        let work = tempfile_dir(&self.opts.cache_dir.join("work")).map_err(|e| internal(&e))?;
+        let work = WorkDir::create(
+            &self.opts.cache_dir.join("work"),
+            self.opts.output_limits.disk_bytes,
+        )
+        .map_err(|e| internal(&e))?;
+        // Modules are copied here out of the build directory; what is verified, signed, booted and
+        // published is these copies.
+        let staging =
+            PrivateDir::create(&self.opts.cache_dir.join("staging")).map_err(|e| internal(&e))?;
         let mut limits = self.opts.limits.clone();
+        // The operator's limit is a ceiling: a project may ask for less time, never more.
         if let Some(secs) = driver.project.build.timeout_secs {
-            limits.timeout = Duration::from_secs(secs);
+            limits.timeout = limits.timeout.min(Duration::from_secs(secs));
         }
         let job = KbuildJob {
             arch: entry.architecture,
@@ -333,9 +387,11 @@ impl Farm {
             project: &driver.project,
             rootfs: rootfs.clone(),
             package_roots: roots.clone(),
-            work_dir: work.path().to_path_buf(),
+            work: &work,
+            staging: staging.path(),
             log_path: log_path.clone(),
             limits,
+            output_limits: self.opts.output_limits.clone(),
             make_jobs: self.opts.make_jobs,
             gcc_major: spec.gcc_major,
             source_date_epoch: 1_700_000_000,
@@ -343,6 +399,8 @@ impl Farm {
         let out = kmf_build::run_kbuild(self.opts.sandbox.as_ref(), &job)
             .await
             .map_err(|e| internal(&e))?;
+        // Nothing is read from the build directory any more.
+        drop(work);
         result.durations.build_secs = t.elapsed().as_secs_f64();
         reporter.stage(&label, Stage::Verify);
         if let Some(failure) = out.failure {
@@ -352,14 +410,14 @@ impl Farm {
         let signature = match &self.opts.signing {
             Some(key) => {
                 reporter.stage(&label, Stage::Sign);
-                let dir =
-                    tempfile_dir(&self.opts.cache_dir.join("work")).map_err(|e| internal(&e))?;
+                let dir = WorkDir::create(&self.opts.cache_dir.join("work"), SIGN_DIR_BYTES)
+                    .map_err(|e| internal(&e))?;
                 let sign_log = log_path.with_extension("sign.log");
                 let job = kmf_build::sign::SignJob {
                     tree: &tree,
                     rootfs,
                     package_roots: roots,
-                    work_dir: dir.path().join("sign"),
+                    work_dir: dir.path().to_path_buf(),
                     log_path: sign_log.clone(),
                 };
                 let signed = kmf_build::sign::sign_modules(
@@ -555,17 +613,22 @@ impl Farm {
             suite: entry.suite.clone(),
             package_version: entry.packageversion.clone(),
             modules: result.modules.iter().map(|m| m.path.clone()).collect(),
-            check_script: driver.project.boot_check_script(),
+            check_script: driver.project.boot_check_script().map(<[u8]>::to_vec),
+            // The operator's limit is a ceiling: a project may ask for less time, never more.
             timeout: driver
                 .project
                 .boot
                 .timeout_secs
-                .map_or(boot.timeout, Duration::from_secs),
+                .map_or(boot.timeout, |t| boot.timeout.min(Duration::from_secs(t))),
         };
         let outcome = boot.tester.boot_test(&request).await;
         result.durations.boot_secs = t.elapsed().as_secs_f64();
         let boot_log = log_dir.join("boot.log");
-        if std::fs::write(&boot_log, &outcome.console_log).is_ok() {
+        let written = create_nofollow(&boot_log).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(outcome.console_log.as_bytes())
+        });
+        if written.is_ok() {
             result.boot_log = Some(boot_log);
         }
         if let Err((class, message)) = &outcome.verdict {
@@ -645,46 +708,13 @@ async fn publish_pause() {
 
 fn note(log: &Path, msg: &str) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-    {
+    if let Ok(mut f) = append_nofollow(log) {
         let _ = writeln!(f, "# kmodfarm: {msg}");
     }
 }
 
-fn tempfile_dir(parent: &Path) -> std::io::Result<TempDir> {
-    std::fs::create_dir_all(parent)?;
-    for attempt in 0..1000u32 {
-        let p = parent.join(format!("{}-{}-{attempt}", std::process::id(), unique()));
-        if std::fs::create_dir(&p).is_ok() {
-            return Ok(TempDir(p));
-        }
-    }
-    Err(std::io::Error::other("cannot create a work directory"))
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A scratch directory removed when the variant is done, also when it failed.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The signing run's directory holds a key, a certificate and copies of the modules.
+const SIGN_DIR_BYTES: u64 = 4 << 30;
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -25,6 +25,8 @@ pub struct Generated {
     pub unknown_arch: usize,
     /// Exact duplicates across the input lists (same distro, arch, release and kernelversion).
     pub duplicates: usize,
+    /// Entries left out because their kernelrelease is not a plain name (`../x`, `/abs`, control characters).
+    pub unsafe_release: usize,
 }
 
 pub fn generate(lists: &KernelList, filter: &MatrixFilter) -> Result<Generated, MatrixError> {
@@ -78,6 +80,14 @@ pub fn generate(lists: &KernelList, filter: &MatrixFilter) -> Result<Generated, 
                 .as_ref()
                 .is_some_and(|re| !re.is_match(&entry.kernelrelease))
             {
+                continue;
+            }
+            // The release becomes a directory name in the store and the report: one that could climb out
+            // of it (or is otherwise not a plain name) is left out, and counted.
+            if kmf_types::names::check_path_component("kernelrelease", &entry.kernelrelease)
+                .is_err()
+            {
+                out.unsafe_release += 1;
                 continue;
             }
             let kernelversion = entry.kernelversion.to_string();

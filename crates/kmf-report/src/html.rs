@@ -65,6 +65,9 @@ a{color:#0a3069}
 .f-extract-failed{background:#f0b4a8}
 .f-toolchain-unavailable{background:#e8b3d9}
 .f-internal-error{background:#d99a9a}
+.f-unsafe-output{background:#c297e0}
+.f-resource-limit{background:#ffc2e0}
+.f-out-of-memory{background:#f5a3a3}
 td.empty{background:repeating-linear-gradient(45deg,#fff 0 6px,#eef0f2 6px 12px);color:#57606a;text-align:center;vertical-align:middle;font-style:italic}
 .failure{border:1px solid #d0d7de;border-left-width:.4rem;border-radius:.25rem;padding:.4rem .7rem;margin:.6rem 0}
 .failure h4{margin:0 0 .3rem;font-size:1rem;font-weight:600}
@@ -88,6 +91,15 @@ const CLASS_HELP: &[(&str, &str)] = &[
         "verification failed",
         "a module is missing or does not match the kernel",
     ),
+    (
+        "unsafe output",
+        "the build left a symlink or special file where kmodfarm reads its output",
+    ),
+    (
+        "resource limit",
+        "the build went past a disk, module size, module count or log limit",
+    ),
+    ("out of memory", "the build reached its memory limit"),
     ("internal error", "a problem of kmodfarm or this machine"),
 ];
 

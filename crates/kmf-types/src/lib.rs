@@ -4,11 +4,13 @@
 //! * [`KernelList`] / [`KernelEntry`]: Falco kernel-crawler's `list.json`, plus the fields kmodfarm's own
 //!   crawlers add (package digests, the Debian package version, the flavour). Other tools ignore the extras.
 //! * [`MatrixEntry`]: one build variant, the element of the seed pipeline's matrix JSON.
+//! * [`names`]: checks for names that become paths, and escaping of untrusted text for terminals.
 
 mod arch;
 mod distro;
 mod kernel;
 mod matrix;
+pub mod names;
 mod outcome;
 pub mod published;
 

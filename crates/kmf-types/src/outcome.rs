@@ -21,6 +21,15 @@ pub enum FailureClass {
     Timeout,
     /// A module is missing, for the wrong architecture, or has the wrong vermagic.
     VerificationFailed,
+    /// The build left something other than a regular file where kmodfarm reads its output (a module or a
+    /// directory on its path that is a symlink, a FIFO, a device), or turned a later step's directory into
+    /// one: nothing of it is read.
+    UnsafeOutput,
+    /// The build went past one of the operator's limits on disk use, module size, module count or log size,
+    /// and was stopped.
+    ResourceLimit,
+    /// The kernel killed a process of the build at its memory limit.
+    OutOfMemory,
     /// Module signing: the kernel does not check signatures, `sign-file` failed, or the signature it
     /// wrote does not verify against the certificate.
     SigningFailed,
@@ -50,6 +59,9 @@ impl FailureClass {
             FailureClass::CompileError => "compile error",
             FailureClass::Timeout => "timeout",
             FailureClass::VerificationFailed => "verification failed",
+            FailureClass::UnsafeOutput => "unsafe output",
+            FailureClass::ResourceLimit => "resource limit",
+            FailureClass::OutOfMemory => "out of memory",
             FailureClass::SigningFailed => "signing failed",
             FailureClass::BootFailed => "boot failed",
             FailureClass::LoadFailed => "load failed",

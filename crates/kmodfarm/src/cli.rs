@@ -331,6 +331,15 @@ pub struct KernelSourceArgs {
     pub mirrors: MirrorArgs,
 }
 
+/// Default of `--disk-limit`.
+pub const DISK_LIMIT_MIB: u64 = 4096;
+/// Default of `--max-module-size`.
+pub const MAX_MODULE_MIB: u64 = 256;
+/// Default of `--max-modules`.
+pub const MAX_MODULES: usize = 256;
+/// Default of `--max-log`.
+pub const MAX_LOG_KIB: u64 = 8192;
+
 /// Where builds run and where their results go.
 #[derive(Debug, Args)]
 pub struct FarmArgs {
@@ -352,12 +361,28 @@ pub struct FarmArgs {
     /// Parallel variant builds (default: from cores and memory).
     #[arg(long, short)]
     pub jobs: Option<usize>,
-    /// Wall-clock limit per kbuild run, in seconds.
+    /// Wall-clock limit per variant build (all kbuild steps together), in seconds. A project's
+    /// [build] timeout_secs may only lower it.
     #[arg(long, default_value_t = 1200)]
     pub timeout: u64,
-    /// Memory limit per build, in MiB.
+    /// Memory limit per build, in MiB. Under root the build directory is a tmpfs, whose content counts
+    /// towards this limit too.
     #[arg(long, default_value_t = 4096)]
     pub memory: u64,
+    /// Disk the build directory may use (source copy, objects, modules), in MiB; a build that needs more
+    /// fails as `resource_limit`.
+    #[arg(long, default_value_t = DISK_LIMIT_MIB, value_name = "MIB")]
+    pub disk_limit: u64,
+    /// Largest module accepted, in MiB; a larger one fails the variant as `resource_limit`.
+    #[arg(long, default_value_t = MAX_MODULE_MIB, value_name = "MIB")]
+    pub max_module_size: u64,
+    /// Most modules one variant may produce.
+    #[arg(long, default_value_t = MAX_MODULES, value_name = "N")]
+    pub max_modules: usize,
+    /// Build output kept per variant (all steps together), in KiB; a build printing more is stopped and
+    /// fails as `resource_limit`.
+    #[arg(long, default_value_t = MAX_LOG_KIB, value_name = "KIB")]
+    pub max_log: u64,
     /// Build even variants the store already has with the same build key (source, driver version, header
     /// package digests, builder identity, make arguments, kmodfarm's recipe).
     #[arg(long)]
@@ -366,7 +391,7 @@ pub struct FarmArgs {
     /// `kmodfarm boot-test --help`); a variant whose modules do not load cleanly fails and is not published.
     #[arg(long)]
     pub boot_test: bool,
-    /// Hard limit per boot with --boot-test, in seconds (a project's [boot] timeout_secs takes precedence).
+    /// Hard limit per boot with --boot-test, in seconds (a project's [boot] timeout_secs may only lower it).
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub boot_timeout: u64,
     /// Sign every module for Secure Boot with this private key (PEM), using the kernel tree's
@@ -414,7 +439,7 @@ pub struct BootTestArgs {
     /// Boots at once (default: from cores and memory).
     #[arg(long, short)]
     pub jobs: Option<usize>,
-    /// Hard limit per boot, in seconds (a project's [boot] timeout_secs takes precedence).
+    /// Hard limit per boot, in seconds (a project's [boot] timeout_secs may only lower it).
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
     /// Guest memory, in MiB.

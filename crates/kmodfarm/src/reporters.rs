@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kmf_farm::{FarmReporter, Stage, Status, VariantResult};
+use kmf_types::names::printable;
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -77,7 +78,7 @@ impl FarmReporter for FarmProgress {
                 ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg:10} {elapsed}")
                     .expect("valid template"),
             );
-            bar.set_prefix(label.to_string());
+            bar.set_prefix(printable(label).into_owned());
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             self.lines.lock().unwrap().insert(label.to_string(), bar);
         }
@@ -90,9 +91,9 @@ impl FarmReporter for FarmProgress {
             }
         } else if stage == Stage::Check {
             // One per variant of a nightly sync, thousands of them: only when asked for.
-            tracing::debug!("{label}: {}", stage.as_str());
+            tracing::debug!("{}: {}", printable(label), stage.as_str());
         } else {
-            tracing::info!("{label}: {}", stage.as_str());
+            tracing::info!("{}: {}", printable(label), stage.as_str());
         }
     }
 
@@ -103,11 +104,13 @@ impl FarmReporter for FarmProgress {
         if let Some(bar) = &self.overall {
             bar.inc(1);
         }
+        // Labels and messages carry names from projects, kernel lists and builds: spelled out, never raw.
+        let label = printable(&r.label);
         let line = match &r.status {
-            Status::Success => format!("ok     {} ({:.1}s)", r.label, r.durations.total_secs),
-            Status::UpToDate => format!("same   {} (up to date)", r.label),
+            Status::Success => format!("ok     {label} ({:.1}s)", r.durations.total_secs),
+            Status::UpToDate => format!("same   {label} (up to date)"),
             Status::Failed { class, message } => {
-                format!("FAILED {} [{class}]: {message}", r.label)
+                format!("FAILED {label} [{class}]: {}", printable(message))
             }
         };
         match &self.multi {
@@ -130,13 +133,13 @@ impl kmf_fetch::FetchProgress for FarmProgress {
                     ProgressStyle::with_template("  ↓ {msg} {bytes}/{total_bytes} {bytes_per_sec}")
                         .expect("valid template"),
                 );
-                bar.set_message(file_name.to_string());
+                bar.set_message(printable(file_name).into_owned());
                 self.downloads
                     .lock()
                     .unwrap()
                     .insert(file_name.to_string(), bar);
             }
-            None => tracing::info!("downloading {file_name}"),
+            None => tracing::info!("downloading {}", printable(file_name)),
         }
     }
 
@@ -151,19 +154,28 @@ impl kmf_fetch::FetchProgress for FarmProgress {
             bar.finish_and_clear();
         }
         if self.multi.is_none() && !ok {
-            tracing::warn!("download of {file_name} failed");
+            tracing::warn!("download of {} failed", printable(file_name));
         }
     }
 
     fn retrying(&self, file_name: &str, url: &str, attempt: u32, error: &str) {
-        tracing::warn!("{file_name}: attempt {attempt} from {url} failed ({error}); retrying");
+        tracing::warn!(
+            "{}: attempt {attempt} from {} failed ({}); retrying",
+            printable(file_name),
+            printable(url),
+            printable(error)
+        );
     }
 }
 
 /// The end-of-run table: one line per variant.
 pub fn summary_table(results: &[VariantResult]) -> String {
     let mut out = String::new();
-    let width = results.iter().map(|r| r.label.len()).max().unwrap_or(10);
+    let width = results
+        .iter()
+        .map(|r| printable(&r.label).len())
+        .max()
+        .unwrap_or(10);
     out.push_str(&format!(
         "\n{:<width$}  {:<22} {:>8}\n",
         "variant", "result", "seconds"
@@ -181,7 +193,9 @@ pub fn summary_table(results: &[VariantResult]) -> String {
         };
         out.push_str(&format!(
             "{:<width$}  {:<22} {:>8.1}\n",
-            r.label, result, r.durations.total_secs
+            printable(&r.label),
+            result,
+            r.durations.total_secs
         ));
     }
     let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();

@@ -146,7 +146,13 @@ pub(crate) fn open_farm(
         limits: Limits {
             timeout: Duration::from_secs(args.timeout),
             memory_bytes: Some(args.memory * 1024 * 1024),
+            max_log_bytes: args.max_log.saturating_mul(1024),
             ..Limits::default()
+        },
+        output_limits: kmf_build::kbuild::OutputLimits {
+            disk_bytes: args.disk_limit.saturating_mul(1 << 20),
+            module_bytes: args.max_module_size.saturating_mul(1 << 20),
+            modules: args.max_modules,
         },
         fetch: Default::default(),
         fetch_progress: Some(ui.clone()),

@@ -36,6 +36,12 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
             "entries skipped: nothing tells their architecture (name the list file after it, e.g. x86_64-list.json)"
         );
     }
+    if generated.unsafe_release > 0 {
+        tracing::warn!(
+            entries = generated.unsafe_release,
+            "entries skipped: their kernelrelease is not a plain name (it would become a path in the store)"
+        );
+    }
     tracing::info!(variants = generated.entries.len(), "matrix generated");
     write_output(
         args.out.as_deref(),
@@ -56,6 +62,14 @@ pub(crate) fn read_matrix(path: &Path) -> anyhow::Result<Vec<MatrixEntry>> {
     })?;
     kmf_matrix::check_unique(&entries)
         .with_context(|| format!("{} is not a usable matrix", path.display()))?;
+    for (i, e) in entries.iter().enumerate() {
+        kmf_types::names::check_relative_path("output", &e.output).with_context(|| {
+            format!(
+                "{} is not a usable matrix: entry {i} (counting from 0) would be stored outside its place",
+                path.display()
+            )
+        })?;
+    }
     Ok(entries)
 }
 

@@ -59,7 +59,8 @@ pub fn run(cli: Cli) -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            // Errors quote names and messages from projects and kernel lists: no raw control characters.
+            eprintln!("error: {}", kmf_types::names::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn docker_usable() -> bool {
+pub(crate) fn docker_usable() -> bool {
     let ok = std::process::Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()

@@ -8,6 +8,7 @@ mod debian;
 mod docker;
 mod fallback;
 mod families;
+mod hostile;
 mod matrix;
 mod signing;
 mod store;

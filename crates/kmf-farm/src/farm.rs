@@ -633,8 +633,13 @@ impl Farm {
         }
         if let Err((class, message)) = &outcome.verdict {
             // The reports show the end of build.log: put the end of the console there too.
+            // The guest's console is the module's output: marked and escaped as the build's output is.
             let lines: Vec<&str> = outcome.console_log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            let tail = lines[lines.len().saturating_sub(40)..]
+                .iter()
+                .map(|l| format!("| {}", kmf_types::names::printable(l)))
+                .collect::<Vec<_>>()
+                .join("\n");
             note(
                 log_path,
                 &format!("boot test failed: {message}\n# last console lines (boot.log):\n{tail}"),

@@ -229,20 +229,9 @@ async fn an_oom_kill_is_reported() {
     spec.limits.memory_bytes = Some(64 << 20);
     let out = HostRunner.run(&spec).await.unwrap();
     let log = f.log_text();
-    if !log.contains("memory: cgroup") {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "no memory cgroup for the run: {log}"
-        );
-        eprintln!("skipped: no memory cgroup here (not root?), so no OOM kill to report");
+    if !common::assert_oom_reported(&out, &log) {
         return;
     }
-    assert!(out.oom_killed, "{log}");
-    assert!(
-        log.contains("[kmodfarm: the memory limit (67108864 bytes) was reached"),
-        "{log}"
-    );
     // The shell survived the kill of `tail` and went on.
     assert!(out.success(), "{log}");
     assert!(f.output().ends_with("\nafter\n"), "{log}");

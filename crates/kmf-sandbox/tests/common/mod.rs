@@ -170,3 +170,24 @@ pub async fn assert_none_left(marker: &str, within: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Checks that a run limited to 64 MiB that blew past it reported the kernel's OOM kill, in its outcome and
+/// its log. `false` (skip) where the run had no memory cgroup, which under `CI=true` fails instead.
+#[allow(dead_code)]
+pub fn assert_oom_reported(out: &kmf_sandbox::RunOutcome, log: &str) -> bool {
+    if !log.contains("memory: cgroup") {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no memory cgroup for the run: {log}"
+        );
+        eprintln!("skipped: no memory cgroup here, so no OOM kill to report");
+        return false;
+    }
+    assert!(out.oom_killed, "{log}");
+    assert!(
+        log.contains("[kmodfarm: the memory limit (67108864 bytes) was reached"),
+        "{log}"
+    );
+    true
+}

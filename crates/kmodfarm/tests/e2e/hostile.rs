@@ -18,6 +18,27 @@ use crate::util::*;
 /// bookworm's 6.1 line, x86_64: one variant per project.
 const KERNEL: &str = r"^6\.1\.0-[0-9]+-amd64$";
 
+/// `kmodfarm build` of `projects` for [`KERNEL`] under `sandbox`, with `extra` flags.
+fn build_in(
+    sandbox: &str,
+    projects: &[&Path],
+    crawl: &Path,
+    store: &Path,
+    report: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "--sandbox",
+        sandbox,
+        "--arch",
+        "x86_64",
+        "--kernel-release",
+        KERNEL,
+    ];
+    args.extend_from_slice(extra);
+    build(projects, crawl, store, report, &args)
+}
+
 /// A host secret the builds must never get at: a root-only directory holding a text file and a valid module
 /// for the target kernel with the marker appended (so that publishing it would pass verification).
 struct Secret {
@@ -56,19 +77,13 @@ fn secret(valid_module: &[u8]) -> Secret {
 fn valid_module(crawl: &Path, sandbox: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let (store, report) = (dir.path().join("store"), dir.path().join("report"));
-    let out = build(
+    let out = build_in(
+        sandbox,
         &[&workspace().join("examples/hello")],
         crawl,
         &store,
         &report,
-        &[
-            "--sandbox",
-            sandbox,
-            "--arch",
-            "x86_64",
-            "--kernel-release",
-            KERNEL,
-        ],
+        &[],
     );
     assert!(out.status.success());
     let meta = files(&store)
@@ -349,18 +364,13 @@ fn hostile_projects_in(sandbox: &str) {
     let (store, report) = (dir.path().join("store"), dir.path().join("report"));
     let refs: Vec<&Path> = projects.iter().map(|p| p.as_path()).collect();
     let started = Instant::now();
-    let out = build(
+    let out = build_in(
+        sandbox,
         &refs,
         &crawl,
         &store,
         &report,
         &[
-            "--sandbox",
-            sandbox,
-            "--arch",
-            "x86_64",
-            "--kernel-release",
-            KERNEL,
             "--jobs",
             "2",
             "--timeout",
@@ -511,16 +521,7 @@ fn refused_before_any_work(
             scratch.join(format!("store-{name}")),
             scratch.join(format!("report-{name}")),
         );
-        let mut args = vec![
-            "--sandbox",
-            sandbox,
-            "--arch",
-            "x86_64",
-            "--kernel-release",
-            KERNEL,
-        ];
-        args.extend_from_slice(extra);
-        let out = build(&[project], crawl, &store, &report, &args);
+        let out = build_in(sandbox, &[project], crawl, &store, &report, extra);
         assert_eq!(out.status.code(), Some(2), "{name}: exit 2 before any work");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -593,20 +594,7 @@ fn refused_before_any_work(
     );
     std::fs::create_dir_all(report.join("logs")).unwrap();
     symlink(outside, report.join("logs/planted")).unwrap();
-    let out = build(
-        &[&p],
-        crawl,
-        &store,
-        &report,
-        &[
-            "--sandbox",
-            sandbox,
-            "--arch",
-            "x86_64",
-            "--kernel-release",
-            KERNEL,
-        ],
-    );
+    let out = build_in(sandbox, &[&p], crawl, &store, &report, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(classes(&report)["planted"], "internal");
     assert!(std::fs::read_dir(outside).unwrap().next().is_none());
@@ -709,20 +697,7 @@ fn sibling_swap_race_in(sandbox: &str) {
         })
     };
     let (store, report) = (dir.path().join("store"), dir.path().join("report"));
-    let out = build(
-        &[&p],
-        &crawl,
-        &store,
-        &report,
-        &[
-            "--sandbox",
-            sandbox,
-            "--arch",
-            "x86_64",
-            "--kernel-release",
-            KERNEL,
-        ],
-    );
+    let out = build_in(sandbox, &[&p], &crawl, &store, &report, &[]);
     done.store(true, Ordering::SeqCst);
     swapper.join().unwrap();
 

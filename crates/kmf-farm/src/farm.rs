@@ -224,7 +224,10 @@ impl Farm {
         };
         if !self.opts.rebuild {
             reporter.stage(&label, Stage::Check);
-            if let Some(published) = self.up_to_date(driver, &result).await {
+            if let Some(published) = self
+                .up_to_date(driver, &result.store_prefix, &result.entry)
+                .await
+            {
                 result.status = Status::UpToDate;
                 result.kernel_release = Some(published.kernel_release);
                 result.builder = Some(published.toolchain.builder_identity);
@@ -514,7 +517,7 @@ impl Farm {
 
     /// The input key, with the signing certificate when modules are signed: signing with another key (or
     /// starting or stopping signing) must publish again.
-    fn input_key(&self, driver: &Driver, entry: &MatrixEntry) -> String {
+    pub fn input_key(&self, driver: &Driver, entry: &MatrixEntry) -> String {
         let key = keys::input_key(driver, entry);
         match &self.opts.signing {
             Some(s) => keys::signed_input_key(&key, &s.cert_sha256),
@@ -526,18 +529,19 @@ impl Farm {
     /// and all its modules are in the store. Needs no download: the input key is computed from the matrix
     /// entry, and the builder is the one the record names (created first if this machine lacks it, since its
     /// identity depends on what the mirror installs today).
-    async fn up_to_date(
+    pub async fn up_to_date(
         &self,
         driver: &Driver,
-        result: &VariantResult,
+        store_prefix: &str,
+        entry: &MatrixEntry,
     ) -> Option<kmf_types::published::PublishedVariant> {
         let store = &self.opts.store;
         let bytes = store
-            .get_bytes(&format!("{}/metadata.json", result.store_prefix))
+            .get_bytes(&format!("{store_prefix}/metadata.json"))
             .await
             .ok()??;
         let published = kmf_types::published::PublishedVariant::parse(&bytes).ok()?;
-        if published.input_key != self.input_key(driver, &result.entry) {
+        if published.input_key != self.input_key(driver, entry) {
             return None;
         }
         // Published without a boot test: a run that boot-tests must build and boot it.
@@ -565,7 +569,7 @@ impl Farm {
             return None;
         }
         for m in &published.modules {
-            let key = published.object_key(&result.store_prefix, &m.file_name);
+            let key = published.object_key(store_prefix, &m.file_name);
             if !store.exists(&key).await.unwrap_or(false) {
                 return None;
             }

@@ -13,6 +13,7 @@ pub mod boot_published;
 mod farm;
 mod host_layout;
 pub mod keys;
+pub mod plan;
 mod resolve;
 pub mod select;
 pub mod sync;

@@ -163,7 +163,7 @@ fn short(digest: &str) -> &str {
 }
 
 /// Why a group is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldReason {
     /// NEW has no entry of the group.
@@ -173,7 +173,7 @@ pub enum HoldReason {
 }
 
 /// A group (distribution, suite, architecture) whose absent entries are kept rather than removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeldGroup {
     pub distribution: String,
     /// Empty when the entries name no suite (kernel-crawler lists).

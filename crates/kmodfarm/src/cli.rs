@@ -58,6 +58,21 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant is built or up to date, 1 when some failed, 2 on bad input.
     Sync(Box<SyncArgs>),
+    /// Plan a distributed run: what to build, in shards, each with the runner label it needs.
+    ///
+    /// Takes the same inputs as `sync` (projects, --kernels or --crawl, filters, --latest, --shrink-threshold),
+    /// diffs each driver's fresh matrix against the one published in --store, leaves out the variants the
+    /// store already has with the same input key and builder (one record read each, no download), and puts
+    /// the rest into shards homogeneous in architecture and toolchain (without prefetch: the distribution
+    /// release), at most --shard-size variants each. Each shard names its runner: x86_64, or aarch64 for
+    /// aarch64 variants x86_64 cannot cross-build (RPM distributions, Ubuntu). The plan id is a content hash:
+    /// the same inputs give the same id. Writes <out>/plan.json.
+    ///
+    /// Examples:
+    ///   kmodfarm plan examples/hello --kernels x86_64-list.json --kernels aarch64-list.json --no-prefetch --out plan
+    ///   kmodfarm plan examples/hello --crawl --latest 1 --no-prefetch --redundancy 2 --json
+    ///   kmodfarm plan examples/hello --crawl --no-prefetch --github-matrix
+    Plan(Box<PlanArgs>),
     /// Boot-test published variants: load every module into the real target kernel under QEMU.
     ///
     /// For each variant in the store (<driver>/<output>/metadata.json), fetches the kernel image package of
@@ -298,6 +313,38 @@ pub struct SyncArgs {
     /// crawler bug looks like mass removal). Groups missing entirely are always held.
     #[arg(long, default_value_t = kmf_matrix::DEFAULT_SHRINK_THRESHOLD, value_name = "FRACTION")]
     pub shrink_threshold: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Driver project directories (each may have a kmodfarm.toml).
+    #[arg(default_value = ".")]
+    pub projects: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: KernelSourceArgs,
+    #[command(flatten)]
+    pub farm: FarmArgs,
+    /// As for `sync`: hold a (distribution, suite, architecture) group that shrank below this fraction.
+    #[arg(long, default_value_t = kmf_matrix::DEFAULT_SHRINK_THRESHOLD, value_name = "FRACTION")]
+    pub shrink_threshold: f64,
+    /// Most variants in one shard.
+    #[arg(long, default_value_t = kmf_farm::plan::DEFAULT_SHARD_SIZE, value_name = "N")]
+    pub shard_size: usize,
+    /// Build every variant in this many shards (meant for different workers); publishing then requires
+    /// byte-identical modules from all of them.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub redundancy: usize,
+    /// Do not gather the inputs (header packages, builders, sources) into the plan: for workers that reach
+    /// the mirrors themselves. Shards are then grouped by distribution release instead of builder.
+    #[arg(long)]
+    pub no_prefetch: bool,
+    /// Directory to write plan.json to.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the shard list as GitHub Actions' strategy.matrix takes it: per runner label, chunks of at
+    /// most 256 entries.
+    #[arg(long, conflicts_with = "json")]
+    pub github_matrix: bool,
 }
 
 /// Where the kernels come from and which of them to keep.

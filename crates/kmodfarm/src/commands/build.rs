@@ -107,6 +107,38 @@ pub(crate) fn open_farm(
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
+    let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
+    farm_with(args, source, variants, indexes, sandbox)
+}
+
+/// A farm for the planner, which reads the store and the mirrors and never builds: it gets no sandbox (a
+/// planning machine needs none) and no signing key (planning must not hold it).
+pub(crate) fn open_planning_farm(
+    args: &FarmArgs,
+    source: &KernelSourceArgs,
+    indexes: Option<Arc<IndexSet>>,
+) -> anyhow::Result<Farm> {
+    let args = FarmArgs {
+        sign_key: None,
+        sign_cert: None,
+        boot_test: false,
+        store: args.store.clone(),
+        cache: args.cache.clone(),
+        report_dir: args.report_dir.clone(),
+        sandbox: "none".into(),
+        ..*args
+    };
+    let (farm, _) = farm_with(&args, source, 0, indexes, Box::new(kmf_sandbox::HostRunner))?;
+    Ok(farm)
+}
+
+fn farm_with(
+    args: &FarmArgs,
+    source: &KernelSourceArgs,
+    variants: usize,
+    indexes: Option<Arc<IndexSet>>,
+    sandbox: Box<dyn kmf_sandbox::Sandbox>,
+) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(&source.mirrors).ok();
     let boot = if args.boot_test {
@@ -132,7 +164,6 @@ pub(crate) fn open_farm(
         _ => None,
     };
     let store = kmf_store::open(&args.store).context("opening the store")?;
-    let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
     let (jobs_n, make_jobs) = parallelism(args.jobs);
     let ui = reporters::FarmProgress::new(variants);
     let farm = Farm::new(FarmOptions {
@@ -162,11 +193,13 @@ pub(crate) fn open_farm(
         indexes,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
-    tracing::info!(
-        variants,
-        jobs = jobs_n,
-        "{variants} variant(s), {jobs_n} at a time"
-    );
+    if variants > 0 {
+        tracing::info!(
+            variants,
+            jobs = jobs_n,
+            "{variants} variant(s), {jobs_n} at a time"
+        );
+    }
     Ok((farm, ui))
 }
 

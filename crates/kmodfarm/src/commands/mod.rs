@@ -7,6 +7,7 @@ mod fallback;
 mod install;
 mod kernels;
 mod matrix;
+mod plan;
 mod sync;
 
 use std::io::Write;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Matrix(MatrixCommand::Diff(args)) => matrix::diff(args),
             Command::Build(args) => build::build(*args).await,
             Command::Sync(args) => sync::sync(*args).await,
+            Command::Plan(args) => plan::plan(*args).await,
             Command::BootTest(args) => boot::boot_test(*args).await,
             Command::Builder(cmd) => builder::run(cmd).await,
             Command::Install(args) => install::install(*args).await,

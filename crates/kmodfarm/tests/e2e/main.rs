@@ -10,6 +10,7 @@ mod fallback;
 mod families;
 mod hostile;
 mod matrix;
+mod plan;
 mod signing;
 mod store;
 mod sync;

@@ -1,0 +1,610 @@
+//! The plan of a distributed run (`kmodfarm plan`): what to build, grouped into shards, each shard with the
+//! runner it needs. This module owns the format of `plan.json`; the planner writes it and workers and the
+//! publisher read it through the same types.
+//!
+//! A plan is computed by the trusted planner: for each driver it diffs the freshly generated matrix against
+//! the one published last time, leaves out variants whose input key and builder match the store's record
+//! (no download, no build), and puts every remaining variant into shards that are homogeneous in
+//! architecture and in what decides the toolchain, so that a worker needs one builder per shard:
+//!
+//! * the builder itself once the headers' kernel config is known (planning with prefetch);
+//! * otherwise the distribution release: the suite where the kernel list names one, else the kernel list's
+//!   target with the kernel's MAJOR.MINOR series (one release of a distribution ships one kernel series,
+//!   built by one compiler).
+//!
+//! Shards of the same group hold at most `shard_size` variants. With `redundancy` R, every variant is put
+//! into R different shards (copy 0, 1, …; a copy's shards never hold another copy's), in a rotated order so
+//! that the variants sharing one shard differ from copy to copy: two workers have to agree before anything
+//! is published.
+//!
+//! The plan id is the SHA256 of the plan's canonical JSON with the id left empty: the same inputs (drivers,
+//! kernels, store state, options) give the same id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use kmf_matrix::HeldGroup;
+use kmf_types::{Arch, MatrixEntry};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `schema` of `plan.json`.
+pub const PLAN_SCHEMA: &str = "kmodfarm-plan/1";
+/// The file a plan is written to, in its directory or store prefix.
+pub const PLAN_FILE: &str = "plan.json";
+/// Most entries GitHub Actions takes in one job's `strategy.matrix`.
+pub const GITHUB_MATRIX_LIMIT: usize = 256;
+/// Default variants per shard: with small drivers, a few minutes of work for a two-core runner.
+pub const DEFAULT_SHARD_SIZE: usize = 16;
+
+/// How the plan was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    pub shard_size: usize,
+    /// How many shards (and so workers) build each variant.
+    pub redundancy: usize,
+    /// Whether the plan carries every input (header packages, builders, sources) for offline workers.
+    pub prefetch: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            shard_size: DEFAULT_SHARD_SIZE,
+            redundancy: 1,
+            prefetch: true,
+        }
+    }
+}
+
+/// A driver as planned: what publishing needs to write its matrix afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedDriver {
+    pub name: String,
+    pub version: String,
+    pub source_sha256: String,
+    /// Store key of its published matrix.
+    pub matrix_key: String,
+    /// Entries of the matrix published before the plan.
+    pub previous: usize,
+    /// Entries of the freshly generated matrix.
+    pub generated: usize,
+    /// Generated variants the store already has with the same keys: published as they are.
+    pub up_to_date: Vec<MatrixEntry>,
+    /// Groups that vanished or shrank past the threshold, and the old entries kept for them.
+    pub held: Vec<HeldGroup>,
+    pub kept: Vec<MatrixEntry>,
+    /// Outputs the new matrix no longer has (outside held groups).
+    pub removed: Vec<String>,
+}
+
+/// One variant to build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedVariant {
+    /// `<driver>/<output>`: the variant's store prefix, and its name in shards and bundles.
+    pub id: String,
+    pub driver: String,
+    pub entry: MatrixEntry,
+    /// The part of the build key known before any download (see [`crate::keys`]).
+    pub input_key: String,
+    /// The builder, when planning with prefetch found the kernel's compiler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// What decides the toolchain: the builder, or the distribution release (see the module docs).
+    pub group: String,
+    /// The shards that build it, one per copy.
+    pub shards: Vec<usize>,
+}
+
+/// A unit of work for one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    /// The architecture its variants are built for.
+    pub arch: Arch,
+    /// The runner label it needs: `x86_64`, or `aarch64` where x86_64 cannot cross-build.
+    pub runner: String,
+    pub group: String,
+    /// Which copy of the variants this shard builds (0 without redundancy).
+    pub copy: usize,
+    /// Variant ids, sorted.
+    pub variants: Vec<String>,
+}
+
+/// `plan.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema: String,
+    pub id: String,
+    pub options: PlanOptions,
+    pub drivers: Vec<PlannedDriver>,
+    pub variants: Vec<PlannedVariant>,
+    pub shards: Vec<Shard>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] crate::sync::SyncError),
+    #[error("the shard size must be at least 1")]
+    ShardSize,
+    #[error("redundancy must be between 1 and 8, not {0}")]
+    Redundancy(usize),
+    #[error("{0} is not a kmodfarm plan: {1}")]
+    NotAPlan(String, String),
+    #[error("plan {path}: its id {claimed} does not match its content ({actual}); it was changed after planning")]
+    IdMismatch {
+        path: String,
+        claimed: String,
+        actual: String,
+    },
+}
+
+/// The runner a variant needs: x86_64 builds x86_64, and aarch64 for Debian, whose `linux-kbuild` is taken
+/// for the build host; RPM distributions and Ubuntu carry host tools built for the kernel's architecture, so
+/// their aarch64 variants need aarch64 workers (see `kmf_build::check_host_tools`).
+pub fn runner_for(entry: &MatrixEntry) -> &'static str {
+    match entry.architecture {
+        Arch::X86_64 => "x86_64",
+        Arch::Aarch64 if entry.distribution == "debian" => "x86_64",
+        Arch::Aarch64 => "aarch64",
+    }
+}
+
+/// The toolchain group of a variant planned without its headers: the distribution release.
+pub fn release_group(entry: &MatrixEntry) -> String {
+    let release = match &entry.suite {
+        Some(suite) => suite.clone(),
+        None => {
+            let series: Vec<&str> = entry.kversion.split(['.', '-']).take(2).collect();
+            let target = if entry.target.is_empty() {
+                entry.distribution.as_str()
+            } else {
+                entry.target.as_str()
+            };
+            format!("{target}-{}", series.join("."))
+        }
+    };
+    format!("{}/{release}", entry.distribution)
+}
+
+/// Puts `variants` (ids and groups filled, shards empty) into shards; returns the shards and fills each
+/// variant's `shards`.
+pub fn shard(variants: &mut [PlannedVariant], opts: &PlanOptions) -> Result<Vec<Shard>, PlanError> {
+    if opts.shard_size == 0 {
+        return Err(PlanError::ShardSize);
+    }
+    if !(1..=8).contains(&opts.redundancy) {
+        return Err(PlanError::Redundancy(opts.redundancy));
+    }
+    // (arch, runner, group) → variant positions, sorted by id.
+    let mut groups: BTreeMap<(Arch, &'static str, String), Vec<usize>> = BTreeMap::new();
+    for (i, v) in variants.iter().enumerate() {
+        groups
+            .entry((v.entry.architecture, runner_for(&v.entry), v.group.clone()))
+            .or_default()
+            .push(i);
+    }
+    for members in groups.values_mut() {
+        members.sort_by(|a, b| variants[*a].id.cmp(&variants[*b].id));
+    }
+    let mut shards = Vec::new();
+    for copy in 0..opts.redundancy {
+        for ((arch, runner, group), members) in &groups {
+            // Each copy starts half a shard further on: the variants that share a shard differ per copy.
+            let mut order = members.clone();
+            if !order.is_empty() {
+                let shift = (copy * opts.shard_size.div_ceil(2).max(1)) % order.len();
+                order.rotate_left(shift);
+            }
+            for chunk in order.chunks(opts.shard_size) {
+                let index = shards.len();
+                let mut ids: Vec<String> = chunk.iter().map(|&i| variants[i].id.clone()).collect();
+                ids.sort();
+                for &i in chunk {
+                    variants[i].shards.push(index);
+                }
+                shards.push(Shard {
+                    index,
+                    arch: *arch,
+                    runner: runner.to_string(),
+                    group: group.clone(),
+                    copy,
+                    variants: ids,
+                });
+            }
+        }
+    }
+    Ok(shards)
+}
+
+impl Plan {
+    /// Assembles a plan and computes its id. `variants` need ids, groups and keys; they are sharded here.
+    pub fn new(
+        options: PlanOptions,
+        drivers: Vec<PlannedDriver>,
+        mut variants: Vec<PlannedVariant>,
+    ) -> Result<Plan, PlanError> {
+        variants.sort_by(|a, b| a.id.cmp(&b.id));
+        for v in &mut variants {
+            v.shards.clear();
+        }
+        let shards = shard(&mut variants, &options)?;
+        let mut plan = Plan {
+            schema: PLAN_SCHEMA.to_string(),
+            id: String::new(),
+            options,
+            drivers,
+            variants,
+            shards,
+        };
+        plan.id = plan.content_id();
+        Ok(plan)
+    }
+
+    /// SHA256 of the canonical JSON with an empty id.
+    pub fn content_id(&self) -> String {
+        let mut copy = self.clone();
+        copy.id = String::new();
+        let bytes = serde_json::to_vec(&copy).expect("a plan serialises");
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// The plan as written to `plan.json`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serialises") + "\n"
+    }
+
+    /// Reads `plan.json` and checks that its id is its content's: a plan edited after planning is refused.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Plan, PlanError> {
+        let plan: Plan = serde_json::from_slice(bytes)
+            .map_err(|e| PlanError::NotAPlan(origin.to_string(), e.to_string()))?;
+        if plan.schema != PLAN_SCHEMA {
+            return Err(PlanError::NotAPlan(
+                origin.to_string(),
+                format!("schema `{}`, expected `{PLAN_SCHEMA}`", plan.schema),
+            ));
+        }
+        let actual = plan.content_id();
+        if actual != plan.id {
+            return Err(PlanError::IdMismatch {
+                path: origin.to_string(),
+                claimed: plan.id,
+                actual,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The short form `plan --json` prints.
+    pub fn summary(&self) -> PlanSummary<'_> {
+        PlanSummary {
+            id: &self.id,
+            variants: self.variants.len(),
+            up_to_date: self.drivers.iter().map(|d| d.up_to_date.len()).sum(),
+            options: &self.options,
+            shards: &self.shards,
+        }
+    }
+
+    /// The shards as GitHub Actions' `strategy.matrix` takes them: per runner label, chunks of at most
+    /// [`GITHUB_MATRIX_LIMIT`] entries (`{"include": [{"shard": 0, "arch": "x86_64", "runner": "x86_64"}]}`).
+    pub fn github_matrices(&self) -> Vec<GithubMatrix> {
+        let mut by_runner: BTreeMap<&str, Vec<GithubShard>> = BTreeMap::new();
+        for s in &self.shards {
+            by_runner.entry(&s.runner).or_default().push(GithubShard {
+                shard: s.index,
+                arch: s.arch,
+                runner: s.runner.clone(),
+            });
+        }
+        let mut out = Vec::new();
+        for (runner, shards) in by_runner {
+            for (chunk, part) in shards.chunks(GITHUB_MATRIX_LIMIT).enumerate() {
+                out.push(GithubMatrix {
+                    runner: runner.to_string(),
+                    chunk,
+                    matrix: GithubInclude {
+                        include: part.to_vec(),
+                    },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// How many store records the planner reads at once.
+const CHECKS_IN_FLIGHT: usize = 16;
+
+/// Plans a run: for each driver and its freshly generated matrix, diffs against the published matrix, leaves
+/// out what the store has with the same keys ([`crate::Farm::up_to_date`]: one record read per variant, no
+/// download) and shards the rest. Planning with prefetch is done by the caller on top of this.
+pub async fn plan(
+    farm: &crate::Farm,
+    drivers: Vec<(Arc<crate::Driver>, Vec<MatrixEntry>)>,
+    diff_options: &kmf_matrix::DiffOptions,
+    options: PlanOptions,
+) -> Result<Plan, PlanError> {
+    let store = farm.store();
+    let mut planned_drivers = Vec::new();
+    let mut variants = Vec::new();
+    for (driver, generated) in drivers {
+        let matrix_key = crate::sync::matrix_key(&driver);
+        let previous = crate::sync::published_matrix(store.as_ref(), &matrix_key).await?;
+        let diff = kmf_matrix::diff(&previous, &generated, diff_options);
+        for w in diff.warnings() {
+            tracing::warn!(driver = %driver.name, "{w}");
+        }
+        let checks: Vec<(MatrixEntry, Option<kmf_types::published::PublishedVariant>)> =
+            futures::stream::iter(generated.iter().cloned())
+                .map(|entry| {
+                    let driver = driver.clone();
+                    async move {
+                        let prefix = format!("{}/{}", driver.name, entry.output);
+                        let published = farm.up_to_date(&driver, &prefix, &entry).await;
+                        (entry, published)
+                    }
+                })
+                .buffered(CHECKS_IN_FLIGHT)
+                .collect()
+                .await;
+        let mut up_to_date = Vec::new();
+        for (entry, published) in checks {
+            match published {
+                Some(p) => {
+                    let mut e = entry;
+                    e.builder = Some(p.toolchain.builder_identity);
+                    e.buildkey = Some(p.build_key);
+                    up_to_date.push(e);
+                }
+                None => {
+                    let group = release_group(&entry);
+                    variants.push(PlannedVariant {
+                        id: format!("{}/{}", driver.name, entry.output),
+                        driver: driver.name.clone(),
+                        input_key: farm.input_key(&driver, &entry),
+                        builder: None,
+                        group,
+                        entry,
+                        shards: vec![],
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            driver = %driver.name,
+            generated = generated.len(),
+            up_to_date = up_to_date.len(),
+            "planned"
+        );
+        planned_drivers.push(PlannedDriver {
+            name: driver.name.clone(),
+            version: driver.version.clone(),
+            source_sha256: driver.source_sha256.clone(),
+            matrix_key,
+            previous: previous.len(),
+            generated: generated.len(),
+            up_to_date,
+            held: diff.held.clone(),
+            kept: diff.kept.clone(),
+            removed: diff.removed.iter().map(|e| e.output.clone()).collect(),
+        });
+    }
+    Plan::new(options, planned_drivers, variants)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSummary<'a> {
+    pub id: &'a str,
+    pub variants: usize,
+    pub up_to_date: usize,
+    pub options: &'a PlanOptions,
+    pub shards: &'a [Shard],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GithubShard {
+    pub shard: usize,
+    pub arch: Arch,
+    pub runner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GithubInclude {
+    pub include: Vec<GithubShard>,
+}
+
+/// One job's matrix: the shards of one runner label, at most [`GITHUB_MATRIX_LIMIT`] of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GithubMatrix {
+    pub runner: String,
+    /// 0, 1, … among the chunks of this runner.
+    pub chunk: usize,
+    pub matrix: GithubInclude,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(distro: &str, arch: Arch, release: &str, suite: Option<&str>) -> MatrixEntry {
+        MatrixEntry {
+            kversion: release.to_string(),
+            distribution: distro.to_string(),
+            architecture: arch,
+            kernelurls: vec![],
+            output: format!("0.1.0/{distro}/{arch}/{release}"),
+            driverversion: "0.1.0".into(),
+            kernelversion: "1".into(),
+            target: distro.to_string(),
+            flavour: None,
+            packageversion: None,
+            suite: suite.map(str::to_string),
+            headerpackages: vec![],
+            kernelconfigsha256: None,
+            builder: None,
+            buildkey: None,
+        }
+    }
+
+    fn variant(e: MatrixEntry) -> PlannedVariant {
+        PlannedVariant {
+            id: format!("hello/{}", e.output),
+            driver: "hello".into(),
+            input_key: hex::encode(Sha256::digest(e.output.as_bytes())),
+            builder: None,
+            group: release_group(&e),
+            entry: e,
+            shards: vec![],
+        }
+    }
+
+    fn variants() -> Vec<PlannedVariant> {
+        let mut v = Vec::new();
+        for i in 0..7 {
+            v.push(variant(entry(
+                "debian",
+                Arch::X86_64,
+                &format!("6.1.0-{i}-amd64"),
+                Some("bookworm"),
+            )));
+            v.push(variant(entry(
+                "debian",
+                Arch::Aarch64,
+                &format!("6.1.0-{i}-arm64"),
+                Some("bookworm"),
+            )));
+            v.push(variant(entry(
+                "fedora",
+                Arch::Aarch64,
+                &format!("6.{i}.4-301.fc41.aarch64"),
+                None,
+            )));
+        }
+        v
+    }
+
+    #[test]
+    fn groups_runners_and_sizes() {
+        let plan = Plan::new(
+            PlanOptions {
+                shard_size: 3,
+                redundancy: 1,
+                prefetch: false,
+            },
+            vec![],
+            variants(),
+        )
+        .unwrap();
+        for v in &plan.variants {
+            assert_eq!(v.shards.len(), 1);
+            let s = &plan.shards[v.shards[0]];
+            assert!(s.variants.contains(&v.id));
+            assert_eq!(s.arch, v.entry.architecture);
+            assert_eq!(s.group, v.group);
+        }
+        assert!(plan.shards.iter().all(|s| s.variants.len() <= 3));
+        // Debian cross-builds aarch64 on x86_64; Fedora's aarch64 headers need an aarch64 worker.
+        for s in &plan.shards {
+            let want = if s.group.starts_with("fedora") {
+                "aarch64"
+            } else {
+                "x86_64"
+            };
+            assert_eq!(s.runner, want, "{s:?}");
+        }
+        // Fedora's kernels of different series are different releases.
+        assert!(plan.shards.iter().any(|s| s.group == "fedora/fedora-6.0"));
+        assert_eq!(plan.summary().variants, 21);
+    }
+
+    #[test]
+    fn redundancy_puts_each_variant_into_distinct_shards_with_other_companions() {
+        let plan = Plan::new(
+            PlanOptions {
+                shard_size: 3,
+                redundancy: 2,
+                prefetch: false,
+            },
+            vec![],
+            variants(),
+        )
+        .unwrap();
+        let mut same_companions = 0;
+        for v in &plan.variants {
+            assert_eq!(v.shards.len(), 2);
+            let (a, b) = (&plan.shards[v.shards[0]], &plan.shards[v.shards[1]]);
+            assert_ne!(a.index, b.index);
+            assert_ne!(a.copy, b.copy);
+            if a.variants == b.variants {
+                same_companions += 1;
+            }
+        }
+        assert!(
+            same_companions < plan.variants.len() / 2,
+            "{same_companions}"
+        );
+        assert!(Plan::new(
+            PlanOptions {
+                redundancy: 9,
+                ..Default::default()
+            },
+            vec![],
+            variants()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn ids_are_content_hashes_and_edits_are_refused() {
+        let opts = PlanOptions {
+            shard_size: 4,
+            redundancy: 1,
+            prefetch: false,
+        };
+        let a = Plan::new(opts.clone(), vec![], variants()).unwrap();
+        let mut reversed = variants();
+        reversed.reverse();
+        let b = Plan::new(opts, vec![], reversed).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.to_json(), b.to_json());
+        let parsed = Plan::parse(a.to_json().as_bytes(), "plan.json").unwrap();
+        assert_eq!(parsed, a);
+        let edited = a.to_json().replacen("6.1.0-0-amd64", "6.1.0-9-amd64", 1);
+        let e = Plan::parse(edited.as_bytes(), "plan.json").unwrap_err();
+        assert!(matches!(e, PlanError::IdMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn github_matrices_stay_within_the_limit() {
+        let mut v = Vec::new();
+        for i in 0..600 {
+            v.push(variant(entry(
+                "debian",
+                Arch::X86_64,
+                &format!("6.1.0-{i}-amd64"),
+                Some("bookworm"),
+            )));
+        }
+        let plan = Plan::new(
+            PlanOptions {
+                shard_size: 1,
+                redundancy: 1,
+                prefetch: false,
+            },
+            vec![],
+            v,
+        )
+        .unwrap();
+        let m = plan.github_matrices();
+        assert_eq!(m.len(), 3);
+        assert!(m
+            .iter()
+            .all(|c| c.matrix.include.len() <= GITHUB_MATRIX_LIMIT));
+        let total: usize = m.iter().map(|c| c.matrix.include.len()).sum();
+        assert_eq!(total, 600);
+    }
+}

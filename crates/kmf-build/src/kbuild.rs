@@ -702,7 +702,7 @@ fn link_stays_inside(rel: &Path, target: &Path) -> bool {
 }
 
 /// A link in the source tree that leads out of it: the project is refused before anything is copied.
-fn escaping_link(from: &Path, rel: &Path, link: &Path) -> Result<(), BuildError> {
+pub fn escaping_link(from: &Path, rel: &Path, link: &Path) -> Result<(), BuildError> {
     let target = std::fs::read_link(link).map_err(BuildError::io("read", link))?;
     if link_stays_inside(rel, &target) {
         return Ok(());
@@ -785,7 +785,8 @@ pub fn copy_source(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn is_ignored(name: &str) -> bool {
+/// Names a source copy, digest and archive leave out: VCS metadata and build outputs.
+pub fn is_ignored(name: &str) -> bool {
     matches!(name, ".git" | ".hg" | ".svn" | ".tmp_versions")
         || name.ends_with(".o")
         || name.ends_with(".ko")

@@ -212,6 +212,52 @@ impl Beneath {
         }
     }
 
+    /// The directory `rel` below this one, opened without following a link anywhere on the way: a base for
+    /// reading a subtree (a bundle in a directory of bundles).
+    pub fn open_dir(&self, rel: &Path) -> Result<Beneath, UntrustedError> {
+        let (dir, last) = self.parent_of(rel)?;
+        let Some(last) = last else {
+            return Beneath::open(&self.root);
+        };
+        let fd = openat(
+            &dir,
+            last,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.explain(dir.as_fd(), last, rel, rel, e, true))?;
+        Ok(Beneath {
+            dir: fd,
+            root: self.root.join(rel),
+        })
+    }
+
+    /// The entries of this directory with what each is (no link followed), sorted by name.
+    pub fn entries(&self) -> Result<Vec<(String, EntryKind)>, UntrustedError> {
+        let io = |e: Errno| UntrustedError::Io {
+            op: "list",
+            path: shown(&self.root),
+            source: e.into(),
+        };
+        let fd = self.dir.try_clone().map_err(|e| UntrustedError::Io {
+            op: "list",
+            path: shown(&self.root),
+            source: e,
+        })?;
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = self.kind(Path::new(&name))?;
+            out.push((name, kind));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// What `rel` is, no link followed on the way or at the end.
     pub fn kind(&self, rel: &Path) -> Result<EntryKind, UntrustedError> {
         let (dir, last) = match self.parent_of(rel) {

@@ -123,6 +123,9 @@ pub struct FarmOptions {
     pub boot: Option<BootTesting>,
     /// Sign every module after the build (and before the boot test and publishing).
     pub signing: Option<kmf_build::sign::SigningKey>,
+    /// A worker's run (`kmodfarm work`): every variant ends in a bundle here instead of the store, nothing
+    /// is signed or published, and no store record is consulted (the plan decided what to build).
+    pub bundles: Option<crate::bundle::BundleSink>,
     /// The mirror's package indices, when the caller already read some (a crawl through the same
     /// [`kmf_kernels::apt::IndexSet`] leaves them parsed); otherwise the farm reads them as needed.
     pub indexes: Option<Arc<kmf_kernels::apt::IndexSet>>,
@@ -175,6 +178,50 @@ impl Farm {
         self.opts.store.clone()
     }
 
+    /// Variants handled at once.
+    pub fn jobs(&self) -> usize {
+        self.opts.jobs.max(1)
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.opts.cache_dir
+    }
+
+    pub fn output_limits(&self) -> &OutputLimits {
+        &self.opts.output_limits
+    }
+
+    pub fn signing(&self) -> Option<&kmf_build::sign::SigningKey> {
+        self.opts.signing.as_ref()
+    }
+
+    /// Whether the store holds this variant's record with exactly this build key and all its modules.
+    pub(crate) async fn already_published(&self, store_prefix: &str, build_key: &str) -> bool {
+        let store = &self.opts.store;
+        let Ok(Some(bytes)) = store
+            .get_bytes(&format!(
+                "{store_prefix}/{}",
+                kmf_types::published::METADATA
+            ))
+            .await
+        else {
+            return false;
+        };
+        let Ok(published) = kmf_types::published::PublishedVariant::parse(&bytes) else {
+            return false;
+        };
+        if published.build_key != build_key {
+            return false;
+        }
+        for m in &published.modules {
+            let key = published.object_key(store_prefix, &m.file_name);
+            if !store.exists(&key).await.unwrap_or(false) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Builds every (driver, variant) job, `jobs` at a time. Results come back in input order.
     pub async fn build(
         &self,
@@ -222,7 +269,7 @@ impl Farm {
             boot_log: None,
             durations: Durations::default(),
         };
-        if !self.opts.rebuild {
+        if !self.opts.rebuild && self.opts.bundles.is_none() {
             reporter.stage(&label, Stage::Check);
             if let Some(published) = self
                 .up_to_date(driver, &result.store_prefix, &result.entry)
@@ -241,6 +288,17 @@ impl Farm {
             Err(e) => Err(e),
         };
         if let Err((class, message)) = outcome {
+            if let Some(sink) = &self.opts.bundles {
+                // The publisher learns of the failure from the bundle; the log goes with it.
+                let input_key = self.input_key(driver, &result.entry);
+                let record = crate::bundle::BundleRecord::failure(
+                    sink, &result, &input_key, class, &message,
+                );
+                let log = result.log.clone().unwrap_or_default();
+                if let Err(e) = crate::bundle::write_bundle(sink, &record, &[], &log, None) {
+                    tracing::warn!(variant = %result.store_prefix, "writing the failure's bundle: {e}");
+                }
+            }
             result.status = Status::Failed { class, message };
         }
         result.durations.total_secs = start.elapsed().as_secs_f64();
@@ -249,7 +307,7 @@ impl Farm {
 
     /// `<report dir>/logs/<driver>/<output>`, made without following a link on the way: the names come from
     /// the project and the kernel list, and are checked again here.
-    fn log_dir(&self, store_prefix: &str) -> Result<PathBuf, (FailureClass, String)> {
+    pub(crate) fn log_dir(&self, store_prefix: &str) -> Result<PathBuf, (FailureClass, String)> {
         kmf_types::names::check_relative_path("variant output", store_prefix)
             .map_err(|e| (FailureClass::Internal, e.to_string()))?;
         std::fs::create_dir_all(&self.opts.report_dir).map_err(|e| {
@@ -268,30 +326,120 @@ impl Farm {
         )
     }
 
+    /// One variant, stage by stage: prepare (headers, toolchain), compile (sandboxed kbuild, modules copied out
+    /// and verified), then either sign, boot-test and publish to the store, or, for a worker, boot-test and
+    /// write a bundle for the publisher.
     async fn pipeline(
         &self,
         driver: &Driver,
         result: &mut VariantResult,
         log_dir: &Path,
         reporter: &dyn FarmReporter,
-    ) -> Result<(), (FailureClass, String)> {
+    ) -> Result<(), Failure> {
+        let log_path = start_log(result, log_dir)?;
+        let entry = result.entry.clone();
+        let prepared = self.prepare(&entry, result, &log_path, reporter).await?;
+        let input_key = self.input_key(driver, &entry);
+        let build_key = keys::build_key(&input_key, &prepared.builder_identity);
+        result.builder = Some(prepared.builder_identity.clone());
+        result.build_key = Some(build_key.clone());
+
+        let built = self
+            .compile(driver, &prepared, result, &log_path, reporter)
+            .await?;
+        if let Some(sink) = &self.opts.bundles {
+            let boot = self
+                .boot_stage(driver, result, &prepared, log_dir, &log_path, reporter)
+                .await?;
+            reporter.stage(&result.label, Stage::Publish);
+            let t = Instant::now();
+            let record = crate::bundle::BundleRecord::success(
+                sink,
+                result,
+                &input_key,
+                &build_key,
+                &prepared,
+                self.opts.sandbox.name(),
+                boot,
+            );
+            crate::bundle::write_bundle(
+                sink,
+                &record,
+                &result.modules,
+                &log_path,
+                result.boot_log.as_deref(),
+            )
+            .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+            result.durations.publish_secs = t.elapsed().as_secs_f64();
+            return Ok(());
+        }
+        let mut modules = built.modules;
+        let signature = match &self.opts.signing {
+            Some(key) => {
+                reporter.stage(&result.label, Stage::Sign);
+                Some(self.sign(key, &prepared, &mut modules, &log_path).await?)
+            }
+            None => None,
+        };
+        result.modules = modules.clone();
+        let boot = self
+            .boot_stage(driver, result, &prepared, log_dir, &log_path, reporter)
+            .await?;
+
+        reporter.stage(&result.label, Stage::Publish);
+        let t = Instant::now();
+        let metadata = VariantMetadata {
+            schema: crate::RESULTS_SCHEMA,
+            artifacts: kmf_types::published::artifacts_dir(&build_key),
+            kmodfarm_version: env!("CARGO_PKG_VERSION"),
+            driver: driver.name.clone(),
+            driver_version: driver.version.clone(),
+            result: "success",
+            variant: entry.clone(),
+            kernel_release: prepared.tree.release.clone(),
+            modules: modules.clone(),
+            toolchain: prepared.toolchain(self.opts.sandbox.name()),
+            inputs: Inputs {
+                source_sha256: driver.source_sha256.clone(),
+                packages: prepared.input_packages(),
+            },
+            build_key,
+            input_key,
+            boot,
+            signature,
+            durations: result.durations.clone(),
+            built_at: now_rfc3339(),
+            log: "build.log".into(),
+        };
+        self.publish(
+            &result.store_prefix,
+            &modules,
+            &log_path,
+            result.boot_log.as_deref(),
+            &metadata,
+        )
+        .await
+        .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+        result.durations.publish_secs = t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Resolve, fetch and unpack the header packages, find the kernel tree, and get the builder for the
+    /// kernel's compiler.
+    pub(crate) async fn prepare(
+        &self,
+        entry: &MatrixEntry,
+        result: &mut VariantResult,
+        log_path: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<Prepared, Failure> {
         let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
         let label = result.label.clone();
-        let entry = result.entry.clone();
-        let log_path = log_dir.join("build.log");
-        result.log = Some(log_path.clone());
-        {
-            use std::io::Write;
-            let mut f = create_nofollow(&log_path)
-                .map_err(|e| internal(&format!("{}: {e}", log_path.display())))?;
-            let _ = f.write_all(b"# kmodfarm: build did not start\n");
-        }
-
         reporter.stage(&label, Stage::Resolve);
         let t = Instant::now();
-        let downloads = resolve(&self.indexes, &entry, Arch::host()).await;
+        let downloads = resolve(&self.indexes, entry, Arch::host()).await;
         result.durations.resolve_secs = t.elapsed().as_secs_f64();
-        let downloads = downloads.inspect_err(|(_, m)| note(&log_path, m))?;
+        let downloads = downloads.inspect_err(|(_, m)| note(log_path, m))?;
 
         reporter.stage(&label, Stage::Download);
         let t = Instant::now();
@@ -308,7 +456,7 @@ impl Farm {
                         FailureClass::DownloadFailed
                     };
                     let msg = format!("{}: {e}", d.file_name);
-                    note(&log_path, &msg);
+                    note(log_path, &msg);
                     return Err((class, msg));
                 }
             }
@@ -325,14 +473,14 @@ impl Farm {
                 .map_err(|e| internal(&e))?
                 .map_err(|e| {
                     let msg = format!("{name}: {e}");
-                    note(&log_path, &msg);
+                    note(log_path, &msg);
                     (FailureClass::ExtractFailed, msg)
                 })?;
             roots.push(root);
         }
         result.durations.extract_secs = t.elapsed().as_secs_f64();
         let tree = kmf_build::find_kernel_tree(&roots).map_err(|e| {
-            note(&log_path, &e.to_string());
+            note(log_path, &e.to_string());
             (FailureClass::HeadersUnavailable, e.to_string())
         })?;
         result.kernel_release = Some(tree.release.clone());
@@ -344,7 +492,7 @@ impl Farm {
             Arch::host(),
         )
         .map_err(|e| {
-            note(&log_path, &e.to_string());
+            note(log_path, &e.to_string());
             (FailureClass::ToolchainUnavailable, e.to_string())
         })?;
 
@@ -353,22 +501,37 @@ impl Farm {
         let (spec, rootfs) = self
             .toolchain(&tree)
             .await
-            .inspect_err(|(_, m)| note(&log_path, m))?;
+            .inspect_err(|(_, m)| note(log_path, m))?;
         let builder_identity = self.builders.identity(&spec, &rootfs).map_err(|e| {
-            note(&log_path, &e.to_string());
+            note(log_path, &e.to_string());
             (FailureClass::ToolchainUnavailable, e.to_string())
         })?;
-        let input_key = self.input_key(driver, &entry);
-        let build_key = keys::build_key(&input_key, &builder_identity);
-        result.builder = Some(builder_identity.clone());
-        result.build_key = Some(build_key.clone());
         result.durations.toolchain_secs = t.elapsed().as_secs_f64();
+        Ok(Prepared {
+            files,
+            roots,
+            tree,
+            spec,
+            rootfs,
+            builder_identity,
+        })
+    }
 
+    /// The sandboxed kbuild; the modules come back as verified copies in a private directory, also listed in
+    /// `result.modules`.
+    async fn compile(
+        &self,
+        driver: &Driver,
+        prepared: &Prepared,
+        result: &mut VariantResult,
+        log_path: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<Built, Failure> {
+        let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
         if self.opts.sandbox.name() == "none" {
-            crate::host_layout::install(&roots).map_err(|e| internal(&e))?;
+            crate::host_layout::install(&prepared.roots).map_err(|e| internal(&e))?;
         }
-
-        reporter.stage(&label, Stage::Build);
+        reporter.stage(&result.label, Stage::Build);
         let t = Instant::now();
         let work = WorkDir::create(
             &self.opts.cache_dir.join("work"),
@@ -385,18 +548,18 @@ impl Farm {
             limits.timeout = limits.timeout.min(Duration::from_secs(secs));
         }
         let job = KbuildJob {
-            arch: entry.architecture,
-            tree: &tree,
+            arch: result.entry.architecture,
+            tree: &prepared.tree,
             project: &driver.project,
-            rootfs: rootfs.clone(),
-            package_roots: roots.clone(),
+            rootfs: prepared.rootfs.clone(),
+            package_roots: prepared.roots.clone(),
             work: &work,
             staging: staging.path(),
-            log_path: log_path.clone(),
+            log_path: log_path.to_path_buf(),
             limits,
             output_limits: self.opts.output_limits.clone(),
             make_jobs: self.opts.make_jobs,
-            gcc_major: spec.gcc_major,
+            gcc_major: prepared.spec.gcc_major,
             source_date_epoch: 1_700_000_000,
         };
         let out = kmf_build::run_kbuild(self.opts.sandbox.as_ref(), &job)
@@ -405,114 +568,79 @@ impl Farm {
         // Nothing is read from the build directory any more.
         drop(work);
         result.durations.build_secs = t.elapsed().as_secs_f64();
-        reporter.stage(&label, Stage::Verify);
+        reporter.stage(&result.label, Stage::Verify);
         if let Some(failure) = out.failure {
             return Err(failure);
         }
-        let mut out = out;
-        let signature = match &self.opts.signing {
-            Some(key) => {
-                reporter.stage(&label, Stage::Sign);
-                let dir = WorkDir::create(&self.opts.cache_dir.join("work"), SIGN_DIR_BYTES)
-                    .map_err(|e| internal(&e))?;
-                let sign_log = log_path.with_extension("sign.log");
-                let job = kmf_build::sign::SignJob {
-                    tree: &tree,
-                    rootfs,
-                    package_roots: roots,
-                    work_dir: dir.path().to_path_buf(),
-                    log_path: sign_log.clone(),
-                };
-                let signed = kmf_build::sign::sign_modules(
-                    self.opts.sandbox.as_ref(),
-                    &job,
-                    key,
-                    &mut out.modules,
-                )
-                .await;
-                let sign_output = std::fs::read_to_string(&sign_log).unwrap_or_default();
-                let _ = std::fs::remove_file(&sign_log);
-                match &signed {
-                    Ok(r) => note(
-                        &log_path,
-                        &format!(
-                            "signed {} module(s) with {} ({}, certificate sha256 {}), signatures verified{}",
-                            out.modules.len(),
-                            r.signer,
-                            r.hash,
-                            r.cert_sha256,
-                            if sign_output.trim().is_empty() { String::new() } else { format!("\n{sign_output}") }
-                        ),
-                    ),
-                    Err((_, m)) => note(&log_path, &format!("signing failed: {m}\n{sign_output}")),
-                }
-                Some(signed?)
-            }
-            None => None,
-        };
         result.modules = out.modules.clone();
+        Ok(Built {
+            modules: out.modules,
+            _staging: staging,
+        })
+    }
 
-        let boot = match &self.opts.boot {
+    /// Signs `modules` in a separate sandboxed run of the kernel tree's `sign-file`; the build log notes it.
+    pub(crate) async fn sign(
+        &self,
+        key: &kmf_build::sign::SigningKey,
+        prepared: &Prepared,
+        modules: &mut [kmf_build::BuiltModule],
+        log_path: &Path,
+    ) -> Result<kmf_build::sign::SignatureRecord, Failure> {
+        let dir = WorkDir::create(&self.opts.cache_dir.join("work"), SIGN_DIR_BYTES)
+            .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+        let sign_log = log_path.with_extension("sign.log");
+        let job = kmf_build::sign::SignJob {
+            tree: &prepared.tree,
+            rootfs: prepared.rootfs.clone(),
+            package_roots: prepared.roots.clone(),
+            work_dir: dir.path().to_path_buf(),
+            log_path: sign_log.clone(),
+        };
+        let signed =
+            kmf_build::sign::sign_modules(self.opts.sandbox.as_ref(), &job, key, modules).await;
+        let sign_output = std::fs::read_to_string(&sign_log).unwrap_or_default();
+        let _ = std::fs::remove_file(&sign_log);
+        match &signed {
+            Ok(r) => note(
+                log_path,
+                &format!(
+                    "signed {} module(s) with {} ({}, certificate sha256 {}), signatures verified{}",
+                    modules.len(),
+                    r.signer,
+                    r.hash,
+                    r.cert_sha256,
+                    if sign_output.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n{sign_output}")
+                    }
+                ),
+            ),
+            Err((_, m)) => note(log_path, &format!("signing failed: {m}\n{sign_output}")),
+        }
+        signed
+    }
+
+    async fn boot_stage(
+        &self,
+        driver: &Driver,
+        result: &mut VariantResult,
+        prepared: &Prepared,
+        log_dir: &Path,
+        log_path: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<Option<BootRecord>, Failure> {
+        match &self.opts.boot {
             Some(boot) => {
-                reporter.stage(&label, Stage::Boot);
-                Some(
-                    self.boot_test(boot, driver, result, &tree, log_dir, &log_path)
+                reporter.stage(&result.label, Stage::Boot);
+                Ok(Some(
+                    self.boot_test(boot, driver, result, &prepared.tree, log_dir, log_path)
                         .await?,
-                )
+                ))
             }
-            None => None,
-        };
-
-        reporter.stage(&label, Stage::Publish);
-        let t = Instant::now();
-        let metadata = VariantMetadata {
-            schema: crate::RESULTS_SCHEMA,
-            artifacts: kmf_types::published::artifacts_dir(&build_key),
-            kmodfarm_version: env!("CARGO_PKG_VERSION"),
-            driver: driver.name.clone(),
-            driver_version: driver.version.clone(),
-            result: "success",
-            variant: entry.clone(),
-            kernel_release: tree.release.clone(),
-            modules: out.modules.clone(),
-            toolchain: Toolchain {
-                builder: spec.id.clone(),
-                builder_identity,
-                suite: spec.suite.clone(),
-                cc_version_text: tree.cc_version_text.clone(),
-                sandbox: self.opts.sandbox.name().to_string(),
-            },
-            inputs: Inputs {
-                source_sha256: driver.source_sha256.clone(),
-                packages: files
-                    .iter()
-                    .map(|(name, f)| InputPackage {
-                        file_name: name.clone(),
-                        sha256: f.sha256.clone(),
-                        size: f.size,
-                        url: f.url.clone(),
-                    })
-                    .collect(),
-            },
-            build_key,
-            input_key,
-            boot,
-            signature,
-            durations: result.durations.clone(),
-            built_at: now_rfc3339(),
-            log: "build.log".into(),
-        };
-        self.publish(
-            &result.store_prefix,
-            &out.modules,
-            &log_path,
-            result.boot_log.as_deref(),
-            &metadata,
-        )
-        .await
-        .map_err(|e| internal(&e))?;
-        result.durations.publish_secs = t.elapsed().as_secs_f64();
-        Ok(())
+            None => Ok(None),
+        }
     }
 
     /// The input key, with the signing certificate when modules are signed: signing with another key (or
@@ -662,7 +790,7 @@ impl Farm {
 
     /// Modules and logs first, then `SHA256SUMS` and the provenance statement, metadata last: a prefix with
     /// metadata.json is complete. Each object is written atomically by the store.
-    async fn publish(
+    pub(crate) async fn publish(
         &self,
         prefix: &str,
         modules: &[kmf_build::BuiltModule],
@@ -715,6 +843,63 @@ async fn publish_pause() {
     }
 }
 
+type Failure = (FailureClass, String);
+
+/// A variant's header packages fetched and unpacked, its kernel tree, and the builder for its compiler.
+pub(crate) struct Prepared {
+    pub files: Vec<(String, kmf_fetch::Fetched)>,
+    pub roots: Vec<PathBuf>,
+    pub tree: KernelTree,
+    pub spec: kmf_build::BuilderSpec,
+    pub rootfs: PathBuf,
+    pub builder_identity: String,
+}
+
+impl Prepared {
+    pub fn toolchain(&self, sandbox: &str) -> Toolchain {
+        Toolchain {
+            builder: self.spec.id.clone(),
+            builder_identity: self.builder_identity.clone(),
+            suite: self.spec.suite.clone(),
+            cc_version_text: self.tree.cc_version_text.clone(),
+            sandbox: sandbox.to_string(),
+        }
+    }
+
+    pub fn input_packages(&self) -> Vec<InputPackage> {
+        self.files
+            .iter()
+            .map(|(name, f)| InputPackage {
+                file_name: name.clone(),
+                sha256: f.sha256.clone(),
+                size: f.size,
+                url: f.url.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The verified copies of a build's modules, in a directory removed with this.
+struct Built {
+    modules: Vec<kmf_build::BuiltModule>,
+    _staging: PrivateDir,
+}
+
+/// Starts the variant's build log (its directory was made without following links).
+fn start_log(result: &mut VariantResult, log_dir: &Path) -> Result<PathBuf, Failure> {
+    use std::io::Write;
+    let log_path = log_dir.join("build.log");
+    result.log = Some(log_path.clone());
+    let mut f = create_nofollow(&log_path).map_err(|e| {
+        (
+            FailureClass::Internal,
+            format!("{}: {e}", log_path.display()),
+        )
+    })?;
+    let _ = f.write_all(b"# kmodfarm: build did not start\n");
+    Ok(log_path)
+}
+
 fn note(log: &Path, msg: &str) {
     use std::io::Write;
     if let Ok(mut f) = append_nofollow(log) {
@@ -725,7 +910,7 @@ fn note(log: &Path, msg: &str) {
 /// The signing run's directory holds a key, a certificate and copies of the modules.
 const SIGN_DIR_BYTES: u64 = 4 << 30;
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -10,12 +10,15 @@
 //! the artifacts and then the new matrix.
 
 pub mod boot_published;
+pub mod bundle;
 mod farm;
 mod host_layout;
 pub mod keys;
 pub mod plan;
+pub mod publish;
 mod resolve;
 pub mod select;
+pub mod sources;
 pub mod sync;
 
 pub use farm::{BootTesting, Driver, Farm, FarmOptions, FarmReporter, Stage};

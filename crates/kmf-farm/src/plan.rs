@@ -65,6 +65,12 @@ pub struct PlannedDriver {
     pub name: String,
     pub version: String,
     pub source_sha256: String,
+    /// The project as a tar archive in the plan directory, for workers (absent when the plan was not
+    /// written to a directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sources::SourceArchive>,
+    /// The modules the project expects (`[build] modules`; empty: whatever `.ko` files the build makes).
+    pub modules: Vec<String>,
     /// Store key of its published matrix.
     pub matrix_key: String,
     /// Entries of the matrix published before the plan.
@@ -128,6 +134,8 @@ pub struct Plan {
 pub enum PlanError {
     #[error(transparent)]
     Store(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
     #[error("the shard size must be at least 1")]
     ShardSize,
     #[error("redundancy must be between 1 and 8, not {0}")]
@@ -327,6 +335,7 @@ pub async fn plan(
     drivers: Vec<(Arc<crate::Driver>, Vec<MatrixEntry>)>,
     diff_options: &kmf_matrix::DiffOptions,
     options: PlanOptions,
+    plan_dir: Option<&std::path::Path>,
 ) -> Result<Plan, PlanError> {
     let store = farm.store();
     let mut planned_drivers = Vec::new();
@@ -380,10 +389,16 @@ pub async fn plan(
             up_to_date = up_to_date.len(),
             "planned"
         );
+        let source = match plan_dir {
+            Some(dir) => Some(crate::sources::pack(&driver.project.root, dir)?),
+            None => None,
+        };
         planned_drivers.push(PlannedDriver {
+            source,
             name: driver.name.clone(),
             version: driver.version.clone(),
             source_sha256: driver.source_sha256.clone(),
+            modules: driver.project.build.modules.clone(),
             matrix_key,
             previous: previous.len(),
             generated: generated.len(),

@@ -150,12 +150,13 @@ pub async fn published_matrix(store: &dyn Store, key: &str) -> Result<Vec<Matrix
     }
 }
 
-struct Plan {
-    driver: Arc<Driver>,
-    key: String,
-    previous: Vec<MatrixEntry>,
-    generated: Vec<MatrixEntry>,
-    diff: MatrixDiff,
+/// One driver's matrix before and after a run, for [`publish_matrix`].
+pub(crate) struct Plan {
+    pub driver: Arc<Driver>,
+    pub key: String,
+    pub previous: Vec<MatrixEntry>,
+    pub generated: Vec<MatrixEntry>,
+    pub diff: MatrixDiff,
 }
 
 /// Syncs each driver against its freshly generated matrix. Builds of all drivers share one parallel run.
@@ -214,7 +215,9 @@ pub async fn sync(
     Ok((summaries, results))
 }
 
-async fn publish_matrix(
+/// Publishes a driver's new matrix from `results` (one per generated entry, in order), then its index entry,
+/// then deletes pruned variants.
+pub(crate) async fn publish_matrix(
     store: &dyn Store,
     plan: Plan,
     results: &[VariantResult],

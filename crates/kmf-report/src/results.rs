@@ -45,7 +45,7 @@ pub struct VariantResult {
     pub durations: Durations,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Durations {
     pub resolve_secs: f64,
     pub fetch_secs: f64,
@@ -98,7 +98,7 @@ pub struct VariantMetadata {
     pub log: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Toolchain {
     pub builder: String,
     /// The builder id plus a digest of every package installed in its root filesystem.
@@ -114,7 +114,7 @@ pub struct Inputs {
     pub packages: Vec<InputPackage>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InputPackage {
     pub file_name: String,
     pub sha256: String,
@@ -123,7 +123,7 @@ pub struct InputPackage {
 }
 
 /// A passed boot test, as recorded in `metadata.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BootRecord {
     /// `kvm` or `tcg`.
     pub accel: String,

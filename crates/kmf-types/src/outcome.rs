@@ -30,6 +30,13 @@ pub enum FailureClass {
     ResourceLimit,
     /// The kernel killed a process of the build at its memory limit.
     OutOfMemory,
+    /// Publishing a plan: no worker delivered a complete bundle for the variant (its shard did not run, or
+    /// stopped before it).
+    BundleMissing,
+    /// Publishing a plan: a worker's bundle did not pass the publisher's checks (a module that differs from
+    /// its record or is not for the kernel, a link or extra file, a record naming another variant, or copies
+    /// of a redundant plan that disagree). Nothing of it is published.
+    BundleRefused,
     /// Module signing: the kernel does not check signatures, `sign-file` failed, or the signature it
     /// wrote does not verify against the certificate.
     SigningFailed,
@@ -62,6 +69,8 @@ impl FailureClass {
             FailureClass::UnsafeOutput => "unsafe output",
             FailureClass::ResourceLimit => "resource limit",
             FailureClass::OutOfMemory => "out of memory",
+            FailureClass::BundleMissing => "bundle missing",
+            FailureClass::BundleRefused => "bundle refused",
             FailureClass::SigningFailed => "signing failed",
             FailureClass::BootFailed => "boot failed",
             FailureClass::LoadFailed => "load failed",

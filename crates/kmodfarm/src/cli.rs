@@ -73,6 +73,32 @@ pub enum Command {
     ///   kmodfarm plan examples/hello --crawl --latest 1 --no-prefetch --redundancy 2 --json
     ///   kmodfarm plan examples/hello --crawl --no-prefetch --github-matrix
     Plan(Box<PlanArgs>),
+    /// Build one shard of a plan into bundles (the untrusted side of a distributed run).
+    ///
+    /// Reads <plan>/plan.json (its id must match its content), unpacks the drivers' sources from the plan
+    /// (checked by SHA256), builds and verifies each variant of --shard in the sandbox exactly as `build`
+    /// does, and writes one bundle per variant under <out>/shard-<N>/<driver>/<output>/: modules, logs and
+    /// record.json (last). It never reads or writes the store and refuses a signing key. Header packages
+    /// come from the mirrors (plans made with --no-prefetch).
+    ///
+    /// Example:
+    ///   kmodfarm work --plan plan --shard 0 --out bundles
+    Work(Box<WorkArgs>),
+    /// Publish a plan from its workers' bundles (the trusted side of a distributed run).
+    ///
+    /// Checks every bundle from scratch: only regular files, no file the record does not name, each
+    /// module's SHA256 and size equal to the record's, ELF machine and vermagic of the plan's kernel, the
+    /// project's expected modules, the record's plan, shard, variant and keys equal to the plan's; with
+    /// --redundancy plans, every copy must carry the same bytes. Then signs (--sign-key: the key exists only
+    /// here) and publishes as `build` does, then each driver's matrix and index. Variants without a usable
+    /// bundle stay out of the matrix and are listed with the reason; publishing the same bundles again
+    /// changes nothing.
+    ///
+    /// Exit status: 0 when every variant was published or up to date, 1 when some were not, 2 on bad input.
+    ///
+    /// Example:
+    ///   kmodfarm publish --plan plan --bundles bundles --store s3://bucket/kmods
+    Publish(Box<PublishArgs>),
     /// Boot-test published variants: load every module into the real target kernel under QEMU.
     ///
     /// For each variant in the store (<driver>/<output>/metadata.json), fetches the kernel image package of
@@ -345,6 +371,43 @@ pub struct PlanArgs {
     /// most 256 entries.
     #[arg(long, conflicts_with = "json")]
     pub github_matrix: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The plan directory: plan.json and the sources/ it names.
+    #[arg(long, value_name = "DIR")]
+    pub plan: PathBuf,
+    /// The shard to build (its index in plan.json).
+    #[arg(long)]
+    pub shard: usize,
+    /// Where the bundles go.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    #[command(flatten)]
+    pub farm: FarmArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The plan directory (plan.json).
+    #[arg(long, value_name = "DIR")]
+    pub plan: PathBuf,
+    /// The workers' bundles (shard-<N>/... directories, as `work --out` writes them).
+    #[arg(long, value_name = "DIR")]
+    pub bundles: PathBuf,
+    /// As for `sync`: delete the artifacts of variants the new matrix no longer has.
+    #[arg(long)]
+    pub prune: bool,
+    /// As for `sync`: hold a group that shrank below this fraction.
+    #[arg(long, default_value_t = kmf_matrix::DEFAULT_SHRINK_THRESHOLD, value_name = "FRACTION")]
+    pub shrink_threshold: f64,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    #[command(flatten)]
+    pub farm: FarmArgs,
 }
 
 /// Where the kernels come from and which of them to keep.

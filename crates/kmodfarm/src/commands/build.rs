@@ -10,7 +10,7 @@ use kmf_types::{KernelList, MatrixEntry};
 
 use super::matrix::{filter, read_matrix};
 use super::{debian_mirrors, http_client, write_output, Outcome};
-use crate::cli::{BuildArgs, FarmArgs, KernelSourceArgs};
+use crate::cli::{BuildArgs, FarmArgs, KernelSourceArgs, MirrorArgs};
 use crate::reporters;
 
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
@@ -58,7 +58,11 @@ pub(crate) fn load_drivers(
 /// The run's package indices of the Debian mirror, when one is configured: the crawl reads through them
 /// and the farm resolves headers from the same parsed copies.
 pub(crate) fn run_indexes(source: &KernelSourceArgs, farm: &FarmArgs) -> Option<Arc<IndexSet>> {
-    let mirrors = debian_mirrors(&source.mirrors).ok()?;
+    run_indexes_for(&source.mirrors, farm)
+}
+
+pub(crate) fn run_indexes_for(mirrors: &MirrorArgs, farm: &FarmArgs) -> Option<Arc<IndexSet>> {
+    let mirrors = debian_mirrors(mirrors).ok()?;
     let client = http_client().ok()?;
     Some(Arc::new(IndexSet::kernel_headers_only(
         client,
@@ -108,7 +112,28 @@ pub(crate) fn open_farm(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
-    farm_with(args, source, variants, indexes, sandbox)
+    farm_with(args, &source.mirrors, variants, indexes, sandbox, None)
+}
+
+/// A worker's farm (`kmodfarm work`): builds in the sandbox into bundles; no signing key is accepted.
+pub(crate) fn open_worker_farm(
+    args: &FarmArgs,
+    mirrors: &MirrorArgs,
+    variants: usize,
+    sink: kmf_farm::bundle::BundleSink,
+) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
+    anyhow::ensure!(
+        args.sign_key.is_none() && args.sign_cert.is_none(),
+        "a worker never holds the signing key: sign with `kmodfarm publish --sign-key`"
+    );
+    let sandbox_kind: SandboxKind = args
+        .sandbox
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("--sandbox")?;
+    let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
+    let indexes = run_indexes_for(mirrors, args);
+    farm_with(args, mirrors, variants, indexes, sandbox, Some(sink))
 }
 
 /// A farm for the planner, which reads the store and the mirrors and never builds: it gets no sandbox (a
@@ -128,19 +153,27 @@ pub(crate) fn open_planning_farm(
         sandbox: "none".into(),
         ..*args
     };
-    let (farm, _) = farm_with(&args, source, 0, indexes, Box::new(kmf_sandbox::HostRunner))?;
+    let (farm, _) = farm_with(
+        &args,
+        &source.mirrors,
+        0,
+        indexes,
+        Box::new(kmf_sandbox::HostRunner),
+        None,
+    )?;
     Ok(farm)
 }
 
-fn farm_with(
+pub(crate) fn farm_with(
     args: &FarmArgs,
-    source: &KernelSourceArgs,
+    mirrors: &MirrorArgs,
     variants: usize,
     indexes: Option<Arc<IndexSet>>,
     sandbox: Box<dyn kmf_sandbox::Sandbox>,
+    bundles: Option<kmf_farm::bundle::BundleSink>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let cache = cache_dir(args);
-    let mirrors = debian_mirrors(&source.mirrors).ok();
+    let mirrors = debian_mirrors(mirrors).ok();
     let boot = if args.boot_test {
         let mirrors = mirrors
             .clone()
@@ -191,6 +224,7 @@ fn farm_with(
         boot,
         signing,
         indexes,
+        bundles,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     if variants > 0 {

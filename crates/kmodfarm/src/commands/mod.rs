@@ -48,6 +48,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Build(args) => build::build(*args).await,
             Command::Sync(args) => sync::sync(*args).await,
             Command::Plan(args) => plan::plan(*args).await,
+            Command::Work(args) => plan::work(*args).await,
+            Command::Publish(args) => plan::publish(*args).await,
             Command::BootTest(args) => boot::boot_test(*args).await,
             Command::Builder(cmd) => builder::run(cmd).await,
             Command::Install(args) => install::install(*args).await,

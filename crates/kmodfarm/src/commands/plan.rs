@@ -1,10 +1,22 @@
+//! The distributed run's three steps: `plan` (trusted, reads the store), `work` (untrusted: one shard into
+//! bundles), `publish` (trusted: re-verifies the bundles, signs, writes the store).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use anyhow::Context;
+use kmf_farm::bundle::BundleSink;
 use kmf_farm::plan::{PlanOptions, PLAN_FILE};
+use kmf_farm::sync::SyncOptions;
+use kmf_farm::Driver;
 use kmf_matrix::DiffOptions;
 
-use super::build::{kernel_lists, load_drivers, matrix_for, open_planning_farm, run_indexes};
+use super::build::{
+    cache_dir, farm_with, kernel_lists, load_drivers, matrix_for, open_planning_farm,
+    open_worker_farm, report, run_indexes, run_indexes_for,
+};
 use super::{write_output, Outcome};
-use crate::cli::PlanArgs;
+use crate::cli::{PlanArgs, PublishArgs, WorkArgs};
 
 pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
     if !(0.0..=1.0).contains(&args.shrink_threshold) {
@@ -38,7 +50,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
     let diff = DiffOptions {
         shrink_threshold: args.shrink_threshold,
     };
-    let plan = kmf_farm::plan::plan(&farm, work, &diff, options).await?;
+    let plan = kmf_farm::plan::plan(&farm, work, &diff, options, args.out.as_deref()).await?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_output(Some(&dir.join(PLAN_FILE)), &plan.to_json())?;
@@ -79,4 +91,152 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Reads and checks `<dir>/plan.json`.
+fn read_plan(dir: &std::path::Path) -> anyhow::Result<kmf_farm::plan::Plan> {
+    let path = dir.join(PLAN_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(kmf_farm::plan::Plan::parse(
+        &bytes,
+        &path.display().to_string(),
+    )?)
+}
+
+pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
+    let plan = read_plan(&args.plan)?;
+    let shard = plan
+        .shards
+        .get(args.shard)
+        .with_context(|| {
+            format!(
+                "plan {} has {} shard(s); there is no shard {}",
+                plan.id,
+                plan.shards.len(),
+                args.shard
+            )
+        })?
+        .clone();
+    let cache = cache_dir(&args.farm);
+    let mut drivers: HashMap<String, Arc<Driver>> = HashMap::new();
+    let mut jobs = Vec::new();
+    for id in &shard.variants {
+        let variant = plan
+            .variants
+            .iter()
+            .find(|v| &v.id == id)
+            .with_context(|| {
+                format!(
+                    "plan {} names variant {id} in a shard but not in its list",
+                    plan.id
+                )
+            })?;
+        let driver = match drivers.get(&variant.driver) {
+            Some(d) => d.clone(),
+            None => {
+                let d = planned_driver(&plan, &variant.driver, &args.plan, &cache)?;
+                drivers.insert(variant.driver.clone(), d.clone());
+                d
+            }
+        };
+        jobs.push((driver, variant.entry.clone()));
+    }
+    let sink = BundleSink {
+        dir: args.out.clone(),
+        plan: plan.id.clone(),
+        shard: shard.index,
+    };
+    let (farm, ui) = open_worker_farm(&args.farm, &args.mirrors, jobs.len(), sink)?;
+    tracing::info!(
+        plan = %plan.id,
+        shard = shard.index,
+        variants = jobs.len(),
+        "building shard {} ({} variant(s)) into {}",
+        shard.index,
+        jobs.len(),
+        args.out.display()
+    );
+    let results = farm.build(jobs, ui.clone()).await;
+    ui.finish();
+    report(&args.farm, &results)
+}
+
+/// The driver of the plan named `name`, from the plan's source archive: unpacked once into the cache, and
+/// its content checked against the plan's digest.
+fn planned_driver(
+    plan: &kmf_farm::plan::Plan,
+    name: &str,
+    plan_dir: &std::path::Path,
+    cache: &std::path::Path,
+) -> anyhow::Result<Arc<Driver>> {
+    let planned = plan
+        .drivers
+        .iter()
+        .find(|d| d.name == name)
+        .with_context(|| format!("plan {} names no driver {name}", plan.id))?;
+    let archive = planned.source.as_ref().with_context(|| {
+        format!(
+            "plan {} carries no source for {name} (it was not written with --out)",
+            plan.id
+        )
+    })?;
+    let dir = kmf_farm::sources::unpack(plan_dir, archive, cache)?;
+    let driver = Driver::load(&dir, Some(&planned.version))
+        .with_context(|| format!("loading {name} from the plan's source archive"))?;
+    anyhow::ensure!(
+        driver.name == planned.name && driver.source_sha256 == planned.source_sha256,
+        "the plan's source archive of {name} does not hold the tree the plan was made from \
+         (name {}, source digest {}; the plan says {} and {})",
+        driver.name,
+        driver.source_sha256,
+        planned.name,
+        planned.source_sha256
+    );
+    Ok(Arc::new(driver))
+}
+
+pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
+    if !(0.0..=1.0).contains(&args.shrink_threshold) {
+        anyhow::bail!(
+            "--shrink-threshold must be a fraction between 0 and 1, not {}",
+            args.shrink_threshold
+        );
+    }
+    let plan = read_plan(&args.plan)?;
+    let indexes = run_indexes_for(&args.mirrors, &args.farm);
+    let sandbox: Box<dyn kmf_sandbox::Sandbox> = if args.farm.sign_key.is_some() {
+        // Signing runs the kernel tree's sign-file, in the sandbox as `build` does.
+        let kind: kmf_sandbox::SandboxKind = args
+            .farm
+            .sandbox
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("--sandbox")?;
+        kmf_sandbox::open(kind).context("preparing the sandbox")?
+    } else {
+        Box::new(kmf_sandbox::HostRunner)
+    };
+    let (farm, ui) = farm_with(
+        &args.farm,
+        &args.mirrors,
+        plan.variants.len(),
+        indexes,
+        sandbox,
+        None,
+    )?;
+    let opts = SyncOptions {
+        diff: DiffOptions {
+            shrink_threshold: args.shrink_threshold,
+        },
+        prune: args.prune,
+    };
+    let (summaries, results) =
+        kmf_farm::publish::publish_plan(&farm, &plan, &args.bundles, &opts, ui.clone()).await?;
+    ui.finish();
+    let publish_json = serde_json::to_string_pretty(&summaries)? + "\n";
+    write_output(
+        Some(&args.farm.report_dir.join("publish.json")),
+        &publish_json,
+    )?;
+    report(&args.farm, &results)
 }

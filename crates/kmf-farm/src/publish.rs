@@ -1,0 +1,364 @@
+//! Publishing a plan from the workers' bundles (`kmodfarm publish`): the trusted step, which alone holds the
+//! store's write access and the signing key.
+//!
+//! For every variant of the plan, each of its copies' bundles is checked from scratch
+//! ([`crate::bundle::verify_bundle`]); a variant is published only when every copy verified and, with
+//! redundancy, all copies carry byte-identical modules. It is then signed (the key exists only here, and the
+//! kernel tree's `sign-file` comes from the verified header packages), and published as `build` publishes:
+//! modules, logs, `SHA256SUMS` and provenance into the build's directory, `metadata.json` last; then each
+//! driver's matrix and index. Variants without a usable bundle stay out of the matrix (an earlier entry of
+//! theirs stays), so the next plan builds them again. A variant whose record in the store already has the
+//! same build key and modules is left as it is: publishing the same bundles twice changes nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use kmf_build::untrusted::create_nofollow;
+use kmf_report::{Inputs, Status, VariantMetadata, VariantResult};
+use kmf_types::FailureClass;
+
+use crate::bundle::{verify_bundle, BundleVerdict, VerifiedBundle};
+use crate::plan::{Plan, PlannedDriver, PlannedVariant};
+use crate::sync::{DriverSync, SyncError, SyncOptions};
+use crate::{keys, Driver, Farm, FarmReporter};
+
+type Failure = (FailureClass, String);
+
+/// Publishes `plan` from the bundles under `bundles`; returns per-driver summaries and every variant's
+/// result (the plan's up-to-date variants included, as up to date).
+pub async fn publish_plan(
+    farm: &Farm,
+    plan: &Plan,
+    bundles: &Path,
+    opts: &SyncOptions,
+    reporter: Arc<dyn FarmReporter>,
+) -> Result<(Vec<DriverSync>, Vec<VariantResult>), SyncError> {
+    let results: Vec<VariantResult> = futures::stream::iter(&plan.variants)
+        .map(|variant| {
+            let reporter = reporter.clone();
+            async move {
+                let r = publish_variant(farm, plan, variant, bundles, reporter.as_ref()).await;
+                reporter.finished(&r);
+                r
+            }
+        })
+        .buffered(farm.jobs())
+        .collect()
+        .await;
+
+    let store = farm.store();
+    let mut summaries = Vec::new();
+    let mut all = Vec::new();
+    for planned in &plan.drivers {
+        let driver = Arc::new(Driver {
+            name: planned.name.clone(),
+            version: planned.version.clone(),
+            project: Default::default(),
+            source_sha256: planned.source_sha256.clone(),
+        });
+        let mut generated = Vec::new();
+        let mut mine = Vec::new();
+        for e in &planned.up_to_date {
+            generated.push(e.clone());
+            mine.push(up_to_date_result(planned, e));
+        }
+        for (v, r) in plan.variants.iter().zip(&results) {
+            if v.driver == planned.name {
+                generated.push(v.entry.clone());
+                mine.push(r.clone());
+            }
+        }
+        let key = planned.matrix_key.clone();
+        let previous = crate::sync::published_matrix(store.as_ref(), &key).await?;
+        let diff = kmf_matrix::diff(&previous, &generated, &opts.diff);
+        let summary = crate::sync::publish_matrix(
+            store.as_ref(),
+            crate::sync::Plan {
+                driver,
+                key,
+                previous,
+                generated,
+                diff,
+            },
+            &mine,
+            opts,
+        )
+        .await?;
+        summaries.push(summary);
+        all.extend(mine);
+    }
+    Ok((summaries, all))
+}
+
+fn up_to_date_result(driver: &PlannedDriver, entry: &kmf_types::MatrixEntry) -> VariantResult {
+    VariantResult {
+        driver: driver.name.clone(),
+        driver_version: driver.version.clone(),
+        label: format!("{} {}", driver.name, entry.label()),
+        store_prefix: format!("{}/{}", driver.name, entry.output),
+        entry: entry.clone(),
+        status: Status::UpToDate,
+        kernel_release: None,
+        builder: entry.builder.clone(),
+        build_key: entry.buildkey.clone(),
+        modules: vec![],
+        log: None,
+        boot_log: None,
+        durations: Default::default(),
+    }
+}
+
+async fn publish_variant(
+    farm: &Farm,
+    plan: &Plan,
+    variant: &PlannedVariant,
+    bundles: &Path,
+    reporter: &dyn FarmReporter,
+) -> VariantResult {
+    let start = Instant::now();
+    let driver = plan
+        .drivers
+        .iter()
+        .find(|d| d.name == variant.driver)
+        .expect("a plan names the driver of each variant");
+    let mut result = VariantResult {
+        driver: driver.name.clone(),
+        driver_version: driver.version.clone(),
+        label: format!("{} {}", driver.name, variant.entry.label()),
+        store_prefix: variant.id.clone(),
+        entry: variant.entry.clone(),
+        status: Status::Success,
+        kernel_release: None,
+        builder: None,
+        build_key: None,
+        modules: vec![],
+        log: None,
+        boot_log: None,
+        durations: Default::default(),
+    };
+    reporter.started(&result.label);
+    if let Err((class, message)) =
+        publish_checked(farm, plan, driver, variant, bundles, &mut result, reporter).await
+    {
+        result.status = Status::Failed { class, message };
+    }
+    result.durations.total_secs = start.elapsed().as_secs_f64();
+    result
+}
+
+async fn publish_checked(
+    farm: &Farm,
+    plan: &Plan,
+    driver: &PlannedDriver,
+    variant: &PlannedVariant,
+    bundles: &Path,
+    result: &mut VariantResult,
+    reporter: &dyn FarmReporter,
+) -> Result<(), Failure> {
+    let log_dir = farm.log_dir(&variant.id)?;
+    let log_path = log_dir.join("build.log");
+    result.log = Some(log_path.clone());
+    reporter.stage(&result.label, crate::Stage::Verify);
+    let staging = farm.cache_dir().join("staging");
+    let limits = farm.output_limits().clone();
+    let verdicts: Vec<(usize, BundleVerdict)> = {
+        let (plan, variant, expected, bundles) = (
+            plan.clone(),
+            variant.clone(),
+            driver.modules.clone(),
+            bundles.to_path_buf(),
+        );
+        tokio::task::spawn_blocking(move || {
+            variant
+                .shards
+                .iter()
+                .map(|&s| {
+                    let v =
+                        verify_bundle(&bundles, &plan, &variant, s, &expected, &staging, &limits);
+                    (s, v)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| (FailureClass::Internal, e.to_string()))?
+    };
+    let bundle = decide(&verdicts, &log_path)?;
+
+    copy_log(bundle.log.as_deref(), &log_path);
+    note(
+        &log_path,
+        &format!(
+            "publisher: bundle of plan {} re-verified ({} module(s): SHA256, ELF machine, vermagic {}){}",
+            plan.id,
+            bundle.modules.len(),
+            bundle.kernel_release,
+            if verdicts.len() > 1 {
+                format!(", {} copies byte-identical", verdicts.len())
+            } else {
+                String::new()
+            }
+        ),
+    );
+    let boot_log = bundle.boot_log.as_ref().map(|b| {
+        let dest = log_dir.join("boot.log");
+        copy_log(Some(b), &dest);
+        dest
+    });
+    result.boot_log = boot_log.clone();
+    result.kernel_release = Some(bundle.kernel_release.clone());
+    result.builder = Some(bundle.toolchain.builder_identity.clone());
+
+    let mut modules = bundle.modules.clone();
+    let (input_key, signature) = match farm.signing() {
+        Some(key) => {
+            // The key is used here only: the kernel tree's sign-file from the verified header packages.
+            let prepared = farm
+                .prepare(&variant.entry, result, &log_path, reporter)
+                .await?;
+            reporter.stage(&result.label, crate::Stage::Sign);
+            let signature = farm.sign(key, &prepared, &mut modules, &log_path).await?;
+            (
+                keys::signed_input_key(&variant.input_key, &key.cert_sha256),
+                Some(signature),
+            )
+        }
+        None => (variant.input_key.clone(), None),
+    };
+    let build_key = keys::build_key(&input_key, &bundle.toolchain.builder_identity);
+    result.build_key = Some(build_key.clone());
+    result.modules = modules.clone();
+
+    if farm.already_published(&variant.id, &build_key).await {
+        note(
+            &log_path,
+            "publisher: the store already has this build; nothing written",
+        );
+        result.status = Status::UpToDate;
+        return Ok(());
+    }
+    reporter.stage(&result.label, crate::Stage::Publish);
+    let t = Instant::now();
+    let record = &bundle.record;
+    let metadata = VariantMetadata {
+        schema: crate::RESULTS_SCHEMA,
+        artifacts: kmf_types::published::artifacts_dir(&build_key),
+        kmodfarm_version: env!("CARGO_PKG_VERSION"),
+        driver: driver.name.clone(),
+        driver_version: driver.version.clone(),
+        result: "success",
+        variant: variant.entry.clone(),
+        kernel_release: bundle.kernel_release.clone(),
+        modules: modules.clone(),
+        toolchain: bundle.toolchain.clone(),
+        inputs: Inputs {
+            source_sha256: driver.source_sha256.clone(),
+            packages: record.packages.clone(),
+        },
+        build_key,
+        input_key,
+        boot: record.boot.clone(),
+        signature,
+        durations: record.durations.clone(),
+        built_at: record.built_at.clone(),
+        log: "build.log".into(),
+    };
+    farm.publish(
+        &variant.id,
+        &modules,
+        &log_path,
+        boot_log.as_deref(),
+        &metadata,
+    )
+    .await
+    .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+    result.durations = record.durations.clone();
+    result.durations.publish_secs = t.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The bundle to publish, when every copy verified and all agree; otherwise why not (refusals first: they
+/// are what an operator must look at).
+fn decide<'a>(
+    verdicts: &'a [(usize, BundleVerdict)],
+    log_path: &Path,
+) -> Result<&'a VerifiedBundle, Failure> {
+    let fail = |class: FailureClass, message: String| {
+        note(log_path, &format!("publisher: {class}: {message}"));
+        Err((class, message))
+    };
+    for (shard, v) in verdicts {
+        if let BundleVerdict::Refused(why) = v {
+            return fail(
+                FailureClass::BundleRefused,
+                format!("the bundle from shard {shard} is refused: {why}"),
+            );
+        }
+    }
+    for (shard, v) in verdicts {
+        if let BundleVerdict::Failed {
+            class,
+            message,
+            log,
+            ..
+        } = v
+        {
+            copy_log(log.as_deref(), log_path);
+            return fail(*class, format!("on the worker of shard {shard}: {message}"));
+        }
+    }
+    for (shard, v) in verdicts {
+        if let BundleVerdict::Missing = v {
+            return fail(
+                FailureClass::BundleMissing,
+                format!("no complete bundle from shard {shard}"),
+            );
+        }
+    }
+    let mut verified: Vec<(usize, &VerifiedBundle)> = verdicts
+        .iter()
+        .filter_map(|(s, v)| match v {
+            BundleVerdict::Verified(b) => Some((*s, b.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let (first_shard, first) = verified.remove(0);
+    let digests = |b: &VerifiedBundle| {
+        let mut d: Vec<(String, String)> = b
+            .modules
+            .iter()
+            .map(|m| (m.file_name.clone(), m.sha256.clone()))
+            .collect();
+        d.sort();
+        d
+    };
+    for (shard, other) in &verified {
+        if digests(other) != digests(first) {
+            return fail(
+                FailureClass::BundleRefused,
+                format!(
+                    "the copies disagree: shard {first_shard} built {:?}, shard {shard} built {:?}; nothing is \
+                     published unless every worker built the same bytes",
+                    digests(first),
+                    digests(other)
+                ),
+            );
+        }
+    }
+    Ok(first)
+}
+
+fn copy_log(from: Option<&Path>, to: &Path) {
+    let Some(from) = from else { return };
+    if let (Ok(mut src), Ok(mut dest)) = (std::fs::File::open(from), create_nofollow(to)) {
+        let _ = std::io::copy(&mut src, &mut dest);
+    }
+}
+
+fn note(log: &Path, msg: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = kmf_build::untrusted::append_nofollow(log) {
+        let _ = writeln!(f, "# kmodfarm: {msg}");
+    }
+}

@@ -5,6 +5,7 @@
 mod bad_input;
 mod boot;
 mod debian;
+mod distributed;
 mod docker;
 mod fallback;
 mod families;

@@ -1,0 +1,417 @@
+//! plan → work → publish on real bookworm kernels: the split at the trust boundary. Workers write bundles;
+//! the publisher re-verifies them and refuses tampered ones; a shard that never ran is built by the next
+//! plan; redundant copies must agree; publishing twice changes nothing; `install` reads the result.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+/// bookworm's 6.1 line, newest upload, three x86_64 flavours (amd64, cloud-amd64, rt-amd64).
+const FILTERS: [&str; 8] = [
+    "--distro",
+    "debian",
+    "--latest",
+    "1",
+    "--arch",
+    "x86_64",
+    "--kernel-release",
+    r"^6\.1\.0-[0-9]+-(amd64|cloud-amd64|rt-amd64)$",
+];
+
+fn projects() -> [PathBuf; 2] {
+    let ws = workspace();
+    [ws.join("examples/hello"), ws.join("examples/pair")]
+}
+
+fn plan(crawl: &Path, store: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut c = kmodfarm();
+    c.arg("plan").args(projects()).arg("--kernels").arg(crawl);
+    c.args(FILTERS)
+        .args(["--no-prefetch", "--shard-size", "2", "--json"]);
+    c.arg("--store").arg(store).arg("--cache").arg(cache_dir());
+    c.arg("--out").arg(out).args(extra);
+    let o = run(&mut c);
+    assert!(o.status.success());
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn work(plan: &Path, shard: u64, bundles: &Path, report: &Path) {
+    let o = run(kmodfarm()
+        .args(["work", "--plan"])
+        .arg(plan)
+        .args(["--shard", &shard.to_string(), "--out"])
+        .arg(bundles)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(report)
+        // The worker has no business with a store: it gets one it cannot use.
+        .args(["--store", "/nonexistent/store"]));
+    assert!(o.status.success(), "shard {shard}");
+}
+
+fn publish(plan: &Path, bundles: &Path, store: &Path, report: &Path) -> std::process::Output {
+    run(kmodfarm()
+        .args(["publish", "--plan"])
+        .arg(plan)
+        .arg("--bundles")
+        .arg(bundles)
+        .arg("--store")
+        .arg(store)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(report))
+}
+
+/// variant id (`<driver>/<output>`) → result or failure class, and message.
+fn outcomes(report: &Path) -> BTreeMap<String, (String, String)> {
+    read_json(&report.join("results.json"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = format!(
+                "{}/{}",
+                r["driver"].as_str().unwrap(),
+                r["entry"]["output"].as_str().unwrap()
+            );
+            let class = r["class"]
+                .as_str()
+                .or(r["result"].as_str())
+                .unwrap()
+                .to_string();
+            (id, (class, r["message"].as_str().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+/// Every file of the store with its content, for "nothing changed" checks.
+fn snapshot(store: &Path) -> BTreeMap<String, Vec<u8>> {
+    files(store)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(store.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+fn shard_indices(summary: &serde_json::Value) -> Vec<u64> {
+    summary["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["index"].as_u64().unwrap())
+        .collect()
+}
+
+fn matrix_outputs(store: &Path, driver: &str) -> Vec<String> {
+    let path = store.join(driver).join("0.1.0/matrix.json");
+    if !path.exists() {
+        return vec![];
+    }
+    let mut v: Vec<String> = read_json(&path)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["output"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn plan_work_publish_install_and_a_shard_that_never_ran() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let plan_dir = dir.path().join("plan");
+    let bundles = dir.path().join("bundles");
+    let summary = plan(&crawl, &store, &plan_dir, &[]);
+    assert_eq!(summary["variants"], 6, "{summary:#}");
+    let shards = shard_indices(&summary);
+    assert_eq!(shards.len(), 3);
+
+    // Shard 0 never runs.
+    for &s in &shards[1..] {
+        work(&plan_dir, s, &bundles, &dir.path().join(format!("w{s}")));
+    }
+    let report = dir.path().join("report");
+    let out = publish(&plan_dir, &bundles, &store, &report);
+    assert_eq!(out.status.code(), Some(1), "missing bundles fail the run");
+    let missing: Vec<String> = summary["shards"][0]["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for (id, (class, message)) in outcomes(&report) {
+        if missing.contains(&id) {
+            assert_eq!(class, "bundle_missing", "{id}: {message}");
+            assert!(message.contains("shard 0"), "{message}");
+            assert!(!store.join(&id).exists(), "{id} was published");
+        } else {
+            assert_eq!(class, "success", "{id}: {message}");
+            assert!(store.join(&id).join("metadata.json").is_file());
+        }
+    }
+    for driver in ["hello", "pair"] {
+        for output in matrix_outputs(&store, driver) {
+            assert!(
+                !missing.contains(&format!("{driver}/{output}")),
+                "{driver}/{output} in the matrix without artifacts"
+            );
+        }
+    }
+
+    // Publishing the same bundles again changes nothing.
+    let before = snapshot(&store);
+    let again = publish(&plan_dir, &bundles, &store, &dir.path().join("report2"));
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        before,
+        snapshot(&store),
+        "a second publish changed the store"
+    );
+
+    // The next plan builds exactly what is missing.
+    let next_dir = dir.path().join("plan2");
+    let next = plan(&crawl, &store, &next_dir, &[]);
+    let mut planned: Vec<String> = next["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["variants"].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    planned.sort();
+    let mut want = missing.clone();
+    want.sort();
+    assert_eq!(planned, want);
+    assert_eq!(next["up_to_date"], 4);
+    for s in shard_indices(&next) {
+        work(
+            &next_dir,
+            s,
+            &dir.path().join("bundles2"),
+            &dir.path().join("w2"),
+        );
+    }
+    let out = publish(
+        &next_dir,
+        &dir.path().join("bundles2"),
+        &store,
+        &dir.path().join("report3"),
+    );
+    assert!(out.status.success());
+    for driver in ["hello", "pair"] {
+        assert_eq!(matrix_outputs(&store, driver).len(), 3, "{driver}");
+    }
+    let last = plan(&crawl, &store, &dir.path().join("plan3"), &[]);
+    assert_eq!(last["variants"], 0, "nothing left to build: {last:#}");
+
+    // A host installs from what publish wrote.
+    let meta = read_json(&store.join(&missing[0]).join("metadata.json"));
+    let release = meta["kernel_release"].as_str().unwrap().to_string();
+    let uname_v = format!(
+        "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
+        meta["variant"]["packageversion"].as_str().unwrap()
+    );
+    let root = dir.path().join("host");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    let driver = missing[0].split('/').next().unwrap().to_string();
+    let o = run(kmodfarm()
+        .arg("install")
+        .arg("--store")
+        .arg(&store)
+        .args(["--driver", &driver, "--kernel-release", &release])
+        .args(["--kernel-version", &uname_v])
+        .args(["--arch", "x86_64", "--distro", "debian"])
+        .arg("--root")
+        .arg(&root));
+    assert!(o.status.success());
+    let installed = root
+        .join("lib/modules")
+        .join(&release)
+        .join("extra")
+        .join(&driver);
+    assert!(
+        std::fs::read_dir(&installed).unwrap().next().is_some(),
+        "nothing installed in {}",
+        installed.display()
+    );
+}
+
+/// The bundle directory of `id` in `shard`.
+fn bundle(bundles: &Path, shard: u64, id: &str) -> PathBuf {
+    bundles.join(format!("shard-{shard}")).join(id)
+}
+
+fn edit_record(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("record.json");
+    let mut v = read_json(&path);
+    f(&mut v);
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let plan_dir = dir.path().join("plan");
+    let bundles = dir.path().join("bundles");
+    let summary = plan(&crawl, &store, &plan_dir, &["--redundancy", "2"]);
+    assert_eq!(summary["variants"], 6);
+    let shards = shard_indices(&summary);
+    assert_eq!(shards.len(), 6, "two copies of three shards");
+    for &s in &shards {
+        work(&plan_dir, s, &bundles, &dir.path().join(format!("w{s}")));
+    }
+    let plan_json = read_json(&plan_dir.join("plan.json"));
+    // variant id → its shards (copy 0, copy 1).
+    let copies: BTreeMap<String, Vec<u64>> = plan_json["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["shards"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = copies.keys().cloned().collect();
+    let hello: Vec<&String> = ids.iter().filter(|i| i.starts_with("hello/")).collect();
+    let pair: Vec<&String> = ids.iter().filter(|i| i.starts_with("pair/")).collect();
+    let first = |id: &str| bundle(&bundles, copies[id][0], id);
+
+    // 1. A module swapped for another kernel's (with a record that matches the swapped file).
+    let (victim, donor) = (hello[0], hello[1]);
+    let donor_ko = std::fs::read(first(donor).join("hello.ko")).unwrap();
+    std::fs::write(first(victim).join("hello.ko"), &donor_ko).unwrap();
+    edit_record(&first(victim), |r| {
+        r["modules"][0]["sha256"] = sha256_hex(&donor_ko).into();
+        r["modules"][0]["size"] = donor_ko.len().into();
+    });
+    // 2. A module replaced after the record was written.
+    let replaced = hello[2];
+    let mut ko = std::fs::read(first(replaced).join("hello.ko")).unwrap();
+    ko.push(0);
+    std::fs::write(first(replaced).join("hello.ko"), &ko).unwrap();
+    // 3. A symlink in place of a module; 4. a FIFO in place of a module.
+    let linked = pair[0];
+    let m = first(linked).join("pair_producer.ko");
+    std::fs::remove_file(&m).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &m).unwrap();
+    let fifo = pair[1];
+    let m = first(fifo).join("pair_consumer.ko");
+    std::fs::remove_file(&m).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&m)
+        .status()
+        .unwrap()
+        .success());
+    // 5. An extra file, in the second copy of one variant.
+    let extra = pair[2];
+    std::fs::write(
+        bundle(&bundles, copies[extra][1], extra).join("notes.txt"),
+        "x",
+    )
+    .unwrap();
+
+    let report = dir.path().join("report");
+    let out = publish(&plan_dir, &bundles, &store, &report);
+    assert_eq!(out.status.code(), Some(1));
+    let got = outcomes(&report);
+    for (id, needle) in [
+        (victim, "vermagic"),
+        (replaced, "the record says"),
+        (linked, "symbolic link"),
+        (fifo, "FIFO"),
+        (extra, "does not name"),
+    ] {
+        let (class, message) = &got[id.as_str()];
+        assert_eq!(class, "bundle_refused", "{id}: {message}");
+        assert!(message.contains(needle), "{id}: {message}");
+        assert!(!store.join(id).exists(), "{id}: something was published");
+    }
+    // The untouched variant published (both copies agreed).
+    let fine: Vec<&String> = ids
+        .iter()
+        .filter(|i| ![victim, replaced, linked, fifo, extra].contains(i))
+        .collect();
+    assert_eq!(fine.len(), 1);
+    assert_eq!(got[fine[0].as_str()].0, "success");
+
+    // 6. An edited record, 7. a record naming another variant, 8. copies that disagree by one byte: on a
+    // fresh set of bundles.
+    let bundles = dir.path().join("bundles-b");
+    for &s in &shards {
+        work(&plan_dir, s, &bundles, &dir.path().join(format!("wb{s}")));
+    }
+    let first = |id: &str| bundle(&bundles, copies[id][0], id);
+    edit_record(&first(hello[0]), |r| r["input_key"] = "0".repeat(64).into());
+    let other = std::fs::read(first(hello[2]).join("record.json")).unwrap();
+    std::fs::write(first(hello[1]).join("record.json"), other).unwrap();
+    let disagree = pair[0];
+    let mut ko = std::fs::read(first(disagree).join("pair_producer.ko")).unwrap();
+    ko.push(0);
+    std::fs::write(first(disagree).join("pair_producer.ko"), &ko).unwrap();
+    edit_record(&first(disagree), |r| {
+        for m in r["modules"].as_array_mut().unwrap() {
+            if m["file_name"] == "pair_producer.ko" {
+                m["sha256"] = sha256_hex(&ko).into();
+                m["size"] = ko.len().into();
+            }
+        }
+    });
+    let store_b = dir.path().join("store-b");
+    let report = dir.path().join("report-b");
+    let out = publish(&plan_dir, &bundles, &store_b, &report);
+    assert_eq!(out.status.code(), Some(1));
+    let got = outcomes(&report);
+    for (id, needle) in [
+        (hello[0], "input key"),
+        (hello[1], "variant"),
+        (disagree, "copies disagree"),
+    ] {
+        let (class, message) = &got[id.as_str()];
+        assert_eq!(class, "bundle_refused", "{id}: {message}");
+        assert!(message.contains(needle), "{id}: {message}");
+        assert!(!store_b.join(id).exists());
+    }
+    for id in [hello[2], pair[1], pair[2]] {
+        assert_eq!(got[id.as_str()].0, "success", "{id}");
+    }
+}

@@ -120,6 +120,121 @@ impl BuilderStore {
         let dest = self.path(spec);
         is_ready(&dest).then_some(dest)
     }
+
+    /// The builder's root filesystem as a zstd-compressed tar (for plans that carry their inputs to offline
+    /// workers): made once per builder identity and kept under `<root>/.archives/`; returns its path, SHA256
+    /// and size. Device nodes are left out (the sandbox provides `/dev`), owners are kept numerically.
+    pub async fn archive(
+        &self,
+        spec: &BuilderSpec,
+        rootfs: &Path,
+        identity: &str,
+    ) -> Result<(PathBuf, String, u64), BuildError> {
+        use sha2::Digest;
+        let dir = self.root.join(".archives");
+        std::fs::create_dir_all(&dir).map_err(BuildError::io("create", &dir))?;
+        let name: String = identity
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let archive = dir.join(format!("{name}.tar.zst"));
+        let digest_file = dir.join(format!("{name}.sha256"));
+        if let (Ok(meta), Ok(sha)) = (
+            std::fs::metadata(&archive),
+            std::fs::read_to_string(&digest_file),
+        ) {
+            return Ok((archive, sha.trim().to_string(), meta.len()));
+        }
+        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        tracing::info!(builder = %spec.id, "packing the builder for the plan");
+        let status = tokio::process::Command::new("tar")
+            .args([
+                "--sort=name",
+                "--numeric-owner",
+                "--zstd",
+                "--exclude=./dev/*",
+                "-cf",
+            ])
+            .arg(&tmp)
+            .arg("-C")
+            .arg(rootfs)
+            .arg(".")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(BuildError::io("run tar for", rootfs))?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(BuildError::io("pack", rootfs)(std::io::Error::other(
+                format!("tar exited with {status}"),
+            )));
+        }
+        let mut file = std::fs::File::open(&tmp).map_err(BuildError::io("read", &tmp))?;
+        let mut hasher = sha2::Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(BuildError::io("read", &tmp))?;
+        let sha = hex::encode(hasher.finalize());
+        std::fs::rename(&tmp, &archive).map_err(BuildError::io("rename", &archive))?;
+        std::fs::write(&digest_file, &sha).map_err(BuildError::io("write", &digest_file))?;
+        Ok((archive, sha, size))
+    }
+
+    /// Installs the builder from an archive made by [`BuilderStore::archive`] whose SHA256 the caller
+    /// checked; nothing is fetched. Returns the root filesystem.
+    pub async fn install_archive(
+        &self,
+        spec: &BuilderSpec,
+        archive: &Path,
+    ) -> Result<PathBuf, BuildError> {
+        let dest = self.path(spec);
+        if is_ready(&dest) {
+            return Ok(dest);
+        }
+        let lock = {
+            let mut locks = self.locks.lock().expect("builder lock map poisoned");
+            locks.entry(spec.id.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if is_ready(&dest) {
+            return Ok(dest);
+        }
+        std::fs::create_dir_all(&self.root).map_err(BuildError::io("create", &self.root))?;
+        let tmp = self
+            .root
+            .join(format!(".tmp-{}-{}", spec.id, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(BuildError::io("create", &tmp))?;
+        let status = tokio::process::Command::new("tar")
+            .args(["--zstd", "--no-same-permissions", "-xf"])
+            .arg(archive)
+            .arg("-C")
+            .arg(&tmp)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(BuildError::io("run tar for", archive))?;
+        if !status.success() || !is_ready(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(BuildError::io("unpack", archive)(std::io::Error::other(
+                format!("tar exited with {status}, or the archive holds no builder"),
+            )));
+        }
+        match std::fs::rename(&tmp, &dest) {
+            Ok(()) => {}
+            Err(_) if is_ready(&dest) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(BuildError::io("rename", &dest)(e)),
+        }
+        Ok(dest)
+    }
 }
 
 /// What a build's toolchain really is: the builder id (suite, compiler, package list, recipe) plus a digest of

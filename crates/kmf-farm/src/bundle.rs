@@ -393,7 +393,11 @@ fn check(
             ));
         }
     }
-    let release = variant.entry.kversion.clone();
+    // The planner's reading of the header tree where it had one (prefetch), else the list's release.
+    let release = variant
+        .kernel_release
+        .clone()
+        .unwrap_or_else(|| variant.entry.kversion.clone());
     if record.kernel_release.as_deref() != Some(release.as_str()) {
         return Err(mismatch(
             "kernel release",

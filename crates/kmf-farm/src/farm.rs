@@ -126,6 +126,8 @@ pub struct FarmOptions {
     /// A worker's run (`kmodfarm work`): every variant ends in a bundle here instead of the store, nothing
     /// is signed or published, and no store record is consulted (the plan decided what to build).
     pub bundles: Option<crate::bundle::BundleSink>,
+    /// A worker of a prefetched plan: header packages and builders come from the plan directory only.
+    pub plan_inputs: Option<Arc<crate::plan::PlanInputs>>,
     /// The mirror's package indices, when the caller already read some (a crawl through the same
     /// [`kmf_kernels::apt::IndexSet`] leaves them parsed); otherwise the farm reads them as needed.
     pub indexes: Option<Arc<kmf_kernels::apt::IndexSet>>,
@@ -193,6 +195,44 @@ impl Farm {
 
     pub fn signing(&self) -> Option<&kmf_build::sign::SigningKey> {
         self.opts.signing.as_ref()
+    }
+
+    /// [`Farm::prepare`] for the planner: headers fetched and unpacked, the builder made; its log goes to
+    /// `log` (the planner keeps none).
+    pub(crate) async fn prepare_for_plan(
+        &self,
+        id: &str,
+        entry: &MatrixEntry,
+        log: &Path,
+    ) -> Result<Prepared, Failure> {
+        struct Quiet;
+        impl FarmReporter for Quiet {}
+        let mut result = VariantResult {
+            driver: String::new(),
+            driver_version: String::new(),
+            label: id.to_string(),
+            store_prefix: id.to_string(),
+            entry: entry.clone(),
+            status: Status::Success,
+            kernel_release: None,
+            builder: None,
+            build_key: None,
+            modules: vec![],
+            log: None,
+            boot_log: None,
+            durations: Durations::default(),
+        };
+        self.prepare(entry, &mut result, log, &Quiet).await
+    }
+
+    /// The builder's root filesystem as an archive for a plan (see [`BuilderStore::archive`]).
+    pub(crate) async fn builder_archive(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<(PathBuf, String, u64), kmf_build::BuildError> {
+        self.builders
+            .archive(&prepared.spec, &prepared.rootfs, &prepared.builder_identity)
+            .await
     }
 
     /// Whether the store holds this variant's record with exactly this build key and all its modules.
@@ -434,6 +474,57 @@ impl Farm {
         reporter: &dyn FarmReporter,
     ) -> Result<Prepared, Failure> {
         let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
+        let planned = match &self.opts.plan_inputs {
+            Some(inputs) => Some(
+                inputs
+                    .variants
+                    .get(&result.store_prefix)
+                    .ok_or_else(|| internal(&"the variant is not in the plan"))?,
+            ),
+            None => None,
+        };
+        let files = match (&self.opts.plan_inputs, planned) {
+            (Some(inputs), Some(v)) => {
+                if let Some(failure) = &v.unavailable {
+                    note(
+                        log_path,
+                        &format!("the planner could not gather the inputs: {}", failure.1),
+                    );
+                    return Err(failure.clone());
+                }
+                let mut files = Vec::new();
+                for p in &v.packages {
+                    let path = inputs.verified(p).map_err(|m| {
+                        note(log_path, &m);
+                        (FailureClass::DownloadFailed, m)
+                    })?;
+                    files.push((
+                        p.file_name.clone(),
+                        kmf_fetch::Fetched {
+                            path,
+                            sha256: p.sha256.clone(),
+                            size: p.size,
+                            url: None,
+                            downloaded_bytes: 0,
+                        },
+                    ));
+                }
+                files
+            }
+            _ => self.download(entry, result, log_path, reporter).await?,
+        };
+        self.unpack(files, planned, entry, result, log_path, reporter)
+            .await
+    }
+
+    /// Resolve and fetch the header packages from the mirrors (or the recorded URLs).
+    async fn download(
+        &self,
+        entry: &MatrixEntry,
+        result: &mut VariantResult,
+        log_path: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<Vec<(String, kmf_fetch::Fetched)>, Failure> {
         let label = result.label.clone();
         reporter.stage(&label, Stage::Resolve);
         let t = Instant::now();
@@ -461,7 +552,21 @@ impl Farm {
                 }
             }
         }
+        Ok(files)
+    }
 
+    /// Unpack the packages, find the kernel tree, get the builder (from the plan when it carries one).
+    async fn unpack(
+        &self,
+        files: Vec<(String, kmf_fetch::Fetched)>,
+        planned: Option<&crate::plan::PlannedVariant>,
+        entry: &MatrixEntry,
+        result: &mut VariantResult,
+        log_path: &Path,
+        reporter: &dyn FarmReporter,
+    ) -> Result<Prepared, Failure> {
+        let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
+        let label = result.label.clone();
         reporter.stage(&label, Stage::Extract);
         let t = Instant::now();
         let mut roots = Vec::new();
@@ -498,14 +603,28 @@ impl Farm {
 
         reporter.stage(&label, Stage::Toolchain);
         let t = Instant::now();
-        let (spec, rootfs) = self
-            .toolchain(&tree)
-            .await
-            .inspect_err(|(_, m)| note(log_path, m))?;
+        let (spec, rootfs) = match (&self.opts.plan_inputs, planned) {
+            (Some(inputs), Some(v)) => self.planned_toolchain(inputs, v, &tree).await,
+            _ => self.toolchain(&tree).await,
+        }
+        .inspect_err(|(_, m)| note(log_path, m))?;
         let builder_identity = self.builders.identity(&spec, &rootfs).map_err(|e| {
             note(log_path, &e.to_string());
             (FailureClass::ToolchainUnavailable, e.to_string())
         })?;
+        if let Some(b) = planned
+            .and_then(|v| v.builder.as_ref())
+            .and_then(|id| self.opts.plan_inputs.as_ref()?.builders.get(id))
+        {
+            if b.identity != builder_identity {
+                let m = format!(
+                    "the builder unpacked from the plan has identity {builder_identity}, the plan says {}",
+                    b.identity
+                );
+                note(log_path, &m);
+                return Err((FailureClass::ToolchainUnavailable, m));
+            }
+        }
         result.durations.toolchain_secs = t.elapsed().as_secs_f64();
         Ok(Prepared {
             files,
@@ -721,6 +840,43 @@ impl Farm {
         let rootfs = self
             .builders
             .ensure(&spec, mirrors.uri_for_suite(&spec.suite))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok((spec, rootfs))
+    }
+
+    /// The builder a prefetched plan carries for this variant, unpacked once from the plan's archive (its
+    /// SHA256 checked first). The kernel's compiler must pick the same builder the planner found.
+    async fn planned_toolchain(
+        &self,
+        inputs: &crate::plan::PlanInputs,
+        variant: &crate::plan::PlannedVariant,
+        tree: &KernelTree,
+    ) -> Result<(kmf_build::BuilderSpec, PathBuf), Failure> {
+        let unavailable = |m: String| (FailureClass::ToolchainUnavailable, m);
+        let cc = tree
+            .cc_version_text
+            .as_deref()
+            .ok_or_else(|| unavailable(kmf_build::BuildError::NoCompilerText.to_string()))?;
+        let spec = kmf_build::builder_for(cc).map_err(|e| unavailable(e.to_string()))?;
+        let planned = variant
+            .builder
+            .as_ref()
+            .and_then(|id| inputs.builders.get(id))
+            .filter(|b| b.id == spec.id)
+            .ok_or_else(|| {
+                unavailable(format!(
+                    "the plan carries no builder {} for this variant",
+                    spec.id
+                ))
+            })?;
+        if let Some(rootfs) = self.builders.existing(&spec) {
+            return Ok((spec, rootfs));
+        }
+        let archive = inputs.verified(&planned.archive).map_err(unavailable)?;
+        let rootfs = self
+            .builders
+            .install_archive(&spec, &archive)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         Ok((spec, rootfs))

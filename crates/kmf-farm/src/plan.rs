@@ -100,8 +100,112 @@ pub struct PlannedVariant {
     pub builder: Option<String>,
     /// What decides the toolchain: the builder, or the distribution release (see the module docs).
     pub group: String,
+    /// With prefetch: `uname -r` read from the header tree (what the modules' vermagic must start with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_release: Option<String>,
+    /// With prefetch: the header packages, in the plan's `cache/sha256/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PlannedInput>,
+    /// With prefetch: why the planner could not gather the variant's inputs (headers unavailable, no
+    /// builder for its compiler); a worker reports this failure without building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<(kmf_types::FailureClass, String)>,
     /// The shards that build it, one per copy.
     pub shards: Vec<usize>,
+}
+
+/// A file the plan carries, at `cache/sha256/<sha256>` under the plan directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedInput {
+    pub file_name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A builder the plan carries (with prefetch): its root filesystem as an archive in `cache/sha256/`, and the
+/// identity a worker must find once it is unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBuilder {
+    pub id: String,
+    pub identity: String,
+    pub archive: PlannedInput,
+}
+
+/// What a worker of a prefetched plan takes its inputs from: the plan directory and nothing else (no
+/// mirror, no store). Each carried file is checked against its SHA256 once per process before use.
+#[derive(Debug)]
+pub struct PlanInputs {
+    pub dir: std::path::PathBuf,
+    pub variants: std::collections::HashMap<String, PlannedVariant>,
+    pub builders: std::collections::HashMap<String, PlannedBuilder>,
+    verified: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl PlanInputs {
+    pub fn new(dir: &std::path::Path, plan: &Plan) -> PlanInputs {
+        PlanInputs {
+            dir: dir.to_path_buf(),
+            variants: plan
+                .variants
+                .iter()
+                .map(|v| (v.id.clone(), v.clone()))
+                .collect(),
+            builders: plan
+                .builders
+                .iter()
+                .map(|b| (b.id.clone(), b.clone()))
+                .collect(),
+            verified: Default::default(),
+        }
+    }
+
+    /// The carried file's path, once its content matched the plan's SHA256 and size.
+    pub fn verified(&self, input: &PlannedInput) -> Result<std::path::PathBuf, String> {
+        use std::io::Read;
+        kmf_types::names::check_path_component("a carried file's digest", &input.sha256)
+            .map_err(|e| e.to_string())?;
+        let path = input_path(&self.dir, &input.sha256);
+        if self
+            .verified
+            .lock()
+            .expect("poisoned")
+            .contains(&input.sha256)
+        {
+            return Ok(path);
+        }
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| format!("{} ({}): {e}", input.file_name, path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != input.sha256 || size != input.size {
+            return Err(format!(
+                "{}: the plan's copy has SHA256 {actual} ({size} bytes), the plan says {} ({} bytes)",
+                input.file_name, input.sha256, input.size
+            ));
+        }
+        self.verified
+            .lock()
+            .expect("poisoned")
+            .insert(input.sha256.clone());
+        Ok(path)
+    }
+}
+
+/// Where the plan directory keeps a carried file.
+pub fn input_path(plan_dir: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+    plan_dir.join("cache/sha256").join(sha256)
 }
 
 /// A unit of work for one worker.
@@ -128,6 +232,9 @@ pub struct Plan {
     pub drivers: Vec<PlannedDriver>,
     pub variants: Vec<PlannedVariant>,
     pub shards: Vec<Shard>,
+    /// With prefetch: every builder the shards need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builders: Vec<PlannedBuilder>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +243,10 @@ pub enum PlanError {
     Store(#[from] crate::sync::SyncError),
     #[error(transparent)]
     Source(#[from] crate::sources::SourceError),
+    #[error("planning with prefetch writes the inputs into the plan directory: pass --out DIR")]
+    PrefetchNeedsDir,
+    #[error("{0}: {1}")]
+    Io(std::path::PathBuf, #[source] std::io::Error),
     #[error("the shard size must be at least 1")]
     ShardSize,
     #[error("redundancy must be between 1 and 8, not {0}")]
@@ -233,8 +344,19 @@ impl Plan {
     pub fn new(
         options: PlanOptions,
         drivers: Vec<PlannedDriver>,
-        mut variants: Vec<PlannedVariant>,
+        variants: Vec<PlannedVariant>,
     ) -> Result<Plan, PlanError> {
+        Plan::with_builders(options, drivers, variants, vec![])
+    }
+
+    /// [`Plan::new`] for a plan that carries its builders.
+    pub fn with_builders(
+        options: PlanOptions,
+        drivers: Vec<PlannedDriver>,
+        mut variants: Vec<PlannedVariant>,
+        mut builders: Vec<PlannedBuilder>,
+    ) -> Result<Plan, PlanError> {
+        builders.sort_by(|a, b| a.id.cmp(&b.id));
         variants.sort_by(|a, b| a.id.cmp(&b.id));
         for v in &mut variants {
             v.shards.clear();
@@ -247,6 +369,7 @@ impl Plan {
             drivers,
             variants,
             shards,
+            builders,
         };
         plan.id = plan.content_id();
         Ok(plan)
@@ -377,6 +500,9 @@ pub async fn plan(
                         input_key: farm.input_key(&driver, &entry),
                         builder: None,
                         group,
+                        kernel_release: None,
+                        packages: vec![],
+                        unavailable: None,
                         entry,
                         shards: vec![],
                     });
@@ -408,7 +534,88 @@ pub async fn plan(
             removed: diff.removed.iter().map(|e| e.output.clone()).collect(),
         });
     }
-    Plan::new(options, planned_drivers, variants)
+    let mut builders = Vec::new();
+    if options.prefetch {
+        let dir = plan_dir.ok_or(PlanError::PrefetchNeedsDir)?;
+        builders = prefetch(farm, dir, &mut variants).await?;
+    }
+    Plan::with_builders(options, planned_drivers, variants, builders)
+}
+
+/// Gathers every variant's header packages and builder into the plan directory (hard links into the
+/// farm's caches where the file system allows, copies otherwise), so that workers need no network, and
+/// groups variants by builder.
+async fn prefetch(
+    farm: &crate::Farm,
+    dir: &std::path::Path,
+    variants: &mut [PlannedVariant],
+) -> Result<Vec<PlannedBuilder>, PlanError> {
+    let mut builders: BTreeMap<String, PlannedBuilder> = BTreeMap::new();
+    let scratch = tempfile::tempdir().map_err(|e| PlanError::Io(dir.to_path_buf(), e))?;
+    for v in variants.iter_mut() {
+        let log = scratch.path().join("prefetch.log");
+        let prepared = match farm.prepare_for_plan(&v.id, &v.entry, &log).await {
+            Ok(p) => p,
+            Err(failure) => {
+                tracing::warn!(variant = %v.id, "cannot gather the inputs: {}", failure.1);
+                v.unavailable = Some(failure);
+                continue;
+            }
+        };
+        let mut packages = Vec::new();
+        for (name, f) in &prepared.files {
+            place(&f.path, &input_path(dir, &f.sha256))
+                .map_err(|e| PlanError::Io(f.path.clone(), e))?;
+            packages.push(PlannedInput {
+                file_name: name.clone(),
+                sha256: f.sha256.clone(),
+                size: f.size,
+            });
+        }
+        if !builders.contains_key(&prepared.spec.id) {
+            let (archive, sha256, size) = farm.builder_archive(&prepared).await.map_err(|e| {
+                PlanError::Io(
+                    prepared.rootfs.clone(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            place(&archive, &input_path(dir, &sha256))
+                .map_err(|e| PlanError::Io(archive.clone(), e))?;
+            builders.insert(
+                prepared.spec.id.clone(),
+                PlannedBuilder {
+                    id: prepared.spec.id.clone(),
+                    identity: prepared.builder_identity.clone(),
+                    archive: PlannedInput {
+                        file_name: format!("{}.tar.zst", prepared.spec.id),
+                        sha256,
+                        size,
+                    },
+                },
+            );
+        }
+        v.packages = packages;
+        v.kernel_release = Some(prepared.tree.release.clone());
+        v.builder = Some(prepared.spec.id.clone());
+        v.group = prepared.spec.id.clone();
+    }
+    Ok(builders.into_values().collect())
+}
+
+/// Puts `from` at `to` once: a hard link where possible, else a copy (through a temporary name).
+fn place(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    if to.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp)?;
+    std::fs::rename(&tmp, to)
 }
 
 #[derive(Debug, Serialize)]
@@ -472,6 +679,9 @@ mod tests {
             input_key: hex::encode(Sha256::digest(e.output.as_bytes())),
             builder: None,
             group: release_group(&e),
+            kernel_release: None,
+            packages: vec![],
+            unavailable: None,
             entry: e,
             shards: vec![],
         }

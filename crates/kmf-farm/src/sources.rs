@@ -120,6 +120,9 @@ pub fn pack(project: &Path, plan_dir: &Path) -> Result<SourceArchive, SourceErro
     let name = format!("{sha256}.tar");
     let dest = dir.join(&name);
     if !dest.exists() {
+        // Workers may run as another uid than the planner.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(io("chmod", tmp.path()))?;
         tmp.persist(&dest).map_err(|e| SourceError::Io {
             op: "write",
             path: dest.clone(),

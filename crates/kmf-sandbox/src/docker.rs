@@ -929,8 +929,19 @@ impl Sandbox for Docker {
         // on the way also removes it.
         let cli = self.cli.clone();
         let check_oom = outcome.is_ok();
+        // The engine learns of an OOM kill through an event that can arrive after the container exited.
+        // A run that failed is asked again for a moment (an OOM-killed compiler fails make), a successful
+        // one only once, which keeps the common case fast.
+        let failed = outcome.as_ref().is_ok_and(|o| !o.success());
         let oom_killed = tokio::task::spawn_blocking(move || {
-            let oom = check_oom && container_oom_killed(&guard.cli, &guard.name);
+            let mut oom = check_oom && container_oom_killed(&guard.cli, &guard.name);
+            for _ in 0..10 {
+                if oom || !check_oom || !failed {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                oom = container_oom_killed(&guard.cli, &guard.name);
+            }
             drop(guard);
             oom
         })

@@ -343,13 +343,18 @@ async fn an_oom_kill_is_reported() {
     let Some(d) = docker() else { return };
     let f = Fixture::new();
     // `tail` keeps the one endless line in memory until the kernel kills it.
-    let mut s = spec(&f, "head -c 1073741824 /dev/zero | tail; echo after");
+    // Like make after an OOM-killed compiler, the run fails: the engine's late OOM event is waited for then.
+    let mut s = spec(
+        &f,
+        "head -c 1073741824 /dev/zero | tail; echo after; exit 3",
+    );
     s.limits.memory_bytes = Some(64 << 20);
     let out = d.run(&s).await.unwrap();
     let log = f.log_text();
     assert!(out.oom_killed, "{log}");
-    assert!(
-        out.success(),
+    assert_eq!(
+        out.exit,
+        kmf_sandbox::ExitKind::Exited(3),
         "the shell goes on after `tail` is killed: {log}"
     );
     assert!(

@@ -112,7 +112,15 @@ pub(crate) fn open_farm(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
-    farm_with(args, &source.mirrors, variants, indexes, sandbox, None)
+    farm_with(
+        args,
+        &source.mirrors,
+        variants,
+        indexes,
+        sandbox,
+        None,
+        None,
+    )
 }
 
 /// A worker's farm (`kmodfarm work`): builds in the sandbox into bundles; no signing key is accepted.
@@ -121,6 +129,7 @@ pub(crate) fn open_worker_farm(
     mirrors: &MirrorArgs,
     variants: usize,
     sink: kmf_farm::bundle::BundleSink,
+    plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     anyhow::ensure!(
         args.sign_key.is_none() && args.sign_cert.is_none(),
@@ -132,8 +141,20 @@ pub(crate) fn open_worker_farm(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("--sandbox")?;
     let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
-    let indexes = run_indexes_for(mirrors, args);
-    farm_with(args, mirrors, variants, indexes, sandbox, Some(sink))
+    // A prefetched plan carries every input: the worker reads no mirror index.
+    let indexes = match plan_inputs {
+        Some(_) => None,
+        None => run_indexes_for(mirrors, args),
+    };
+    farm_with(
+        args,
+        mirrors,
+        variants,
+        indexes,
+        sandbox,
+        Some(sink),
+        plan_inputs,
+    )
 }
 
 /// A farm for the planner, which reads the store and the mirrors and never builds: it gets no sandbox (a
@@ -160,6 +181,7 @@ pub(crate) fn open_planning_farm(
         indexes,
         Box::new(kmf_sandbox::HostRunner),
         None,
+        None,
     )?;
     Ok(farm)
 }
@@ -171,6 +193,7 @@ pub(crate) fn farm_with(
     indexes: Option<Arc<IndexSet>>,
     sandbox: Box<dyn kmf_sandbox::Sandbox>,
     bundles: Option<kmf_farm::bundle::BundleSink>,
+    plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(mirrors).ok();
@@ -225,6 +248,7 @@ pub(crate) fn farm_with(
         signing,
         indexes,
         bundles,
+        plan_inputs,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     if variants > 0 {

@@ -25,10 +25,10 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
             args.shrink_threshold
         );
     }
-    if !args.no_prefetch {
+    if !args.no_prefetch && args.out.is_none() {
         anyhow::bail!(
-            "planning with prefetch (header packages, builders and sources gathered into the plan for offline \
-             workers) is not available yet; pass --no-prefetch for workers that reach the mirrors themselves"
+            "planning with prefetch gathers header packages and builders into the plan directory: pass --out \
+             DIR (or --no-prefetch for workers that reach the mirrors themselves)"
         );
     }
     let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
@@ -146,7 +146,11 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         plan: plan.id.clone(),
         shard: shard.index,
     };
-    let (farm, ui) = open_worker_farm(&args.farm, &args.mirrors, jobs.len(), sink)?;
+    let inputs = plan
+        .options
+        .prefetch
+        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&args.plan, &plan)));
+    let (farm, ui) = open_worker_farm(&args.farm, &args.mirrors, jobs.len(), sink, inputs)?;
     tracing::info!(
         plan = %plan.id,
         shard = shard.index,
@@ -216,6 +220,11 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
     } else {
         Box::new(kmf_sandbox::HostRunner)
     };
+    // With a prefetched plan, signing takes the kernel tree and builder from the plan too.
+    let inputs = plan
+        .options
+        .prefetch
+        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&args.plan, &plan)));
     let (farm, ui) = farm_with(
         &args.farm,
         &args.mirrors,
@@ -223,6 +232,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         indexes,
         sandbox,
         None,
+        inputs,
     )?;
     let opts = SyncOptions {
         diff: DiffOptions {

@@ -415,3 +415,187 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
         assert_eq!(got[id.as_str()].0, "success", "{id}");
     }
 }
+
+fn with_aws(mut c: std::process::Command) -> std::process::Command {
+    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+        c.env(k, v);
+    }
+    c.env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    c
+}
+
+/// A worker as the secure-compile rules want it: an unprivileged uid, in a network namespace with no
+/// interface, with an environment of PATH and HOME only (no credential of any kind), reading a plan
+/// directory and writing bundles.
+fn offline_worker(
+    bin: &Path,
+    plan: &Path,
+    shard: u64,
+    home: &Path,
+    bundles: &Path,
+) -> std::process::Child {
+    for d in [home, bundles] {
+        std::fs::create_dir_all(d).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    std::process::Command::new("unshare")
+        .arg("-n")
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args(["env", "-i", "PATH=/usr/bin:/bin"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(bin)
+        .args(["work", "--plan"])
+        .arg(plan)
+        .args(["--shard", &shard.to_string(), "--out"])
+        .arg(bundles)
+        .arg("--cache")
+        .arg(home.join("cache"))
+        .arg("--report-dir")
+        .arg(home.join("report"))
+        .args(["--store", "/nonexistent"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare and setpriv (util-linux)")
+}
+
+#[test]
+fn offline_unprivileged_workers_and_a_publisher_on_s3() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Workers run as another uid: the way to the plan, the binary and their directories must be open.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let store = server.url("kmods", "nightly");
+    let bin = dir.path().join("kmodfarm");
+    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+
+    // Plan with prefetch: header packages and the builder go into the plan directory.
+    let plan_dir = dir.path().join("plan");
+    let plan_json = |out: &Path| {
+        let mut c = with_aws(kmodfarm());
+        c.arg("plan").args(projects()).arg("--kernels").arg(&crawl);
+        c.args([
+            "--distro",
+            "debian",
+            "--latest",
+            "1",
+            "--arch",
+            "x86_64,aarch64",
+        ]);
+        c.args(["--kernel-release", r"^6\.1\.0-[0-9]+-(amd64|arm64)$"]);
+        c.args(["--shard-size", "2", "--json", "--store", &store]);
+        c.arg("--cache").arg(cache_dir()).arg("--out").arg(out);
+        let o = run(&mut c);
+        assert!(o.status.success());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let summary = plan_json(&plan_dir);
+    assert_eq!(summary["variants"], 4);
+    let shards = shard_indices(&summary);
+    assert_eq!(shards.len(), 2, "one shard per architecture");
+    let plan = read_json(&plan_dir.join("plan.json"));
+    assert_eq!(plan["builders"].as_array().unwrap().len(), 1);
+    for v in plan["variants"].as_array().unwrap() {
+        assert!(!v["packages"].as_array().unwrap().is_empty(), "{v}");
+        assert!(v["kernel_release"].is_string());
+    }
+
+    // Two workers at once, offline.
+    let bundles = dir.path().join("bundles");
+    let workers: Vec<_> = shards
+        .iter()
+        .map(|&s| {
+            let home = dir.path().join(format!("worker-{s}"));
+            offline_worker(&bin, &plan_dir, s, &home, &bundles)
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "worker failed:\n{stderr}");
+        assert!(
+            !stderr.contains("downloading"),
+            "a worker downloaded:\n{stderr}"
+        );
+    }
+
+    // The publisher, with the store's credentials, to S3.
+    let report = dir.path().join("report");
+    let o = run(with_aws(kmodfarm())
+        .args(["publish", "--plan"])
+        .arg(&plan_dir)
+        .arg("--bundles")
+        .arg(&bundles)
+        .args(["--store", &store])
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(&report));
+    assert!(o.status.success());
+    for (id, (class, message)) in outcomes(&report) {
+        assert_eq!(class, "success", "{id}: {message}");
+    }
+
+    // A host installs from S3.
+    let hello = server.root.join("kmods/nightly/hello");
+    let entries = read_json(&hello.join("0.1.0/matrix.json"));
+    let entry = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["architecture"] == "x86_64")
+        .unwrap()
+        .clone();
+    let root = dir.path().join("host");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    let release = entry["kversion"].as_str().unwrap();
+    let o = run(with_aws(kmodfarm())
+        .args(["install", "--store", &store, "--driver", "hello"])
+        .args([
+            "--kernel-release",
+            release,
+            "--arch",
+            "x86_64",
+            "--distro",
+            "debian",
+        ])
+        .args([
+            "--kernel-version",
+            &format!(
+                "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
+                entry["packageversion"].as_str().unwrap()
+            ),
+        ])
+        .arg("--root")
+        .arg(&root));
+    assert!(o.status.success());
+    assert!(root
+        .join("lib/modules")
+        .join(release)
+        .join("extra/hello/hello.ko")
+        .is_file());
+
+    // Nothing left to build.
+    let again = plan_json(&dir.path().join("plan2"));
+    assert_eq!(again["variants"], 0, "{again:#}");
+    assert_eq!(again["up_to_date"], 4);
+}

@@ -158,10 +158,11 @@ fn plans_the_real_kernel_crawler_lists_into_shards() {
         "the x86_64 shards need several chunks"
     );
 
-    // Planning with prefetch is not there yet, and says so.
+    // Planning with prefetch writes the inputs into the plan directory: without --out it says so.
     let out = plan_cmd(&lists, &store, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-prefetch"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--out DIR") && stderr.contains("--no-prefetch"), "{stderr}");
 }
 
 #[test]

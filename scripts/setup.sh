@@ -1,34 +1,40 @@
 #!/usr/bin/env bash
-# Installs the system packages kmodfarm and its test suite use. Idempotent: a second run only checks.
+# Installs the system packages kmodfarm needs (with --tests: also what its test suite uses). Idempotent: a
+# second run only checks.
 # The Debian mirror is the one this machine's apt is configured with; nothing here names a host.
 set -euo pipefail
 
+# What `kmodfarm build` needs on the machine (the README's first command runs `scripts/setup.sh` alone).
 packages=(
   bubblewrap          # default build sandbox
   mmdebstrap          # creates the builder root filesystems (toolchains) from the mirror
   ca-certificates
-  qemu-system-x86 qemu-system-arm   # boot tests
-  busybox-static
-  kmod                # modinfo/depmod in tests
-  gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu  # host-side cross tools for `--sandbox none`
-  make bc flex bison libelf-dev
-  rpm                 # rpmbuild for RPM fixtures
-  createrepo-c        # yum/dnf repository metadata (repomd.xml, primary.xml.*) for the crawler fixtures
-  dpkg-dev apt-utils  # dpkg-deb and apt-ftparchive: Ubuntu-style header packages and apt indices for fixtures
-  zstd
-  chromium            # renders the HTML report in tests
-  pkg-config libssl-dev
+  zstd                # builder archives of plans made with prefetch
+  kmod                # depmod for `kmodfarm install`
   openssl             # module signing: key checks and signature verification
-  time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists
 )
 
-# --- Loopback S3 server for the store tests (kmf-store, tests/e2e/store.rs) ---------------------------------
-# s3s-fs is an S3 implementation over a local directory, built from the crate registry (about 7 minutes on two
-# cores, once). 0.14.1 is the newest release that builds with this toolchain.
-if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
-  cargo install s3s-fs@0.14.1 --features binary --locked
+# `scripts/setup.sh --tests` (the README's test command): what the test suite and benchmarks use too.
+if [ "${1:-}" = "--tests" ]; then
+  packages+=(
+    qemu-system-x86 qemu-system-arm   # boot tests
+    busybox-static
+    gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu  # host-side cross tools for `--sandbox none`
+    make bc flex bison libelf-dev
+    rpm                 # rpmbuild for RPM fixtures
+    createrepo-c        # yum/dnf repository metadata (repomd.xml, primary.xml.*) for the crawler fixtures
+    dpkg-dev apt-utils  # dpkg-deb and apt-ftparchive: Ubuntu-style header packages and apt indices for fixtures
+    chromium            # renders the HTML report in tests
+    pkg-config libssl-dev
+    time jq             # benchmarks: /usr/bin/time -v for peak memory, synthetic lists
+  )
+  # Loopback S3 server for the store tests (kmf-store, tests/e2e/store.rs, tests/e2e/distributed.rs): s3s-fs,
+  # an S3 implementation over a local directory, built from the crate registry (about 7 minutes on two cores,
+  # once). 0.14.1 is the newest release that builds with this toolchain.
+  if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+    cargo install s3s-fs@0.14.1 --features binary --locked
+  fi
 fi
-# ----------------------------------------------------------------------------------------------------------------
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,7 @@
 # the real builds against the Debian mirror (skipped offline, required under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! command -v cargo-nextest >/dev/null 2>&1; then

@@ -60,6 +60,32 @@ const GCC_SUITES: &[(u32, &str)] = &[
     (16, "sid"),
 ];
 
+/// The compiler each Debian suite's own kernels are built with: the builder `builder create --suite` makes.
+const SUITE_DEFAULT_GCC: &[(&str, u32)] = &[
+    ("bullseye", 10),
+    ("bookworm", 12),
+    ("trixie", 14),
+    ("sid", 15),
+];
+
+/// Every builder the toolchain table knows, one per GCC major version.
+pub fn all_builders() -> Vec<BuilderSpec> {
+    GCC_SUITES.iter().map(|(m, s)| spec(s, *m)).collect()
+}
+
+/// The builder for a Debian suite's own kernels; `None` for a suite the table does not know.
+pub fn suite_builder(suite: &str) -> Option<BuilderSpec> {
+    SUITE_DEFAULT_GCC
+        .iter()
+        .find(|(s, _)| *s == suite)
+        .map(|(s, m)| spec(s, *m))
+}
+
+/// The suites [`suite_builder`] knows.
+pub fn known_suites() -> Vec<&'static str> {
+    SUITE_DEFAULT_GCC.iter().map(|(s, _)| *s).collect()
+}
+
 /// Reads `CONFIG_CC_VERSION_TEXT` from a kernel `.config`.
 pub fn cc_version_text(config: &str) -> Option<String> {
     config.lines().find_map(|l| {
@@ -160,6 +186,19 @@ fn spec(suite: &str, major: u32) -> BuilderSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_row_is_a_current_builder() {
+        let all: Vec<String> = all_builders().into_iter().map(|b| b.id).collect();
+        assert_eq!(all.len(), GCC_SUITES.len());
+        // gcc-9 and gcc-16 builders are current too (a copied table once left them out, and prune deleted them).
+        for major in [9, 10, 11, 12, 13, 14, 15, 16] {
+            let b = builder_for(&format!("gcc-{major} (Debian) {major}.1.0")).unwrap();
+            assert!(all.contains(&b.id), "gcc-{major}");
+        }
+        assert_eq!(suite_builder("bookworm").unwrap().gcc_major, 12);
+        assert!(suite_builder("jessie").is_none());
+    }
 
     #[test]
     fn reads_cc_text_from_config() {

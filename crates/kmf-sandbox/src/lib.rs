@@ -187,7 +187,10 @@ pub trait Sandbox: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SandboxKind {
     Bubblewrap,
+    /// The Docker CLI (or the client `KMODFARM_DOCKER` names).
     Docker,
+    /// Podman's Docker-compatible CLI, `podman`.
+    Podman,
     None,
 }
 
@@ -196,7 +199,8 @@ impl FromStr for SandboxKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "bubblewrap" | "bwrap" => Ok(SandboxKind::Bubblewrap),
-            "docker" | "podman" => Ok(SandboxKind::Docker),
+            "docker" => Ok(SandboxKind::Docker),
+            "podman" => Ok(SandboxKind::Podman),
             "none" => Ok(SandboxKind::None),
             _ => Err(SandboxError::UnknownKind(s.to_string())),
         }
@@ -208,6 +212,7 @@ impl fmt::Display for SandboxKind {
         f.write_str(match self {
             SandboxKind::Bubblewrap => "bubblewrap",
             SandboxKind::Docker => "docker",
+            SandboxKind::Podman => "podman",
             SandboxKind::None => "none",
         })
     }
@@ -218,6 +223,7 @@ pub fn open(kind: SandboxKind) -> Result<Box<dyn Sandbox>, SandboxError> {
     match kind {
         SandboxKind::Bubblewrap => Ok(Box::new(Bubblewrap::detect()?)),
         SandboxKind::Docker => Ok(Box::new(Docker::detect()?)),
+        SandboxKind::Podman => Ok(Box::new(Docker::with_cli("podman")?)),
         SandboxKind::None => {
             tracing::warn!(
                 "sandbox `none`: build commands run directly on this machine with no isolation; \
@@ -247,14 +253,35 @@ mod tests {
             "docker".parse::<SandboxKind>().unwrap(),
             SandboxKind::Docker
         );
+        assert_eq!(
+            "podman".parse::<SandboxKind>().unwrap(),
+            SandboxKind::Podman
+        );
         let err = "lxc".parse::<SandboxKind>().unwrap_err();
         assert!(err.to_string().contains("`lxc`"), "{err}");
         for k in [
             SandboxKind::Bubblewrap,
             SandboxKind::Docker,
+            SandboxKind::Podman,
             SandboxKind::None,
         ] {
             assert_eq!(k.to_string().parse::<SandboxKind>().unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn podman_selects_the_podman_client() {
+        let podman_here = std::process::Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        match open(SandboxKind::Podman) {
+            Ok(s) => assert!(podman_here, "opened a sandbox without podman: {}", s.name()),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("podman"), "{msg}");
+                assert!(!msg.contains("`docker`"), "{msg}");
+            }
         }
     }
 

@@ -18,17 +18,6 @@ use crate::cli::{
     BuilderBuildArgs, BuilderCommand, BuilderCreateArgs, BuilderPruneArgs, MirrorArgs,
 };
 
-/// The compiler of each Debian suite's kernels, as in the toolchain table (kmf-build's toolchain.rs).
-const SUITE_GCC: &[(&str, u32)] = &[
-    ("bullseye", 10),
-    ("bookworm", 12),
-    ("trixie", 14),
-    ("sid", 15),
-];
-
-/// Every GCC major version the toolchain table knows: the builders that are current.
-const TABLE_GCC: &[u32] = &[10, 11, 12, 13, 14, 15];
-
 pub async fn run(cmd: BuilderCommand) -> anyhow::Result<Outcome> {
     match cmd {
         BuilderCommand::Create(args) => create(args).await,
@@ -46,27 +35,12 @@ fn engine() -> anyhow::Result<Docker> {
 
 /// The builder of a Debian suite, from the toolchain table.
 fn suite_builder(suite: &str) -> anyhow::Result<BuilderSpec> {
-    let gcc = SUITE_GCC
-        .iter()
-        .find(|(s, _)| *s == suite)
-        .map(|(_, g)| *g)
-        .with_context(|| {
-            format!(
-                "no builder for suite `{suite}` (known: {})",
-                SUITE_GCC
-                    .iter()
-                    .map(|(s, _)| *s)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-    spec_for_gcc(gcc)
-}
-
-fn spec_for_gcc(gcc: u32) -> anyhow::Result<BuilderSpec> {
-    // The table is keyed by the kernel's CONFIG_CC_VERSION_TEXT; any text naming this GCC picks the row.
-    kmf_build::toolchain::builder_for(&format!("gcc-{gcc} (Debian) {gcc}.0.0"))
-        .map_err(|e| anyhow::anyhow!(e))
+    kmf_build::toolchain::suite_builder(suite).with_context(|| {
+        format!(
+            "no builder for suite `{suite}` (known: {})",
+            kmf_build::toolchain::known_suites().join(", ")
+        )
+    })
 }
 
 /// Creates (when missing) the suite's builder and imports it; returns the image reference.
@@ -239,9 +213,9 @@ fn list() -> anyhow::Result<Outcome> {
 
 fn prune(args: BuilderPruneArgs) -> anyhow::Result<Outcome> {
     let docker = engine()?;
-    let current_builders: Vec<String> = TABLE_GCC
+    // Every row of the toolchain table, from the table itself.
+    let current_builders: Vec<String> = kmf_build::toolchain::all_builders()
         .iter()
-        .filter_map(|g| spec_for_gcc(*g).ok())
         .map(|s| docker::builder_image_tag(&s.id))
         .collect();
     let images = docker::list_images(docker.cli()).map_err(|e| anyhow::anyhow!(e))?;

@@ -162,7 +162,10 @@ fn plans_the_real_kernel_crawler_lists_into_shards() {
     let out = plan_cmd(&lists, &store, &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--out DIR") && stderr.contains("--no-prefetch"), "{stderr}");
+    assert!(
+        stderr.contains("--out DIR") && stderr.contains("--no-prefetch"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Downloading and verifying Packages indices.
 
 use std::collections::HashMap;
+
+use crate::apt::PackageStanza;
 use std::io::BufReader;
 use std::path::Path;
 
@@ -29,7 +31,16 @@ pub async fn fetch_index(
     component: &str,
     arch: &str,
 ) -> Result<PackageIndex, KernelsError> {
-    fetch_index_filtered(client, None, base_uri, suite, component, arch, |_| true).await
+    fetch_index_filtered(
+        client,
+        None,
+        base_uri,
+        suite,
+        component,
+        arch,
+        PackageFilter::ALL,
+    )
+    .await
 }
 
 /// [`fetch_index`] with a content-addressed cache of compressed indices in `cache_dir`: the Release file is
@@ -43,13 +54,37 @@ pub async fn fetch_index_cached(
     component: &str,
     arch: &str,
 ) -> Result<PackageIndex, KernelsError> {
-    fetch_index_filtered(client, cache_dir, base_uri, suite, component, arch, |_| {
-        true
-    })
+    fetch_index_filtered(
+        client,
+        cache_dir,
+        base_uri,
+        suite,
+        component,
+        arch,
+        PackageFilter::ALL,
+    )
     .await
 }
 
-/// [`fetch_index_cached`] keeping only the packages whose name `keep` accepts.
+/// Which packages of an index to keep, under a name that keys the cache of parsed indices.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PackageFilter {
+    /// Part of the cached file's name: two filters must never share one.
+    pub name: &'static str,
+    pub keep: fn(&str) -> bool,
+}
+
+impl PackageFilter {
+    /// Every package (not cached parsed: a whole index is what the compressed copy already is).
+    pub const ALL: PackageFilter = PackageFilter {
+        name: "all",
+        keep: |_| true,
+    };
+}
+
+/// [`fetch_index_cached`] keeping only the packages `filter` accepts. With a cache, what a filtered parse
+/// kept is cached too, under the index's SHA256 and the filter's name: an unchanged index is neither
+/// downloaded nor decompressed and parsed again (a few kilobytes of JSON instead of ~60 MB of text).
 pub(crate) async fn fetch_index_filtered(
     client: &reqwest::Client,
     cache_dir: Option<&Path>,
@@ -57,8 +92,9 @@ pub(crate) async fn fetch_index_filtered(
     suite: &str,
     component: &str,
     arch: &str,
-    keep: fn(&str) -> bool,
+    filter: PackageFilter,
 ) -> Result<PackageIndex, KernelsError> {
+    let keep = filter.keep;
     let base = base_uri.trim_end_matches('/');
     let release_url = format!("{base}/dists/{suite}/Release");
     let release = match get_bytes(client, &release_url, Some(RELEASE_LIMIT)).await {
@@ -89,13 +125,32 @@ pub(crate) async fn fetch_index_filtered(
     let url = format!("{base}/dists/{suite}/{path}");
     tracing::debug!(%url, size = expected_size, "fetching package index");
 
+    let parsed_cache = cache_dir
+        .filter(|_| filter.name != PackageFilter::ALL.name)
+        .map(|d| {
+            d.join(format!(
+                "sha256-{expected_sha}.{}.v{PARSED_FORMAT}.json",
+                filter.name
+            ))
+        });
+    if let Some(packages) = parsed_cache.as_deref().and_then(read_parsed) {
+        tracing::debug!(%url, "package index unchanged: using what was kept of it last time");
+        return Ok(PackageIndex {
+            base_uri: base.to_string(),
+            suite: suite.to_string(),
+            arch: arch.to_string(),
+            packages,
+        });
+    }
     let cached = cache_dir.map(|d| d.join(format!("sha256-{expected_sha}")));
     if let Some(bytes) = cached
         .as_deref()
         .and_then(|p| read_verified(p, &expected_sha))
     {
         tracing::debug!(%url, "package index unchanged: using the cached copy");
-        return parse_index(bytes, compression, url, base, suite, arch, keep).await;
+        let index = parse_index(bytes, compression, url, base, suite, arch, keep).await?;
+        write_parsed(parsed_cache.as_deref(), &index);
+        return Ok(index);
     }
     let bytes = get_bytes(client, &url, Some(expected_size)).await?;
     if bytes.len() as u64 != expected_size {
@@ -120,7 +175,27 @@ pub(crate) async fn fetch_index_filtered(
             tracing::debug!(path = %path.display(), error = %e, "package index not cached");
         }
     }
-    parse_index(bytes, compression, url, base, suite, arch, keep).await
+    let index = parse_index(bytes, compression, url, base, suite, arch, keep).await?;
+    write_parsed(parsed_cache.as_deref(), &index);
+    Ok(index)
+}
+
+/// Bump when [`PackageStanza`] or the parsing changes: cached parses of another format are not read.
+const PARSED_FORMAT: u32 = 1;
+
+/// The stanzas a filtered parse kept, as cached; `None` when absent or unreadable (then the index is parsed).
+fn read_parsed(path: &Path) -> Option<Vec<PackageStanza>> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_parsed(path: Option<&Path>, index: &PackageIndex) {
+    let Some(path) = path else { return };
+    let json = serde_json::to_vec(&index.packages).expect("stanzas serialise");
+    // A cache that cannot be written only costs the next run a parse.
+    if let Err(e) = write_atomically(path, &json) {
+        tracing::debug!(path = %path.display(), error = %e, "parsed package index not cached");
+    }
 }
 
 async fn parse_index(
@@ -325,6 +400,56 @@ mod tests {
             .unwrap();
         std::fs::write(entry.path(), b"not the index").unwrap();
         assert_eq!(fetch().await.unwrap().packages.len(), first.packages.len());
+        assert_eq!(index_gets(&server.requests()), 2);
+    }
+
+    #[tokio::test]
+    async fn a_filtered_parse_is_cached_and_a_new_index_is_not_mistaken_for_it() {
+        let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
+        let server = Server::start(vec![
+            (
+                format!("{SUITE}/Release"),
+                release(&[("main/binary-amd64/Packages.xz", &packages)]),
+            ),
+            (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
+        ]);
+        let cache = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::new();
+        let base = server.url("/debian-security");
+        let headers = PackageFilter {
+            name: "test-headers",
+            keep: |n| n.starts_with("linux-headers-"),
+        };
+        let fetch = |filter: PackageFilter| {
+            fetch_index_filtered(
+                &client,
+                Some(cache.path()),
+                &base,
+                "bookworm-security",
+                "main",
+                "amd64",
+                filter,
+            )
+        };
+        let first = fetch(headers).await.unwrap();
+        assert!(!first.packages.is_empty());
+        assert!(first
+            .packages
+            .iter()
+            .all(|p| p.package.starts_with("linux-headers-")));
+        // With the compressed copy gone, the parsed one answers alone: nothing is downloaded or parsed.
+        for e in std::fs::read_dir(cache.path()).unwrap().flatten() {
+            if !e.file_name().to_string_lossy().ends_with(".json") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let second = fetch(headers).await.unwrap();
+        assert_eq!(second, first);
+        let index_gets = |r: &Vec<String>| r.iter().filter(|p| p.ends_with("Packages.xz")).count();
+        assert_eq!(index_gets(&server.requests()), 1);
+        // Another filter is not answered from this one's parse.
+        let all = fetch(PackageFilter::ALL).await.unwrap();
+        assert_eq!(all.packages.len(), 12);
         assert_eq!(index_gets(&server.requests()), 2);
     }
 

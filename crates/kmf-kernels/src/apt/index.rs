@@ -9,7 +9,7 @@ use super::compare_versions;
 use crate::KernelsError;
 
 /// One stanza of a Packages index, reduced to what kmodfarm uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageStanza {
     pub package: String,
     pub version: String,
@@ -26,7 +26,7 @@ pub struct PackageStanza {
 
 /// One element of a `Depends:` list. Of alternatives (`a | b`) only the first is kept; architecture
 /// qualifiers (`python3:any`) are dropped from the name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependency {
     pub name: String,
     /// `(operator, version)`, operator one of `=`, `>=`, `<=`, `>>`, `<<`.

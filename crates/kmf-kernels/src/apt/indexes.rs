@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::fetch::fetch_index_filtered;
+use super::fetch::{fetch_index_filtered, PackageFilter};
 use super::PackageIndex;
 use crate::mirrors::DebianMirrors;
 use crate::KernelsError;
@@ -20,7 +20,7 @@ pub struct IndexSet {
     mirrors: Option<DebianMirrors>,
     cache_dir: Option<PathBuf>,
     /// Which packages of each index are kept (all, or only what kernel headers need).
-    keep: fn(&str) -> bool,
+    keep: PackageFilter,
     cells: Mutex<HashMap<(String, String), IndexCell>>,
 }
 
@@ -43,7 +43,7 @@ impl IndexSet {
             client,
             mirrors,
             cache_dir,
-            keep: |_| true,
+            keep: PackageFilter::ALL,
             cells: Mutex::default(),
         }
     }
@@ -56,7 +56,10 @@ impl IndexSet {
         cache_dir: Option<PathBuf>,
     ) -> Self {
         IndexSet {
-            keep: kernel_header_packages,
+            keep: PackageFilter {
+                name: "kernel-headers",
+                keep: kernel_header_packages,
+            },
             ..IndexSet::new(client, mirrors, cache_dir)
         }
     }

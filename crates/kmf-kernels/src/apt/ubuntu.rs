@@ -73,7 +73,10 @@ pub async fn crawl_ubuntu(
                 suite,
                 "main",
                 arch.deb_arch(),
-                kernel_package,
+                super::fetch::PackageFilter {
+                    name: "ubuntu-kernel-headers",
+                    keep: kernel_package,
+                },
             )
             .await?;
             Ok::<_, KernelsError>((i, arch, Box::new(index)))

@@ -599,3 +599,81 @@ fn offline_unprivileged_workers_and_a_publisher_on_s3() {
     assert_eq!(again["variants"], 0, "{again:#}");
     assert_eq!(again["up_to_date"], 4);
 }
+
+/// Signing happens at the publisher only: a worker refuses a key; the publisher signs the re-verified modules
+/// with the kernel tree's sign-file (from the plan's own header packages) and records the signer.
+#[test]
+fn the_publisher_signs_and_a_worker_refuses_the_key() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = keypair(&dir.path().join("keys"), "kmodfarm publisher key");
+    let store = dir.path().join("store");
+    let plan_dir = dir.path().join("plan");
+    let mut c = kmodfarm();
+    c.arg("plan")
+        .arg(workspace().join("examples/hello"))
+        .arg("--kernels")
+        .arg(&crawl)
+        .args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"])
+        .args(["--kernel-release", r"^6\.1\.0-[0-9]+-amd64$", "--json"])
+        .arg("--store")
+        .arg(&store)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--out")
+        .arg(&plan_dir);
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shard = shard_indices(&summary)[0];
+    let bundles = dir.path().join("bundles");
+
+    let refused = run(kmodfarm()
+        .args(["work", "--plan"])
+        .arg(&plan_dir)
+        .args(["--shard", &shard.to_string(), "--out"])
+        .arg(&bundles)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--sign-key")
+        .arg(&key)
+        .arg("--sign-cert")
+        .arg(&cert));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("never holds the signing key"));
+    assert!(!bundles.exists(), "the refused worker wrote bundles");
+
+    work(&plan_dir, shard, &bundles, &dir.path().join("w"));
+    let report = dir.path().join("report");
+    let o = run(kmodfarm()
+        .args(["publish", "--plan"])
+        .arg(&plan_dir)
+        .arg("--bundles")
+        .arg(&bundles)
+        .arg("--store")
+        .arg(&store)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(&report)
+        .arg("--sign-key")
+        .arg(&key)
+        .arg("--sign-cert")
+        .arg(&cert));
+    assert!(o.status.success());
+    let meta_file = files(&store)
+        .into_iter()
+        .find(|f| f.ends_with("metadata.json"))
+        .unwrap();
+    let meta = read_json(&store.join(&meta_file));
+    assert_eq!(meta["signature"]["signer"], "kmodfarm publisher key");
+    let prefix = store.join(&meta_file).parent().unwrap().to_path_buf();
+    let ko = published_file(&prefix, "hello.ko");
+    assert_eq!(modinfo(&ko, "signer"), "kmodfarm publisher key");
+    // The bundle's module was unsigned: the signature is the publisher's alone.
+    let unsigned = files(&bundles)
+        .into_iter()
+        .find(|f| f.ends_with("hello.ko"))
+        .unwrap();
+    assert_eq!(modinfo(&bundles.join(unsigned), "signer"), "");
+}

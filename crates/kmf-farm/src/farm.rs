@@ -17,7 +17,7 @@ use kmf_types::{Arch, FailureClass, MatrixEntry};
 use crate::keys;
 use crate::resolve::{resolve, Indexes};
 use kmf_report::{
-    BootRecord, Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
+    BootRecord, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
 };
 
 /// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
@@ -207,21 +207,8 @@ impl Farm {
     ) -> Result<Prepared, Failure> {
         struct Quiet;
         impl FarmReporter for Quiet {}
-        let mut result = VariantResult {
-            driver: String::new(),
-            driver_version: String::new(),
-            label: id.to_string(),
-            store_prefix: id.to_string(),
-            entry: entry.clone(),
-            status: Status::Success,
-            kernel_release: None,
-            builder: None,
-            build_key: None,
-            modules: vec![],
-            log: None,
-            boot_log: None,
-            durations: Durations::default(),
-        };
+        let driver = id.split('/').next().unwrap_or_default();
+        let mut result = VariantResult::started(driver, "", entry.clone());
         self.prepare(entry, &mut result, log, &Quiet).await
     }
 
@@ -291,24 +278,10 @@ impl Farm {
         entry: MatrixEntry,
         reporter: &dyn FarmReporter,
     ) -> VariantResult {
-        let label = format!("{} {}", driver.name, entry.label());
+        let mut result = VariantResult::started(&driver.name, &driver.version, entry);
+        let label = result.label.clone();
         reporter.started(&label);
         let start = Instant::now();
-        let mut result = VariantResult {
-            driver: driver.name.clone(),
-            driver_version: driver.version.clone(),
-            label: label.clone(),
-            store_prefix: format!("{}/{}", driver.name, entry.output),
-            entry,
-            status: Status::Success,
-            kernel_release: None,
-            builder: None,
-            build_key: None,
-            modules: vec![],
-            log: None,
-            boot_log: None,
-            durations: Durations::default(),
-        };
         if !self.opts.rebuild && self.opts.bundles.is_none() {
             reporter.stage(&label, Stage::Check);
             if let Some(published) = self

@@ -93,21 +93,11 @@ pub async fn publish_plan(
 }
 
 fn up_to_date_result(driver: &PlannedDriver, entry: &kmf_types::MatrixEntry) -> VariantResult {
-    VariantResult {
-        driver: driver.name.clone(),
-        driver_version: driver.version.clone(),
-        label: format!("{} {}", driver.name, entry.label()),
-        store_prefix: format!("{}/{}", driver.name, entry.output),
-        entry: entry.clone(),
-        status: Status::UpToDate,
-        kernel_release: None,
-        builder: entry.builder.clone(),
-        build_key: entry.buildkey.clone(),
-        modules: vec![],
-        log: None,
-        boot_log: None,
-        durations: Default::default(),
-    }
+    let mut r = VariantResult::started(&driver.name, &driver.version, entry.clone());
+    r.status = Status::UpToDate;
+    r.builder = entry.builder.clone();
+    r.build_key = entry.buildkey.clone();
+    r
 }
 
 async fn publish_variant(
@@ -123,21 +113,7 @@ async fn publish_variant(
         .iter()
         .find(|d| d.name == variant.driver)
         .expect("a plan names the driver of each variant");
-    let mut result = VariantResult {
-        driver: driver.name.clone(),
-        driver_version: driver.version.clone(),
-        label: format!("{} {}", driver.name, variant.entry.label()),
-        store_prefix: variant.id.clone(),
-        entry: variant.entry.clone(),
-        status: Status::Success,
-        kernel_release: None,
-        builder: None,
-        build_key: None,
-        modules: vec![],
-        log: None,
-        boot_log: None,
-        durations: Default::default(),
-    };
+    let mut result = VariantResult::started(&driver.name, &driver.version, variant.entry.clone());
     reporter.started(&result.label);
     if let Err((class, message)) =
         publish_checked(farm, plan, driver, variant, bundles, &mut result, reporter).await

@@ -59,6 +59,25 @@ pub struct Durations {
 }
 
 impl VariantResult {
+    /// A variant of `driver` whose handling starts: successful until something says otherwise.
+    pub fn started(driver: &str, driver_version: &str, entry: MatrixEntry) -> VariantResult {
+        VariantResult {
+            driver: driver.to_string(),
+            driver_version: driver_version.to_string(),
+            label: format!("{driver} {}", entry.label()),
+            store_prefix: format!("{driver}/{}", entry.output),
+            entry,
+            status: Status::Success,
+            kernel_release: None,
+            builder: None,
+            build_key: None,
+            modules: vec![],
+            log: None,
+            boot_log: None,
+            durations: Durations::default(),
+        }
+    }
+
     /// True for variants whose modules are in the store: built now ([`Status::Success`]) or found up to
     /// date ([`Status::UpToDate`]).
     pub fn is_success(&self) -> bool {

@@ -106,12 +106,7 @@ pub(crate) fn open_farm(
     variants: usize,
     indexes: Option<Arc<IndexSet>>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
-    let sandbox_kind: SandboxKind = args
-        .sandbox
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("--sandbox")?;
-    let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
+    let sandbox = open_sandbox(args)?;
     farm_with(
         args,
         &source.mirrors,
@@ -121,6 +116,16 @@ pub(crate) fn open_farm(
         None,
         None,
     )
+}
+
+/// The sandbox `--sandbox` names, checked to work here.
+pub(crate) fn open_sandbox(args: &FarmArgs) -> anyhow::Result<Box<dyn kmf_sandbox::Sandbox>> {
+    let kind: SandboxKind = args
+        .sandbox
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("--sandbox")?;
+    kmf_sandbox::open(kind).context("preparing the sandbox")
 }
 
 /// A worker's farm (`kmodfarm work`): builds in the sandbox into bundles; no signing key is accepted.
@@ -135,12 +140,7 @@ pub(crate) fn open_worker_farm(
         args.sign_key.is_none() && args.sign_cert.is_none(),
         "a worker never holds the signing key: sign with `kmodfarm publish --sign-key`"
     );
-    let sandbox_kind: SandboxKind = args
-        .sandbox
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("--sandbox")?;
-    let sandbox = kmf_sandbox::open(sandbox_kind).context("preparing the sandbox")?;
+    let sandbox = open_sandbox(args)?;
     // A prefetched plan carries every input: the worker reads no mirror index.
     let indexes = match plan_inputs {
         Some(_) => None,

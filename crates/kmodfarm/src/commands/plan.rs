@@ -12,7 +12,7 @@ use kmf_farm::Driver;
 use kmf_matrix::DiffOptions;
 
 use super::build::{
-    cache_dir, farm_with, kernel_lists, load_drivers, matrix_for, open_planning_farm,
+    cache_dir, farm_with, kernel_lists, load_drivers, matrix_for, open_planning_farm, open_sandbox,
     open_worker_farm, report, run_indexes, run_indexes_for,
 };
 use super::{write_output, Outcome};
@@ -210,13 +210,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
     let indexes = run_indexes_for(&args.mirrors, &args.farm);
     let sandbox: Box<dyn kmf_sandbox::Sandbox> = if args.farm.sign_key.is_some() {
         // Signing runs the kernel tree's sign-file, in the sandbox as `build` does.
-        let kind: kmf_sandbox::SandboxKind = args
-            .farm
-            .sandbox
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("--sandbox")?;
-        kmf_sandbox::open(kind).context("preparing the sandbox")?
+        open_sandbox(&args.farm)?
     } else {
         Box::new(kmf_sandbox::HostRunner)
     };

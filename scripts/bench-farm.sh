@@ -229,7 +229,10 @@ bare() {
     esac
     read -ra argv <<<"$cmd"
     for i in "${!argv[@]}"; do
-      if [ "${argv[i]}" = --bind ] && [ "${argv[i + 2]:-}" = /build ]; then
+      if [ "${argv[i]}" = --ro-bind-data ]; then
+        # kmodfarm handed bwrap an empty file on that descriptor (the /proc/cmdline it shows); so does this.
+        argv[i + 1]=9
+      elif [ "${argv[i]}" = --bind ] && [ "${argv[i + 2]:-}" = /build ]; then
         argv[i + 1]=$scratch
       elif [ -n "$pkgs" ] && [[ ${argv[i]} == "$pkgs"/* ]]; then
         rest=${argv[i]#"$pkgs"/}
@@ -240,7 +243,7 @@ bare() {
       fi
     done
     n=$((n + 1))
-    if ! "${argv[@]}" >>"$scratch.log" 2>&1; then
+    if ! "${argv[@]}" >>"$scratch.log" 2>&1 9</dev/null; then
       echo "bench-farm: step $n of $log failed when run directly; see $scratch.log" >&2
       return 1
     fi
@@ -375,11 +378,12 @@ bench_b() {
 }
 
 # The sandbox command lines of every variant of a report, in order, with the per-run scratch dir of the
-# `--bind DIR /build` pair blanked out.
+# `--bind DIR /build` pair and the descriptor of `--ro-bind-data FD` (the empty /proc/cmdline) blanked out.
 sandbox_lines() {
   local label log
   jq -r '.[] | [.label, .log] | @tsv' "$1" | while IFS=$'\t' read -r label log; do
-    grep -F '# kmodfarm sandbox=bubblewrap: ' "$log" | sed -E "s|--bind [^ ]+ /build |--bind SCRATCH /build |; s|^|$label: |"
+    grep -F '# kmodfarm sandbox=bubblewrap: ' "$log" |
+      sed -E "s|--bind [^ ]+ /build |--bind SCRATCH /build |; s|--ro-bind-data [0-9]+ |--ro-bind-data FD |; s|^|$label: |"
   done
 }
 

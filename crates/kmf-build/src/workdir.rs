@@ -56,14 +56,34 @@ fn prepare_parent(parent: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn make_private_dir(parent: &Path) -> Result<PathBuf, BuildError> {
+/// A private directory and the lock that says it is in use: `<parent>/<name>.lock`, held (`flock`) for as long
+/// as the directory lives. A process killed outright (SIGKILL, or a signal handler that exits at once) leaves
+/// its directories behind, tmpfs mounts included; the next process to make one under the same parent finds
+/// them by their unlocked lock files and removes them ([`sweep_stale`]).
+fn make_private_dir(parent: &Path) -> Result<(PathBuf, std::fs::File), BuildError> {
     prepare_parent(parent)?;
+    sweep_stale(parent);
     for _ in 0..8 {
-        let path = parent.join(random_name()?);
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => return Ok(path),
+        let name = random_name()?;
+        // The lock first, held before the directory exists: a sweeping process never sees the directory
+        // without a held lock.
+        let lock_path = parent.join(format!("{name}.lock"));
+        let lock = match crate::untrusted::create_new_private(&lock_path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(BuildError::io("create", &path)(e)),
+            Err(e) => return Err(BuildError::io("create", &lock_path)(e)),
+        };
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| BuildError::io("lock", &lock_path)(e.into()))?;
+        let path = parent.join(&name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => return Ok((path, lock)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&lock_path);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(BuildError::io("create", &path)(e));
+                }
+            }
         }
     }
     Err(BuildError::Io {
@@ -73,11 +93,49 @@ fn make_private_dir(parent: &Path) -> Result<PathBuf, BuildError> {
     })
 }
 
+/// Removes the directories under `parent` whose lock nobody holds any more (their process is gone): unmounts
+/// a leftover tmpfs, deletes the tree, then the lock file. Once per parent and process.
+fn sweep_stale(parent: &Path) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SWEPT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    if !SWEPT
+        .lock()
+        .expect("poisoned")
+        .get_or_insert_with(HashSet::new)
+        .insert(parent.to_path_buf())
+    {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(dir_name) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        let Ok(lock) = std::fs::OpenOptions::new().read(true).open(entry.path()) else {
+            continue;
+        };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        let dir = parent.join(dir_name);
+        tracing::info!(dir = %dir.display(), "removing a build directory its process left behind");
+        let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(entry.path());
+    }
+}
+
 /// The writable directory of one build (see the module documentation); removed on drop.
 #[derive(Debug)]
 pub struct WorkDir {
     /// The random-named directory under the parent: the tmpfs, or the private directory holding `build/`.
     outer: PathBuf,
+    /// Held while the directory lives (see [`make_private_dir`]).
+    lock: Option<std::fs::File>,
     /// What the sandbox mounts.
     path: PathBuf,
     /// The tmpfs' size, when it is one.
@@ -87,10 +145,11 @@ pub struct WorkDir {
 impl WorkDir {
     /// A new work directory under `parent`; a tmpfs of `disk_bytes` when kmodfarm is root and may mount.
     pub fn create(parent: &Path, disk_bytes: u64) -> Result<WorkDir, BuildError> {
-        let outer = make_private_dir(parent)?;
+        let (outer, lock) = make_private_dir(parent)?;
         let mut dir = WorkDir {
             path: outer.clone(),
             outer,
+            lock: Some(lock),
             tmpfs_bytes: None,
         };
         if rustix::process::geteuid().is_root() {
@@ -171,16 +230,25 @@ impl Drop for WorkDir {
         } else {
             let _ = std::fs::remove_dir_all(&self.outer);
         }
+        remove_lock(&self.outer, self.lock.take());
     }
+}
+
+/// The lock file of `dir`, removed after the directory, then released.
+fn remove_lock(dir: &Path, lock: Option<std::fs::File>) {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".lock");
+    let _ = std::fs::remove_file(PathBuf::from(name));
+    drop(lock);
 }
 
 /// A directory only kmodfarm's uid can enter, outside every sandbox mount; removed on drop.
 #[derive(Debug)]
-pub struct PrivateDir(PathBuf);
+pub struct PrivateDir(PathBuf, Option<std::fs::File>);
 
 impl PrivateDir {
     pub fn create(parent: &Path) -> Result<PrivateDir, BuildError> {
-        make_private_dir(parent).map(PrivateDir)
+        make_private_dir(parent).map(|(path, lock)| PrivateDir(path, Some(lock)))
     }
 
     pub fn path(&self) -> &Path {
@@ -191,6 +259,7 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        remove_lock(&self.0, self.1.take());
     }
 }
 
@@ -223,6 +292,42 @@ mod tests {
         let (pa, ps) = (a.path().to_path_buf(), s.path().to_path_buf());
         drop((a, s));
         assert!(!pa.exists() && !ps.exists());
+    }
+
+    #[test]
+    fn directories_of_a_dead_process_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let parent = d.path().join("work");
+        // A directory whose lock nobody holds, as a killed process leaves it; and one still in use.
+        std::fs::create_dir_all(parent.join("0123456789abcdef0123456789abcdef/build/src")).unwrap();
+        std::fs::write(parent.join("0123456789abcdef0123456789abcdef.lock"), "").unwrap();
+        let alive = PrivateDir::create(&d.path().join("other")).unwrap();
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .open(format!("{}.lock", alive.path().display()))
+            .unwrap();
+        assert!(
+            rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+        );
+        let fresh = WorkDir::create(&parent, 1 << 20).unwrap();
+        assert!(!parent.join("0123456789abcdef0123456789abcdef").exists());
+        assert!(!parent
+            .join("0123456789abcdef0123456789abcdef.lock")
+            .exists());
+        assert!(fresh.path().exists());
+        assert!(alive.path().exists(), "a directory in use is left alone");
+        let outer = parent.join(
+            fresh
+                .path()
+                .strip_prefix(&parent)
+                .unwrap()
+                .components()
+                .next()
+                .unwrap(),
+        );
+        drop(fresh);
+        assert!(!outer.exists());
+        assert!(!PathBuf::from(format!("{}.lock", outer.display())).exists());
     }
 
     #[test]

@@ -312,4 +312,55 @@ fn docker_ctrl_c_leaves_no_container() {
         "containers left: {:?}",
         containers_of(pid)
     );
+
+    // The killed run's build directory (a tmpfs) is left behind with its lock released; the next run that
+    // makes a build directory in the same cache removes it. (Other tests' live directories keep their lock.)
+    let stale: Vec<String> = work_mounts()
+        .into_iter()
+        .filter(|m| {
+            std::process::Command::new("flock")
+                .args(["-n", &format!("{m}.lock"), "true"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    assert!(!stale.is_empty(), "the killed run left no build directory?");
+    let broken = dir.path().join("broken");
+    crate::debian::write_project(
+        &broken,
+        "obj-m := bad.o
+",
+        "this is not C;
+",
+    );
+    let out = build(
+        &[&broken],
+        &crawl,
+        &dir.path().join("store2"),
+        &dir.path().join("report2"),
+        &[
+            "--arch",
+            "x86_64",
+            "--kernel-release",
+            r"^6\.1\.0-[0-9]+-amd64$",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let left = work_mounts();
+    for m in &stale {
+        assert!(!left.contains(m), "{m} is still mounted");
+        assert!(!std::path::Path::new(m).exists(), "{m} is still there");
+    }
+}
+
+/// The tmpfs build directories mounted under the tests' cache.
+fn work_mounts() -> Vec<String> {
+    let work = cache_dir().join("work").display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&work))
+        .map(str::to_string)
+        .collect()
 }

@@ -60,6 +60,26 @@ fn openssl(args: &[&str], input_path: &Path) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
+/// The SHA256 of a certificate in DER form (PEM or DER read): what the build keys of signed variants hold,
+/// for a planner that must know which certificate the publisher will sign with but never sees the key.
+pub fn certificate_sha256(cert: &Path) -> Result<String, BuildError> {
+    let bad = |what: String| BuildError::Signing(what);
+    std::fs::metadata(cert)
+        .map_err(|e| bad(format!("signing certificate {}: {e}", cert.display())))?;
+    let form = if openssl(&["x509", "-inform", "PEM", "-noout"], cert).is_ok() {
+        "PEM"
+    } else {
+        "DER"
+    };
+    let der = openssl(&["x509", "-inform", form, "-outform", "DER"], cert).map_err(|e| {
+        bad(format!(
+            "{} is not an X.509 certificate (PEM or DER): {e}",
+            cert.display()
+        ))
+    })?;
+    Ok(hex::encode(Sha256::digest(&der)))
+}
+
 impl SigningKey {
     /// Loads and checks a key pair: the certificate must parse (PEM or DER), the key must be a private
     /// key whose public half is the certificate's. Failing here stops a run before anything is built.

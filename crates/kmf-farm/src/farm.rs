@@ -123,6 +123,9 @@ pub struct FarmOptions {
     pub boot: Option<BootTesting>,
     /// Sign every module after the build (and before the boot test and publishing).
     pub signing: Option<kmf_build::sign::SigningKey>,
+    /// The certificate (SHA256 of its DER form) the publisher signs with, where this process holds no key
+    /// (planner, worker): input keys are those of signed variants, as a signing `build` computes them.
+    pub signing_cert: Option<String>,
     /// A worker's run (`kmodfarm work`): every variant ends in a bundle here instead of the store, nothing
     /// is signed or published, and no store record is consulted (the plan decided what to build).
     pub bundles: Option<crate::bundle::BundleSink>,
@@ -739,8 +742,14 @@ impl Farm {
     /// starting or stopping signing) must publish again.
     pub fn input_key(&self, driver: &Driver, entry: &MatrixEntry) -> String {
         let key = keys::input_key(driver, entry);
-        match &self.opts.signing {
-            Some(s) => keys::signed_input_key(&key, &s.cert_sha256),
+        let cert = self
+            .opts
+            .signing
+            .as_ref()
+            .map(|s| &s.cert_sha256)
+            .or(self.opts.signing_cert.as_ref());
+        match cert {
+            Some(cert) => keys::signed_input_key(&key, cert),
             None => key,
         }
     }

@@ -47,6 +47,10 @@ pub struct PlanOptions {
     pub redundancy: usize,
     /// Whether the plan carries every input (header packages, builders, sources) for offline workers.
     pub prefetch: bool,
+    /// The certificate the publisher will sign with (SHA256 of its DER form): input keys are those of signed
+    /// variants, so that a store of signed modules is found up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_cert: Option<String>,
 }
 
 impl Default for PlanOptions {
@@ -55,6 +59,7 @@ impl Default for PlanOptions {
             shard_size: DEFAULT_SHARD_SIZE,
             redundancy: 1,
             prefetch: true,
+            signing_cert: None,
         }
     }
 }
@@ -719,6 +724,7 @@ mod tests {
                 shard_size: 3,
                 redundancy: 1,
                 prefetch: false,
+                signing_cert: None,
             },
             vec![],
             variants(),
@@ -753,6 +759,7 @@ mod tests {
                 shard_size: 3,
                 redundancy: 2,
                 prefetch: false,
+                signing_cert: None,
             },
             vec![],
             variants(),
@@ -789,6 +796,7 @@ mod tests {
             shard_size: 4,
             redundancy: 1,
             prefetch: false,
+            signing_cert: None,
         };
         let a = Plan::new(opts.clone(), vec![], variants()).unwrap();
         let mut reversed = variants();
@@ -819,6 +827,7 @@ mod tests {
                 shard_size: 1,
                 redundancy: 1,
                 prefetch: false,
+                signing_cert: None,
             },
             vec![],
             v,

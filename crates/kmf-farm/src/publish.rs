@@ -195,10 +195,12 @@ async fn publish_checked(
                 .await?;
             reporter.stage(&result.label, crate::Stage::Sign);
             let signature = farm.sign(key, &prepared, &mut modules, &log_path).await?;
-            (
-                keys::signed_input_key(&variant.input_key, &key.cert_sha256),
-                Some(signature),
-            )
+            // A plan made with the certificate already holds signed input keys.
+            let input_key = match &plan.options.signing_cert {
+                Some(_) => variant.input_key.clone(),
+                None => keys::signed_input_key(&variant.input_key, &key.cert_sha256),
+            };
+            (input_key, Some(signature))
         }
         None => (variant.input_key.clone(), None),
     };

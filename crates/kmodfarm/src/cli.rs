@@ -367,6 +367,11 @@ pub struct PlanArgs {
     /// Directory to write plan.json to.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// The certificate `publish` will sign with (not the key: the planner never holds it). Variants are then
+    /// planned as signed ones, so that a store of modules signed with it is found up to date, and `publish`
+    /// refuses another key.
+    #[arg(long, value_name = "FILE")]
+    pub signing_cert: Option<PathBuf>,
     /// Print the shard list as GitHub Actions' strategy.matrix takes it: per runner label, chunks of at
     /// most 256 entries.
     #[arg(long, conflicts_with = "json")]

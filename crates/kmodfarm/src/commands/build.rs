@@ -115,6 +115,7 @@ pub(crate) fn open_farm(
         sandbox,
         None,
         None,
+        None,
     )
 }
 
@@ -135,6 +136,7 @@ pub(crate) fn open_worker_farm(
     variants: usize,
     sink: kmf_farm::bundle::BundleSink,
     plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
+    signing_cert: Option<String>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     anyhow::ensure!(
         args.sign_key.is_none() && args.sign_cert.is_none(),
@@ -154,6 +156,7 @@ pub(crate) fn open_worker_farm(
         sandbox,
         Some(sink),
         plan_inputs,
+        signing_cert,
     )
 }
 
@@ -163,6 +166,7 @@ pub(crate) fn open_planning_farm(
     args: &FarmArgs,
     source: &KernelSourceArgs,
     indexes: Option<Arc<IndexSet>>,
+    signing_cert: Option<String>,
 ) -> anyhow::Result<Farm> {
     let args = FarmArgs {
         sign_key: None,
@@ -182,6 +186,7 @@ pub(crate) fn open_planning_farm(
         Box::new(kmf_sandbox::HostRunner),
         None,
         None,
+        signing_cert,
     )?;
     Ok(farm)
 }
@@ -194,6 +199,7 @@ pub(crate) fn farm_with(
     sandbox: Box<dyn kmf_sandbox::Sandbox>,
     bundles: Option<kmf_farm::bundle::BundleSink>,
     plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
+    signing_cert: Option<String>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(mirrors).ok();
@@ -249,6 +255,7 @@ pub(crate) fn farm_with(
         indexes,
         bundles,
         plan_inputs,
+        signing_cert,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     if variants > 0 {

@@ -41,11 +41,19 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
         let entries = matrix_for(&lists, &args.source, &driver.version)?;
         work.push((driver, entries));
     }
-    let farm = open_planning_farm(&args.farm, &args.source, indexes)?;
+    let signing_cert = args
+        .signing_cert
+        .as_deref()
+        .map(kmf_build::sign::certificate_sha256)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("--signing-cert")?;
+    let farm = open_planning_farm(&args.farm, &args.source, indexes, signing_cert.clone())?;
     let options = PlanOptions {
         shard_size: args.shard_size,
         redundancy: args.redundancy,
         prefetch: !args.no_prefetch,
+        signing_cert,
     };
     let diff = DiffOptions {
         shrink_threshold: args.shrink_threshold,
@@ -150,7 +158,14 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         .options
         .prefetch
         .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&args.plan, &plan)));
-    let (farm, ui) = open_worker_farm(&args.farm, &args.mirrors, jobs.len(), sink, inputs)?;
+    let (farm, ui) = open_worker_farm(
+        &args.farm,
+        &args.mirrors,
+        jobs.len(),
+        sink,
+        inputs,
+        plan.options.signing_cert.clone(),
+    )?;
     tracing::info!(
         plan = %plan.id,
         shard = shard.index,
@@ -227,7 +242,17 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         sandbox,
         None,
         inputs,
+        None,
     )?;
+    if let Some(want) = &plan.options.signing_cert {
+        let have = farm.signing().map(|k| k.cert_sha256.as_str());
+        anyhow::ensure!(
+            have == Some(want.as_str()),
+            "plan {} was made for modules signed with the certificate of SHA256 {want}; publish it with that \
+             certificate's key (--sign-key, --sign-cert)",
+            plan.id
+        );
+    }
     let opts = SyncOptions {
         diff: DiffOptions {
             shrink_threshold: args.shrink_threshold,

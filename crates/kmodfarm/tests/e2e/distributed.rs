@@ -609,22 +609,29 @@ fn the_publisher_signs_and_a_worker_refuses_the_key() {
     let (key, cert) = keypair(&dir.path().join("keys"), "kmodfarm publisher key");
     let store = dir.path().join("store");
     let plan_dir = dir.path().join("plan");
-    let mut c = kmodfarm();
-    c.arg("plan")
-        .arg(workspace().join("examples/hello"))
-        .arg("--kernels")
-        .arg(&crawl)
-        .args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"])
-        .args(["--kernel-release", r"^6\.1\.0-[0-9]+-amd64$", "--json"])
-        .arg("--store")
-        .arg(&store)
-        .arg("--cache")
-        .arg(cache_dir())
-        .arg("--out")
-        .arg(&plan_dir);
-    let o = run(&mut c);
-    assert!(o.status.success());
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The planner knows the certificate, never the key.
+    let plan_with = |out: &Path, cert: Option<&Path>| {
+        let mut c = kmodfarm();
+        c.arg("plan")
+            .arg(workspace().join("examples/hello"))
+            .arg("--kernels")
+            .arg(&crawl)
+            .args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"])
+            .args(["--kernel-release", r"^6\.1\.0-[0-9]+-amd64$", "--json"])
+            .arg("--store")
+            .arg(&store)
+            .arg("--cache")
+            .arg(cache_dir())
+            .arg("--out")
+            .arg(out);
+        if let Some(cert) = cert {
+            c.arg("--signing-cert").arg(cert);
+        }
+        let o = run(&mut c);
+        assert!(o.status.success());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let summary = plan_with(&plan_dir, Some(&cert));
     let shard = shard_indices(&summary)[0];
     let bundles = dir.path().join("bundles");
 
@@ -670,6 +677,31 @@ fn the_publisher_signs_and_a_worker_refuses_the_key() {
     let prefix = store.join(&meta_file).parent().unwrap().to_path_buf();
     let ko = published_file(&prefix, "hello.ko");
     assert_eq!(modinfo(&ko, "signer"), "kmodfarm publisher key");
+    // Planned with the certificate, the signed store is up to date; without it, it is not.
+    assert_eq!(
+        plan_with(&dir.path().join("p2"), Some(&cert))["variants"],
+        0
+    );
+    assert_eq!(plan_with(&dir.path().join("p3"), None)["variants"], 1);
+    // A plan made for this certificate is not published with another key.
+    let (other_key, other_cert) = keypair(&dir.path().join("other"), "somebody else");
+    let o = run(kmodfarm()
+        .args(["publish", "--plan"])
+        .arg(&plan_dir)
+        .arg("--bundles")
+        .arg(&bundles)
+        .arg("--store")
+        .arg(dir.path().join("store-other"))
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(dir.path().join("report-other"))
+        .arg("--sign-key")
+        .arg(&other_key)
+        .arg("--sign-cert")
+        .arg(&other_cert));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("was made for modules signed"));
     // The bundle's module was unsigned: the signature is the publisher's alone.
     let unsigned = files(&bundles)
         .into_iter()

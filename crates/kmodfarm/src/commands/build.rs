@@ -113,9 +113,7 @@ pub(crate) fn open_farm(
         variants,
         indexes,
         sandbox,
-        None,
-        None,
-        None,
+        Role::default(),
     )
 }
 
@@ -154,9 +152,11 @@ pub(crate) fn open_worker_farm(
         variants,
         indexes,
         sandbox,
-        Some(sink),
-        plan_inputs,
-        signing_cert,
+        Role {
+            bundles: Some(sink),
+            plan_inputs,
+            signing_cert,
+        },
     )
 }
 
@@ -184,11 +184,20 @@ pub(crate) fn open_planning_farm(
         0,
         indexes,
         Box::new(kmf_sandbox::HostRunner),
-        None,
-        None,
-        signing_cert,
+        Role {
+            signing_cert,
+            ..Role::default()
+        },
     )?;
     Ok(farm)
+}
+
+/// What sets a worker's or planner's farm apart from `build`'s (the default).
+#[derive(Default)]
+pub(crate) struct Role {
+    pub bundles: Option<kmf_farm::bundle::BundleSink>,
+    pub plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
+    pub signing_cert: Option<String>,
 }
 
 pub(crate) fn farm_with(
@@ -197,10 +206,13 @@ pub(crate) fn farm_with(
     variants: usize,
     indexes: Option<Arc<IndexSet>>,
     sandbox: Box<dyn kmf_sandbox::Sandbox>,
-    bundles: Option<kmf_farm::bundle::BundleSink>,
-    plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
-    signing_cert: Option<String>,
+    role: Role,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
+    let Role {
+        bundles,
+        plan_inputs,
+        signing_cert,
+    } = role;
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(mirrors).ok();
     let boot = if args.boot_test {

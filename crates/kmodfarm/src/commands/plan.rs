@@ -13,7 +13,7 @@ use kmf_matrix::DiffOptions;
 
 use super::build::{
     cache_dir, farm_with, kernel_lists, load_drivers, matrix_for, open_planning_farm, open_sandbox,
-    open_worker_farm, report, run_indexes, run_indexes_for,
+    open_worker_farm, report, run_indexes, run_indexes_for, Role,
 };
 use super::{write_output, Outcome};
 use crate::cli::{PlanArgs, PublishArgs, WorkArgs};
@@ -240,9 +240,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         plan.variants.len(),
         indexes,
         sandbox,
-        None,
-        inputs,
-        None,
+        Role {
+            plan_inputs: inputs,
+            ..Role::default()
+        },
     )?;
     if let Some(want) = &plan.options.signing_cert {
         let have = farm.signing().map(|k| k.cert_sha256.as_str());

@@ -33,6 +33,58 @@ impl BuilderStore {
     /// The builder's root filesystem, created first when missing. `mirror` is the apt repository URI the suite
     /// comes from.
     pub async fn ensure(&self, spec: &BuilderSpec, mirror: &str) -> Result<PathBuf, BuildError> {
+        let log = self.root.join(format!("{}.log", spec.id));
+        self.make_with(spec, |tmp| async move {
+            tracing::info!(builder = %spec.id, suite = %spec.suite, "creating builder with mmdebstrap");
+            let log_file = std::fs::File::create(&log).map_err(BuildError::io("create", &log))?;
+            let log_err = log_file
+                .try_clone()
+                .map_err(BuildError::io("create", &log))?;
+            let mode = if is_root() { "root" } else { "unshare" };
+            let status = tokio::process::Command::new("mmdebstrap")
+                .arg("--variant=minbase")
+                .arg(format!("--mode={mode}"))
+                .arg(format!("--include={}", spec.packages.join(",")))
+                // Documentation and translations are a third of a toolchain rootfs and no build reads them.
+                .arg("--dpkgopt=path-exclude=/usr/share/man/*")
+                .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
+                .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
+                .arg(&spec.suite)
+                .arg(&tmp)
+                .arg(mirror)
+                .stdin(std::process::Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| BuildError::Io {
+                    op: "run mmdebstrap (apt-get install mmdebstrap)",
+                    path: PathBuf::from("mmdebstrap"),
+                    source: e,
+                })?;
+            if !status.success() {
+                return Err(BuildError::BuilderCreate {
+                    id: spec.id.clone(),
+                    status: status.to_string(),
+                    log: log.clone(),
+                });
+            }
+            let manifest = serde_json::to_vec_pretty(spec).expect("builder spec serialises");
+            let marker = tmp.join(READY);
+            std::fs::write(&marker, manifest).map_err(BuildError::io("write", &marker))
+        })
+        .await
+    }
+
+    /// The builder of `spec`, made by `make` unless it is ready. One maker per builder in this process (other
+    /// processes race harmlessly: the rename into place is atomic and the loser discards its copy). `make`
+    /// fills a fresh temporary directory and must leave the ready marker in it.
+    async fn make_with<F, Fut>(&self, spec: &BuilderSpec, make: F) -> Result<PathBuf, BuildError>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<(), BuildError>>,
+    {
         let dest = self.path(spec);
         if is_ready(&dest) {
             return Ok(dest);
@@ -49,47 +101,20 @@ impl BuilderStore {
         let tmp = self
             .root
             .join(format!(".tmp-{}-{}", spec.id, std::process::id()));
-        let log = self.root.join(format!("{}.log", spec.id));
         let _ = std::fs::remove_dir_all(&tmp);
-        tracing::info!(builder = %spec.id, suite = %spec.suite, "creating builder with mmdebstrap");
-        let log_file = std::fs::File::create(&log).map_err(BuildError::io("create", &log))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(BuildError::io("create", &log))?;
-        let mode = if is_root() { "root" } else { "unshare" };
-        let status = tokio::process::Command::new("mmdebstrap")
-            .arg("--variant=minbase")
-            .arg(format!("--mode={mode}"))
-            .arg(format!("--include={}", spec.packages.join(",")))
-            // Documentation and translations are a third of a toolchain rootfs and no build reads them.
-            .arg("--dpkgopt=path-exclude=/usr/share/man/*")
-            .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
-            .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
-            .arg(&spec.suite)
-            .arg(&tmp)
-            .arg(mirror)
-            .stdin(std::process::Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .kill_on_drop(true)
-            .status()
-            .await
-            .map_err(|e| BuildError::Io {
-                op: "run mmdebstrap (apt-get install mmdebstrap)",
-                path: PathBuf::from("mmdebstrap"),
-                source: e,
-            })?;
-        if !status.success() {
+        let made = make(tmp.clone()).await.and_then(|()| {
+            if is_ready(&tmp) {
+                Ok(())
+            } else {
+                Err(BuildError::io("make", &tmp)(std::io::Error::other(
+                    "no builder came out (its ready marker is missing)",
+                )))
+            }
+        });
+        if let Err(e) = made {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(BuildError::BuilderCreate {
-                id: spec.id.clone(),
-                status: status.to_string(),
-                log,
-            });
+            return Err(e);
         }
-        let manifest = serde_json::to_vec_pretty(spec).expect("builder spec serialises");
-        let marker = tmp.join(READY);
-        std::fs::write(&marker, manifest).map_err(BuildError::io("write", &marker))?;
         match std::fs::rename(&tmp, &dest) {
             Ok(()) => {}
             Err(_) if is_ready(&dest) => {
@@ -192,48 +217,27 @@ impl BuilderStore {
         spec: &BuilderSpec,
         archive: &Path,
     ) -> Result<PathBuf, BuildError> {
-        let dest = self.path(spec);
-        if is_ready(&dest) {
-            return Ok(dest);
-        }
-        let lock = {
-            let mut locks = self.locks.lock().expect("builder lock map poisoned");
-            locks.entry(spec.id.clone()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
-        if is_ready(&dest) {
-            return Ok(dest);
-        }
-        std::fs::create_dir_all(&self.root).map_err(BuildError::io("create", &self.root))?;
-        let tmp = self
-            .root
-            .join(format!(".tmp-{}-{}", spec.id, std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(BuildError::io("create", &tmp))?;
-        let status = tokio::process::Command::new("tar")
-            .args(["--zstd", "--no-same-permissions", "-xf"])
-            .arg(archive)
-            .arg("-C")
-            .arg(&tmp)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .status()
-            .await
-            .map_err(BuildError::io("run tar for", archive))?;
-        if !status.success() || !is_ready(&tmp) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(BuildError::io("unpack", archive)(std::io::Error::other(
-                format!("tar exited with {status}, or the archive holds no builder"),
-            )));
-        }
-        match std::fs::rename(&tmp, &dest) {
-            Ok(()) => {}
-            Err(_) if is_ready(&dest) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+        self.make_with(spec, |tmp| async move {
+            std::fs::create_dir_all(&tmp).map_err(BuildError::io("create", &tmp))?;
+            let status = tokio::process::Command::new("tar")
+                .args(["--zstd", "--no-same-permissions", "-xf"])
+                .arg(archive)
+                .arg("-C")
+                .arg(&tmp)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(BuildError::io("run tar for", archive))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(BuildError::io("unpack", archive)(std::io::Error::other(
+                    format!("tar exited with {status}"),
+                )))
             }
-            Err(e) => return Err(BuildError::io("rename", &dest)(e)),
-        }
-        Ok(dest)
+        })
+        .await
     }
 }
 

@@ -3,11 +3,14 @@
 //! * [`toolchain`]: read `CONFIG_CC_VERSION_TEXT` from the kernel's config and pick the builder (a Debian root
 //!   filesystem with the same GCC major version, plus the aarch64 cross compiler of that version).
 //! * [`builder`]: create builders with mmdebstrap from the mirror, cache and reuse them.
+//! * [`builder_images`]: the container images `--sandbox docker` builds in: builders imported into the
+//!   engine, the Dockerfiles under `builders/`, and pruning what neither produces any more.
 //! * [`project`]: the driver's `kmodfarm.toml`.
 //! * [`kbuild`]: find the kernel tree in the extracted header packages, run `make M=...` in a sandbox, collect
 //!   and verify the modules.
 
 pub mod builder;
+pub mod builder_images;
 mod error;
 pub mod kbuild;
 pub mod project;

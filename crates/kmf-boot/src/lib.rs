@@ -77,6 +77,25 @@ pub struct BootRequest {
     pub check_script: Option<Vec<u8>>,
     /// Hard limit for the boot, from QEMU's start to its exit.
     pub timeout: Duration,
+    /// The kernel image and busybox packages, already at hand and verified (a worker of a plan that
+    /// carries them); `None`: found through the mirror's index and fetched into the cache.
+    pub packages: Option<BootPackages>,
+}
+
+/// A package file on local disk whose content the caller has checked against `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPackage {
+    pub file_name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What a boot needs besides the modules: the target kernel's image package and `busybox-static`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootPackages {
+    pub kernel: LocalPackage,
+    pub busybox: LocalPackage,
 }
 
 /// A module of the load order.
@@ -173,9 +192,10 @@ pub struct BootTester {
 impl BootTester {
     /// A tester using the cache at `cache_dir` (`downloads/` and `packages/`, shared with builds, plus
     /// `boot/`) and the Debian `mirrors`.
+    /// Without mirrors, only requests that bring their [`BootPackages`] can be served.
     pub fn new(
         cache_dir: &Path,
-        mirrors: DebianMirrors,
+        mirrors: Option<DebianMirrors>,
         options: BootOptions,
     ) -> Result<BootTester, String> {
         let fetcher = Fetcher::new(cache_dir.join("downloads"), options.fetch.clone())
@@ -189,7 +209,7 @@ impl BootTester {
             cache_dir: cache_dir.to_path_buf(),
             trees: PackageTrees::new(cache_dir.join("packages")),
             fetcher,
-            indexes: Indexes::new(client, Some(mirrors), Some(cache_dir.join("indexes"))),
+            indexes: Indexes::new(client, mirrors, Some(cache_dir.join("indexes"))),
             kernels: Mutex::default(),
             busyboxes: Mutex::default(),
             options,
@@ -312,14 +332,16 @@ impl BootTester {
                     .to_string(),
             )
         })?;
+        let preset = req.packages.as_ref();
         let (kernel, busybox) = tokio::join!(
             self.kernel(
                 req.arch,
                 &req.kernel_release,
                 &suite,
-                req.package_version.as_deref()
+                req.package_version.as_deref(),
+                preset.map(|p| &p.kernel),
             ),
-            self.busybox(req.arch, &suite)
+            self.busybox(req.arch, &suite, preset.map(|p| &p.busybox))
         );
         let (kernel, busybox) = (kernel?, busybox?);
         let modules = req.modules.clone();
@@ -356,6 +378,7 @@ impl BootTester {
         release: &str,
         suite: &str,
         version: Option<&str>,
+        preset: Option<&LocalPackage>,
     ) -> Result<Arc<Kernel>, Failure> {
         let cell = {
             let mut map = self.kernels.lock().expect("kernel map poisoned");
@@ -364,14 +387,26 @@ impl BootTester {
                 .clone()
         };
         cell.get_or_init(|| async {
-            let download =
-                packages::kernel_image(&self.indexes, suite, arch.deb_arch(), release, version)
+            let local = match preset {
+                Some(p) => p.clone(),
+                None => {
+                    let download = packages::kernel_image(
+                        &self.indexes,
+                        suite,
+                        arch.deb_arch(),
+                        release,
+                        version,
+                    )
                     .await
                     .map_err(|e| (FailureClass::DownloadFailed, e))?;
-            let (tree, sha256) = self.fetch_and_extract(&download).await?;
+                    self.fetch(&download).await?
+                }
+            };
+            let tree = self.extract(&local).await?;
+            let sha256 = local.sha256.clone();
             let release = release.to_string();
             let plain_dir = self.cache_dir.join("boot/modules").join(&sha256);
-            let package = download.file_name.clone();
+            let package = local.file_name.clone();
             tokio::task::spawn_blocking(move || {
                 let vmlinuz = tree.join(format!("boot/vmlinuz-{release}"));
                 if !vmlinuz.is_file() {
@@ -419,17 +454,28 @@ impl BootTester {
         .clone()
     }
 
-    async fn busybox(&self, arch: Arch, suite: &str) -> Result<Arc<Vec<u8>>, Failure> {
+    async fn busybox(
+        &self,
+        arch: Arch,
+        suite: &str,
+        preset: Option<&LocalPackage>,
+    ) -> Result<Arc<Vec<u8>>, Failure> {
         let base = packages::base_suite(suite).to_string();
         let cell = {
             let mut map = self.busyboxes.lock().expect("busybox map poisoned");
             map.entry((arch, base.clone())).or_default().clone()
         };
         cell.get_or_init(|| async {
-            let download = packages::busybox(&self.indexes, &base, arch.deb_arch())
-                .await
-                .map_err(|e| (FailureClass::DownloadFailed, e))?;
-            let (tree, _) = self.fetch_and_extract(&download).await?;
+            let local = match preset {
+                Some(p) => p.clone(),
+                None => {
+                    let download = packages::busybox(&self.indexes, &base, arch.deb_arch())
+                        .await
+                        .map_err(|e| (FailureClass::DownloadFailed, e))?;
+                    self.fetch(&download).await?
+                }
+            };
+            let tree = self.extract(&local).await?;
             ["bin/busybox", "usr/bin/busybox"]
                 .iter()
                 .map(|p| tree.join(p))
@@ -439,7 +485,7 @@ impl BootTester {
                 .ok_or_else(|| {
                     (
                         FailureClass::BootFailed,
-                        format!("{} has no bin/busybox", download.file_name),
+                        format!("{} has no bin/busybox", local.file_name),
                     )
                 })
         })
@@ -447,26 +493,63 @@ impl BootTester {
         .clone()
     }
 
-    async fn fetch_and_extract(&self, download: &Download) -> Result<(PathBuf, String), Failure> {
+    /// The packages a boot of `req` needs, found through the mirror's index and fetched into the cache
+    /// (verified): what a planner puts into a plan so that its workers boot-test offline.
+    pub async fn packages_for(&self, req: &BootRequest) -> Result<BootPackages, Failure> {
+        let suite = req.suite.clone().ok_or_else(|| {
+            (
+                FailureClass::BootFailed,
+                "the variant has no apt suite: boot tests find the kernel image through the Debian index"
+                    .to_string(),
+            )
+        })?;
+        let deb_arch = req.arch.deb_arch();
+        let kernel = packages::kernel_image(
+            &self.indexes,
+            &suite,
+            deb_arch,
+            &req.kernel_release,
+            req.package_version.as_deref(),
+        )
+        .await
+        .map_err(|e| (FailureClass::DownloadFailed, e))?;
+        let busybox = packages::busybox(&self.indexes, packages::base_suite(&suite), deb_arch)
+            .await
+            .map_err(|e| (FailureClass::DownloadFailed, e))?;
+        Ok(BootPackages {
+            kernel: self.fetch(&kernel).await?,
+            busybox: self.fetch(&busybox).await?,
+        })
+    }
+
+    async fn fetch(&self, download: &Download) -> Result<LocalPackage, Failure> {
         let fetched = self.fetcher.fetch(download).await.map_err(|e| {
             (
                 FailureClass::DownloadFailed,
                 format!("{}: {e}", download.file_name),
             )
         })?;
+        Ok(LocalPackage {
+            file_name: download.file_name.clone(),
+            path: fetched.path,
+            sha256: fetched.sha256,
+            size: fetched.size,
+        })
+    }
+
+    /// The package's tree, extracted once into the shared cache.
+    async fn extract(&self, package: &LocalPackage) -> Result<PathBuf, Failure> {
         let trees = self.trees.clone();
-        let sha = fetched.sha256.clone();
-        let path = fetched.path.clone();
-        let tree = tokio::task::spawn_blocking(move || trees.tree(&path, &sha))
+        let (path, sha) = (package.path.clone(), package.sha256.clone());
+        tokio::task::spawn_blocking(move || trees.tree(&path, &sha))
             .await
             .map_err(|e| (FailureClass::Internal, e.to_string()))?
             .map_err(|e| {
                 (
                     FailureClass::ExtractFailed,
-                    format!("{}: {e}", download.file_name),
+                    format!("{}: {e}", package.file_name),
                 )
-            })?;
-        Ok((tree, fetched.sha256))
+            })
     }
 }
 

@@ -167,6 +167,7 @@ async fn run_one(
         modules,
         check_script: config.check.clone(),
         timeout,
+        packages: None,
     };
     run.tester.boot_test(&req).await
 }

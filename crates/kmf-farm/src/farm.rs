@@ -16,9 +16,7 @@ use kmf_types::{Arch, FailureClass, MatrixEntry};
 
 use crate::keys;
 use crate::resolve::{resolve, Indexes};
-use kmf_report::{
-    BootRecord, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
-};
+use kmf_report::{BootRecord, InputPackage, Status, Toolchain, VariantMetadata, VariantResult};
 
 /// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
 #[derive(Debug, Clone)]
@@ -119,21 +117,29 @@ pub struct FarmOptions {
     pub fetch_progress: Option<Arc<dyn kmf_fetch::FetchProgress>>,
     /// Build even when the store holds the variant with the same build key.
     pub rebuild: bool,
-    /// Boot-test every built variant before publishing it; a variant that fails is not published.
+    /// Boot-test each variant: on the worker when its job asks for it, else on the publisher (after signing);
+    /// a variant that fails is not published.
     pub boot: Option<BootTesting>,
     /// Sign every module after the build (and before the boot test and publishing).
     pub signing: Option<kmf_build::sign::SigningKey>,
     /// The certificate (SHA256 of its DER form) the publisher signs with, where this process holds no key
     /// (planner, worker): input keys are those of signed variants, as a signing `build` computes them.
     pub signing_cert: Option<String>,
-    /// A worker's run (`kmodfarm work`): every variant ends in a bundle here instead of the store, nothing
-    /// is signed or published, and no store record is consulted (the plan decided what to build).
-    pub bundles: Option<crate::bundle::BundleSink>,
     /// A worker of a prefetched plan: header packages and builders come from the plan directory only.
     pub plan_inputs: Option<Arc<crate::plan::PlanInputs>>,
     /// The mirror's package indices, when the caller already read some (a crawl through the same
     /// [`kmf_kernels::apt::IndexSet`] leaves them parsed); otherwise the farm reads them as needed.
     pub indexes: Option<Arc<kmf_kernels::apt::IndexSet>>,
+}
+
+/// One variant for [`Farm::work`]: the driver, the matrix entry, where its bundle goes, and whether the
+/// worker boot-tests it (else the publisher may).
+#[derive(Clone)]
+pub struct WorkJob {
+    pub driver: Arc<Driver>,
+    pub entry: MatrixEntry,
+    pub sink: crate::bundle::BundleSink,
+    pub boot: bool,
 }
 
 /// `--boot-test`: the tester (shared by all variants) and the time limit per boot unless the project sets one.
@@ -200,6 +206,15 @@ impl Farm {
         self.opts.signing.as_ref()
     }
 
+    /// Whether variants are built even when the store has them with the same build key.
+    pub fn rebuild(&self) -> bool {
+        self.opts.rebuild
+    }
+
+    pub fn boot(&self) -> Option<&BootTesting> {
+        self.opts.boot.as_ref()
+    }
+
     /// [`Farm::prepare`] for the planner: headers fetched and unpacked, the builder made; its log goes to
     /// `log` (the planner keeps none).
     pub(crate) async fn prepare_for_plan(
@@ -252,68 +267,50 @@ impl Farm {
         true
     }
 
-    /// Builds every (driver, variant) job, `jobs` at a time. Results come back in input order.
-    pub async fn build(
+    /// A worker's run: builds every job, `jobs` at a time, each into a bundle (see [`crate::bundle`]).
+    /// Results come back in input order. Nothing is signed or published here, and no store record is read:
+    /// the plan decided what to build.
+    pub async fn work(
         &self,
-        jobs: Vec<(Arc<Driver>, MatrixEntry)>,
+        jobs: Vec<WorkJob>,
         reporter: Arc<dyn FarmReporter>,
     ) -> Vec<VariantResult> {
         let mut results: Vec<(usize, VariantResult)> =
             futures::stream::iter(jobs.into_iter().enumerate())
-                .map(|(i, (driver, entry))| {
+                .map(|(i, job)| {
                     let reporter = reporter.clone();
                     async move {
-                        let r = self.build_one(&driver, entry, reporter.as_ref()).await;
+                        let r = self.work_one(&job, reporter.as_ref()).await;
                         reporter.finished(&r);
                         (i, r)
                     }
                 })
-                .buffer_unordered(self.opts.jobs.max(1))
+                .buffer_unordered(self.jobs())
                 .collect()
                 .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
     }
 
-    async fn build_one(
-        &self,
-        driver: &Driver,
-        entry: MatrixEntry,
-        reporter: &dyn FarmReporter,
-    ) -> VariantResult {
-        let mut result = VariantResult::started(&driver.name, &driver.version, entry);
-        let label = result.label.clone();
-        reporter.started(&label);
+    /// One variant of a plan, from its inputs to its bundle; a failure ends in a bundle too (its class,
+    /// message and log), so that the publisher learns of it.
+    pub async fn work_one(&self, job: &WorkJob, reporter: &dyn FarmReporter) -> VariantResult {
+        let driver = job.driver.as_ref();
+        let mut result = VariantResult::started(&driver.name, &driver.version, job.entry.clone());
+        reporter.started(&result.label);
         let start = Instant::now();
-        if !self.opts.rebuild && self.opts.bundles.is_none() {
-            reporter.stage(&label, Stage::Check);
-            if let Some(published) = self
-                .up_to_date(driver, &result.store_prefix, &result.entry)
-                .await
-            {
-                result.status = Status::UpToDate;
-                result.kernel_release = Some(published.kernel_release);
-                result.builder = Some(published.toolchain.builder_identity);
-                result.build_key = Some(published.build_key);
-                result.durations.total_secs = start.elapsed().as_secs_f64();
-                return result;
-            }
-        }
         let outcome = match self.log_dir(&result.store_prefix) {
-            Ok(log_dir) => self.pipeline(driver, &mut result, &log_dir, reporter).await,
+            Ok(log_dir) => self.pipeline(job, &mut result, &log_dir, reporter).await,
             Err(e) => Err(e),
         };
         if let Err((class, message)) = outcome {
-            if let Some(sink) = &self.opts.bundles {
-                // The publisher learns of the failure from the bundle; the log goes with it.
-                let input_key = self.input_key(driver, &result.entry);
-                let record = crate::bundle::BundleRecord::failure(
-                    sink, &result, &input_key, class, &message,
-                );
-                let log = result.log.clone().unwrap_or_default();
-                if let Err(e) = crate::bundle::write_bundle(sink, &record, &[], &log, None) {
-                    tracing::warn!(variant = %result.store_prefix, "writing the failure's bundle: {e}");
-                }
+            let input_key = self.input_key(driver, &result.entry);
+            let record = crate::bundle::BundleRecord::failure(
+                &job.sink, &result, &input_key, class, &message,
+            );
+            let log = result.log.clone().unwrap_or_default();
+            if let Err(e) = crate::bundle::write_bundle(&job.sink, &record, &[], &log, None) {
+                tracing::warn!(variant = %result.store_prefix, "writing the failure's bundle: {e}");
             }
             result.status = Status::Failed { class, message };
         }
@@ -343,15 +340,16 @@ impl Farm {
     }
 
     /// One variant, stage by stage: prepare (headers, toolchain), compile (sandboxed kbuild, modules copied out
-    /// and verified), then either sign, boot-test and publish to the store, or, for a worker, boot-test and
-    /// write a bundle for the publisher.
+    /// and verified), boot-test when the job asks for it, and write the bundle. Signing and publishing are
+    /// the publisher's (see [`crate::publish`]).
     async fn pipeline(
         &self,
-        driver: &Driver,
+        job: &WorkJob,
         result: &mut VariantResult,
         log_dir: &Path,
         reporter: &dyn FarmReporter,
     ) -> Result<(), Failure> {
+        let driver = job.driver.as_ref();
         let log_path = start_log(result, log_dir)?;
         let entry = result.entry.clone();
         let prepared = self.prepare(&entry, result, &log_path, reporter).await?;
@@ -360,81 +358,38 @@ impl Farm {
         result.builder = Some(prepared.builder_identity.clone());
         result.build_key = Some(build_key.clone());
 
-        let built = self
+        let _built = self
             .compile(driver, &prepared, result, &log_path, reporter)
             .await?;
-        if let Some(sink) = &self.opts.bundles {
-            let boot = self
-                .boot_stage(driver, result, &prepared, log_dir, &log_path, reporter)
-                .await?;
-            reporter.stage(&result.label, Stage::Publish);
-            let t = Instant::now();
-            let record = crate::bundle::BundleRecord::success(
-                sink,
-                result,
-                &input_key,
-                &build_key,
-                &prepared,
-                self.opts.sandbox.name(),
-                boot,
-            );
-            crate::bundle::write_bundle(
-                sink,
-                &record,
-                &result.modules,
-                &log_path,
-                result.boot_log.as_deref(),
-            )
-            .map_err(|e| (FailureClass::Internal, e.to_string()))?;
-            result.durations.publish_secs = t.elapsed().as_secs_f64();
-            return Ok(());
-        }
-        let mut modules = built.modules;
-        let signature = match &self.opts.signing {
-            Some(key) => {
-                reporter.stage(&result.label, Stage::Sign);
-                Some(self.sign(key, &prepared, &mut modules, &log_path).await?)
+        let boot = match (&self.opts.boot, job.boot) {
+            (Some(boot), true) => {
+                reporter.stage(&result.label, Stage::Boot);
+                let release = prepared.tree.release.clone();
+                Some(
+                    self.boot_test(boot, driver, result, &release, log_dir, &log_path)
+                        .await?,
+                )
             }
-            None => None,
+            _ => None,
         };
-        result.modules = modules.clone();
-        let boot = self
-            .boot_stage(driver, result, &prepared, log_dir, &log_path, reporter)
-            .await?;
-
         reporter.stage(&result.label, Stage::Publish);
         let t = Instant::now();
-        let metadata = VariantMetadata {
-            schema: crate::RESULTS_SCHEMA,
-            artifacts: kmf_types::published::artifacts_dir(&build_key),
-            kmodfarm_version: env!("CARGO_PKG_VERSION"),
-            driver: driver.name.clone(),
-            driver_version: driver.version.clone(),
-            result: "success",
-            variant: entry.clone(),
-            kernel_release: prepared.tree.release.clone(),
-            modules: modules.clone(),
-            toolchain: prepared.toolchain(self.opts.sandbox.name()),
-            inputs: Inputs {
-                source_sha256: driver.source_sha256.clone(),
-                packages: prepared.input_packages(),
-            },
-            build_key,
-            input_key,
+        let record = crate::bundle::BundleRecord::success(
+            &job.sink,
+            result,
+            &input_key,
+            &build_key,
+            &prepared,
+            self.opts.sandbox.name(),
             boot,
-            signature,
-            durations: result.durations.clone(),
-            built_at: now_rfc3339(),
-            log: "build.log".into(),
-        };
-        self.publish(
-            &result.store_prefix,
-            &modules,
+        );
+        crate::bundle::write_bundle(
+            &job.sink,
+            &record,
+            &result.modules,
             &log_path,
             result.boot_log.as_deref(),
-            &metadata,
         )
-        .await
         .map_err(|e| (FailureClass::Internal, e.to_string()))?;
         result.durations.publish_secs = t.elapsed().as_secs_f64();
         Ok(())
@@ -667,11 +622,8 @@ impl Farm {
         if let Some(failure) = out.failure {
             return Err(failure);
         }
-        result.modules = out.modules.clone();
-        Ok(Built {
-            modules: out.modules,
-            _staging: staging,
-        })
+        result.modules = out.modules;
+        Ok(Built { _staging: staging })
     }
 
     /// Signs `modules` in a separate sandboxed run of the kernel tree's `sign-file`; the build log notes it.
@@ -715,27 +667,6 @@ impl Farm {
             Err((_, m)) => note(log_path, &format!("signing failed: {m}\n{sign_output}")),
         }
         signed
-    }
-
-    async fn boot_stage(
-        &self,
-        driver: &Driver,
-        result: &mut VariantResult,
-        prepared: &Prepared,
-        log_dir: &Path,
-        log_path: &Path,
-        reporter: &dyn FarmReporter,
-    ) -> Result<Option<BootRecord>, Failure> {
-        match &self.opts.boot {
-            Some(boot) => {
-                reporter.stage(&result.label, Stage::Boot);
-                Ok(Some(
-                    self.boot_test(boot, driver, result, &prepared.tree, log_dir, log_path)
-                        .await?,
-                ))
-            }
-            None => Ok(None),
-        }
     }
 
     /// The input key, with the signing certificate when modules are signed: signing with another key (or
@@ -866,20 +797,47 @@ impl Farm {
 
     /// Boots the target kernel with the verified modules; `Err` (the variant fails, nothing is published)
     /// unless every module loaded and unloaded cleanly.
-    async fn boot_test(
+    pub(crate) async fn boot_test(
         &self,
         boot: &BootTesting,
         driver: &Driver,
         result: &mut VariantResult,
-        tree: &KernelTree,
+        kernel_release: &str,
         log_dir: &Path,
         log_path: &Path,
     ) -> Result<BootRecord, (FailureClass, String)> {
         let t = Instant::now();
+        // A worker of a plan that carries the boot packages takes them from the plan (verified), offline.
+        let packages = match &self.opts.plan_inputs {
+            Some(inputs) => match inputs
+                .variants
+                .get(&result.store_prefix)
+                .and_then(|v| v.boot_packages.as_ref())
+            {
+                Some(planned) => {
+                    let local = |p: &crate::plan::PlannedInput| {
+                        inputs.verified(p).map(|path| kmf_boot::LocalPackage {
+                            file_name: p.file_name.clone(),
+                            path,
+                            sha256: p.sha256.clone(),
+                            size: p.size,
+                        })
+                    };
+                    let unavailable = |m: String| (FailureClass::DownloadFailed, m);
+                    Some(kmf_boot::BootPackages {
+                        kernel: local(&planned.kernel).map_err(unavailable)?,
+                        busybox: local(&planned.busybox).map_err(unavailable)?,
+                    })
+                }
+                None => None,
+            },
+            None => None,
+        };
         let entry = &result.entry;
         let request = kmf_boot::BootRequest {
+            packages,
             arch: entry.architecture,
-            kernel_release: tree.release.clone(),
+            kernel_release: kernel_release.to_string(),
             suite: entry.suite.clone(),
             package_version: entry.packageversion.clone(),
             modules: result.modules.iter().map(|m| m.path.clone()).collect(),
@@ -1017,9 +975,8 @@ impl Prepared {
     }
 }
 
-/// The verified copies of a build's modules, in a directory removed with this.
+/// The directory of the verified copies of a build's modules (listed in the result), removed with this.
 struct Built {
-    modules: Vec<kmf_build::BuiltModule>,
     _staging: PrivateDir,
 }
 

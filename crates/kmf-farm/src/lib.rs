@@ -1,13 +1,13 @@
-//! Operations: the pipeline wired end to end.
+//! Operations: the pipeline wired end to end, in three steps that may run on different machines.
 //!
-//! [`Farm::build`] takes (driver, matrix entry) jobs and, for each, resolves the header packages (mirror first,
-//! recorded URLs as fallback), fetches them into the content-addressed cache, extracts each package once,
-//! picks and creates the builder for the kernel's compiler, runs kbuild in the sandbox, verifies the modules and
-//! publishes them with their metadata. Jobs run in parallel; one failure never stops the others. A variant whose
-//! [`keys`] match the store's record is reported up to date without a download.
-//!
-//! [`sync::sync`] is the nightly job on top: diff against the published matrix, build what changed, publish
-//! the artifacts and then the new matrix.
+//! [`plan::plan`] (trusted, reads the store and the mirrors) diffs each driver's fresh matrix against the
+//! published one and leaves out variants whose [`keys`] match the store's record, without a download.
+//! [`Farm::work`] (untrusted side: no store write, no signing key) takes each remaining variant through the
+//! pipeline: resolve the header packages (mirror first, recorded URLs as fallback), fetch them into the
+//! content-addressed cache, extract each once, pick the builder for the kernel's compiler, run kbuild in the
+//! sandbox, verify the modules, and write a [`bundle`]. [`publish`] (trusted) re-verifies every bundle,
+//! signs, boot-tests and publishes the variants, then each driver's matrix. [`run`] chains the three in one
+//! process for `build` and `sync`, so the one-machine path and the distributed one are the same code.
 
 pub mod boot_published;
 pub mod bundle;
@@ -17,9 +17,10 @@ pub mod keys;
 pub mod plan;
 pub mod publish;
 mod resolve;
+pub mod run;
 pub mod select;
 pub mod sources;
 pub mod sync;
 
-pub use farm::{BootTesting, Driver, Farm, FarmOptions, FarmReporter, Stage};
+pub use farm::{BootTesting, Driver, Farm, FarmOptions, FarmReporter, Stage, WorkJob};
 pub use kmf_report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};

@@ -51,6 +51,10 @@ pub struct PlanOptions {
     /// variants, so that a store of signed modules is found up to date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_cert: Option<String>,
+    /// Workers boot-test (`work --boot-test`): with prefetch, the plan carries each variant's kernel image
+    /// and busybox packages too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot_test: bool,
 }
 
 impl Default for PlanOptions {
@@ -60,6 +64,7 @@ impl Default for PlanOptions {
             redundancy: 1,
             prefetch: true,
             signing_cert: None,
+            boot_test: false,
         }
     }
 }
@@ -115,6 +120,9 @@ pub struct PlannedVariant {
     /// builder for its compiler); a worker reports this failure without building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<(kmf_types::FailureClass, String)>,
+    /// With prefetch and boot tests: the packages a boot of the variant needs, in `cache/sha256/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_packages: Option<PlannedBootPackages>,
     /// The shards that build it, one per copy.
     pub shards: Vec<usize>,
 }
@@ -125,6 +133,13 @@ pub struct PlannedInput {
     pub file_name: String,
     pub sha256: String,
     pub size: u64,
+}
+
+/// The kernel image and busybox packages a boot test of a variant needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedBootPackages {
+    pub kernel: PlannedInput,
+    pub busybox: PlannedInput,
 }
 
 /// A builder the plan carries (with prefetch): its root filesystem as an archive in `cache/sha256/`, and the
@@ -252,6 +267,8 @@ pub enum PlanError {
     PrefetchNeedsDir,
     #[error("{0}: {1}")]
     Io(std::path::PathBuf, #[source] std::io::Error),
+    #[error("a plan for boot tests gathers the kernel images: the planner needs a boot tester (--boot-test)")]
+    BootNeedsTester,
     #[error("the shard size must be at least 1")]
     ShardSize,
     #[error("redundancy must be between 1 and 8, not {0}")]
@@ -481,7 +498,10 @@ pub async fn plan(
                     let driver = driver.clone();
                     async move {
                         let prefix = format!("{}/{}", driver.name, entry.output);
-                        let published = farm.up_to_date(&driver, &prefix, &entry).await;
+                        let published = match farm.rebuild() {
+                            true => None,
+                            false => farm.up_to_date(&driver, &prefix, &entry).await,
+                        };
                         (entry, published)
                     }
                 })
@@ -508,6 +528,7 @@ pub async fn plan(
                         kernel_release: None,
                         packages: vec![],
                         unavailable: None,
+                        boot_packages: None,
                         entry,
                         shards: vec![],
                     });
@@ -542,7 +563,7 @@ pub async fn plan(
     let mut builders = Vec::new();
     if options.prefetch {
         let dir = plan_dir.ok_or(PlanError::PrefetchNeedsDir)?;
-        builders = prefetch(farm, dir, &mut variants).await?;
+        builders = prefetch(farm, dir, &mut variants, options.boot_test).await?;
     }
     Plan::with_builders(options, planned_drivers, variants, builders)
 }
@@ -554,6 +575,7 @@ async fn prefetch(
     farm: &crate::Farm,
     dir: &std::path::Path,
     variants: &mut [PlannedVariant],
+    boot_test: bool,
 ) -> Result<Vec<PlannedBuilder>, PlanError> {
     let mut builders: BTreeMap<String, PlannedBuilder> = BTreeMap::new();
     let scratch = tempfile::tempdir().map_err(|e| PlanError::Io(dir.to_path_buf(), e))?;
@@ -599,12 +621,62 @@ async fn prefetch(
                 },
             );
         }
+        if boot_test {
+            match boot_packages(farm, dir, &v.entry, &prepared.tree.release).await? {
+                Ok(p) => v.boot_packages = Some(p),
+                Err(failure) => {
+                    tracing::warn!(variant = %v.id, "cannot gather the boot packages: {}", failure.1);
+                    v.unavailable = Some(failure);
+                    continue;
+                }
+            }
+        }
         v.packages = packages;
         v.kernel_release = Some(prepared.tree.release.clone());
         v.builder = Some(prepared.spec.id.clone());
         v.group = prepared.spec.id.clone();
     }
     Ok(builders.into_values().collect())
+}
+
+/// The kernel image and busybox packages a boot of `entry` needs, fetched through the farm's boot tester and
+/// placed into the plan directory. The outer error is the plan's; the inner one the variant's.
+async fn boot_packages(
+    farm: &crate::Farm,
+    dir: &std::path::Path,
+    entry: &MatrixEntry,
+    kernel_release: &str,
+) -> Result<Result<PlannedBootPackages, (kmf_types::FailureClass, String)>, PlanError> {
+    let Some(boot) = farm.boot() else {
+        return Err(PlanError::BootNeedsTester);
+    };
+    let request = kmf_boot::BootRequest {
+        arch: entry.architecture,
+        kernel_release: kernel_release.to_string(),
+        suite: entry.suite.clone(),
+        package_version: entry.packageversion.clone(),
+        modules: vec![],
+        check_script: None,
+        timeout: boot.timeout,
+        packages: None,
+    };
+    let packages = match boot.tester.packages_for(&request).await {
+        Ok(p) => p,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let mut carried = Vec::new();
+    for p in [&packages.kernel, &packages.busybox] {
+        place(&p.path, &input_path(dir, &p.sha256))
+            .map_err(|e| PlanError::Io(p.path.clone(), e))?;
+        carried.push(PlannedInput {
+            file_name: p.file_name.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+        });
+    }
+    let busybox = carried.pop().expect("two packages");
+    let kernel = carried.pop().expect("two packages");
+    Ok(Ok(PlannedBootPackages { kernel, busybox }))
 }
 
 /// Puts `from` at `to` once: a hard link where possible, else a copy (through a temporary name).
@@ -687,6 +759,7 @@ mod tests {
             kernel_release: None,
             packages: vec![],
             unavailable: None,
+            boot_packages: None,
             entry: e,
             shards: vec![],
         }
@@ -725,6 +798,7 @@ mod tests {
                 redundancy: 1,
                 prefetch: false,
                 signing_cert: None,
+                boot_test: false,
             },
             vec![],
             variants(),
@@ -760,6 +834,7 @@ mod tests {
                 redundancy: 2,
                 prefetch: false,
                 signing_cert: None,
+                boot_test: false,
             },
             vec![],
             variants(),
@@ -797,6 +872,7 @@ mod tests {
             redundancy: 1,
             prefetch: false,
             signing_cert: None,
+            boot_test: false,
         };
         let a = Plan::new(opts.clone(), vec![], variants()).unwrap();
         let mut reversed = variants();
@@ -828,6 +904,7 @@ mod tests {
                 redundancy: 1,
                 prefetch: false,
                 signing_cert: None,
+                boot_test: false,
             },
             vec![],
             v,

@@ -10,6 +10,7 @@
 //! theirs stays), so the next plan builds them again. A variant whose record in the store already has the
 //! same build key and modules is left as it is: publishing the same bundles twice changes nothing.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,28 +27,58 @@ use crate::{keys, Driver, Farm, FarmReporter};
 
 type Failure = (FailureClass, String);
 
-/// Publishes `plan` from the bundles under `bundles`; returns per-driver summaries and every variant's
-/// result (the plan's up-to-date variants included, as up to date).
+/// How a plan is published.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    pub sync: SyncOptions,
+    /// Write each driver's matrix and index after its variants (`publish`, `sync`); `build` writes the
+    /// variants' records only.
+    pub matrices: bool,
+}
+
+/// The publisher of one plan: the farm (store, signing key, boot tester), the plan, where the bundles are,
+/// and the driver projects where it has them (a boot test runs the project's check script).
+pub struct Publisher<'a> {
+    pub farm: &'a Farm,
+    pub plan: &'a Plan,
+    pub bundles: &'a Path,
+    pub drivers: HashMap<String, Arc<Driver>>,
+    /// The bundles were written by this process (`build`, `sync`): a worker's failure is reported in its own
+    /// words, without naming a shard.
+    pub in_process: bool,
+}
+
+/// Publishes `plan` from the bundles; returns per-driver summaries and every variant's result (the plan's
+/// up-to-date variants included, as up to date).
 pub async fn publish_plan(
-    farm: &Farm,
-    plan: &Plan,
-    bundles: &Path,
-    opts: &SyncOptions,
+    publisher: &Publisher<'_>,
+    opts: &PublishOptions,
     reporter: Arc<dyn FarmReporter>,
 ) -> Result<(Vec<DriverSync>, Vec<VariantResult>), SyncError> {
-    let results: Vec<VariantResult> = futures::stream::iter(&plan.variants)
+    let results: Vec<VariantResult> = futures::stream::iter(&publisher.plan.variants)
         .map(|variant| {
             let reporter = reporter.clone();
             async move {
-                let r = publish_variant(farm, plan, variant, bundles, reporter.as_ref()).await;
+                reporter.started(&variant_label(publisher.plan, variant));
+                let r = publisher.publish_variant(variant, reporter.as_ref()).await;
                 reporter.finished(&r);
                 r
             }
         })
-        .buffered(farm.jobs())
+        .buffered(publisher.farm.jobs())
         .collect()
         .await;
+    publish_results(publisher.farm, publisher.plan, results, opts).await
+}
 
+/// After the variants: each driver's matrix (unless `opts.matrices` is off) from `results`, one per
+/// variant of the plan in its order, and the up-to-date variants. Returns the summaries and all results.
+pub(crate) async fn publish_results(
+    farm: &Farm,
+    plan: &Plan,
+    results: Vec<VariantResult>,
+    opts: &PublishOptions,
+) -> Result<(Vec<DriverSync>, Vec<VariantResult>), SyncError> {
     let store = farm.store();
     let mut summaries = Vec::new();
     let mut all = Vec::new();
@@ -70,23 +101,25 @@ pub async fn publish_plan(
                 mine.push(r.clone());
             }
         }
-        let key = planned.matrix_key.clone();
-        let previous = crate::sync::published_matrix(store.as_ref(), &key).await?;
-        let diff = kmf_matrix::diff(&previous, &generated, &opts.diff);
-        let summary = crate::sync::publish_matrix(
-            store.as_ref(),
-            crate::sync::Plan {
-                driver,
-                key,
-                previous,
-                generated,
-                diff,
-            },
-            &mine,
-            opts,
-        )
-        .await?;
-        summaries.push(summary);
+        if opts.matrices {
+            let key = planned.matrix_key.clone();
+            let previous = crate::sync::published_matrix(store.as_ref(), &key).await?;
+            let diff = kmf_matrix::diff(&previous, &generated, &opts.sync.diff);
+            let summary = crate::sync::publish_matrix(
+                store.as_ref(),
+                crate::sync::Plan {
+                    driver,
+                    key,
+                    previous,
+                    generated,
+                    diff,
+                },
+                &mine,
+                &opts.sync,
+            )
+            .await?;
+            summaries.push(summary);
+        }
         all.extend(mine);
     }
     Ok((summaries, all))
@@ -100,160 +133,196 @@ fn up_to_date_result(driver: &PlannedDriver, entry: &kmf_types::MatrixEntry) -> 
     r
 }
 
-async fn publish_variant(
-    farm: &Farm,
-    plan: &Plan,
-    variant: &PlannedVariant,
-    bundles: &Path,
-    reporter: &dyn FarmReporter,
-) -> VariantResult {
-    let start = Instant::now();
-    let driver = plan
-        .drivers
+fn planned_driver<'p>(plan: &'p Plan, variant: &PlannedVariant) -> &'p PlannedDriver {
+    plan.drivers
         .iter()
         .find(|d| d.name == variant.driver)
-        .expect("a plan names the driver of each variant");
-    let mut result = VariantResult::started(&driver.name, &driver.version, variant.entry.clone());
-    reporter.started(&result.label);
-    if let Err((class, message)) =
-        publish_checked(farm, plan, driver, variant, bundles, &mut result, reporter).await
-    {
-        result.status = Status::Failed { class, message };
-    }
-    result.durations.total_secs = start.elapsed().as_secs_f64();
-    result
+        .expect("a plan names the driver of each variant")
 }
 
-async fn publish_checked(
-    farm: &Farm,
-    plan: &Plan,
-    driver: &PlannedDriver,
-    variant: &PlannedVariant,
-    bundles: &Path,
-    result: &mut VariantResult,
-    reporter: &dyn FarmReporter,
-) -> Result<(), Failure> {
-    let log_dir = farm.log_dir(&variant.id)?;
-    let log_path = log_dir.join("build.log");
-    result.log = Some(log_path.clone());
-    reporter.stage(&result.label, crate::Stage::Verify);
-    let staging = farm.cache_dir().join("staging");
-    let limits = farm.output_limits().clone();
-    let verdicts: Vec<(usize, BundleVerdict)> = {
-        let (plan, variant, expected, bundles) = (
-            plan.clone(),
-            variant.clone(),
-            driver.modules.clone(),
-            bundles.to_path_buf(),
-        );
-        tokio::task::spawn_blocking(move || {
-            variant
-                .shards
-                .iter()
-                .map(|&s| {
-                    let v =
-                        verify_bundle(&bundles, &plan, &variant, s, &expected, &staging, &limits);
-                    (s, v)
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| (FailureClass::Internal, e.to_string()))?
-    };
-    let bundle = decide(&verdicts, &log_path)?;
+fn variant_label(plan: &Plan, variant: &PlannedVariant) -> String {
+    let driver = planned_driver(plan, variant);
+    VariantResult::started(&driver.name, &driver.version, variant.entry.clone()).label
+}
 
-    copy_log(bundle.log.as_deref(), &log_path);
-    note(
-        &log_path,
-        &format!(
-            "publisher: bundle of plan {} re-verified ({} module(s): SHA256, ELF machine, vermagic {}){}",
-            plan.id,
-            bundle.modules.len(),
-            bundle.kernel_release,
-            if verdicts.len() > 1 {
-                format!(", {} copies byte-identical", verdicts.len())
-            } else {
-                String::new()
-            }
-        ),
-    );
-    let boot_log = bundle.boot_log.as_ref().map(|b| {
-        let dest = log_dir.join("boot.log");
-        copy_log(Some(b), &dest);
-        dest
-    });
-    result.boot_log = boot_log.clone();
-    result.kernel_release = Some(bundle.kernel_release.clone());
-    result.builder = Some(bundle.toolchain.builder_identity.clone());
-
-    let mut modules = bundle.modules.clone();
-    let (input_key, signature) = match farm.signing() {
-        Some(key) => {
-            // The key is used here only: the kernel tree's sign-file from the verified header packages.
-            let prepared = farm
-                .prepare(&variant.entry, result, &log_path, reporter)
-                .await?;
-            reporter.stage(&result.label, crate::Stage::Sign);
-            let signature = farm.sign(key, &prepared, &mut modules, &log_path).await?;
-            // A plan made with the certificate already holds signed input keys.
-            let input_key = match &plan.options.signing_cert {
-                Some(_) => variant.input_key.clone(),
-                None => keys::signed_input_key(&variant.input_key, &key.cert_sha256),
-            };
-            (input_key, Some(signature))
+impl Publisher<'_> {
+    /// Verifies, signs, boot-tests (when the farm boot-tests) and publishes one variant of the plan.
+    pub async fn publish_variant(
+        &self,
+        variant: &PlannedVariant,
+        reporter: &dyn FarmReporter,
+    ) -> VariantResult {
+        let start = Instant::now();
+        let driver = planned_driver(self.plan, variant);
+        let mut result =
+            VariantResult::started(&driver.name, &driver.version, variant.entry.clone());
+        if let Err((class, message)) = self
+            .publish_checked(driver, variant, &mut result, reporter)
+            .await
+        {
+            result.status = Status::Failed { class, message };
         }
-        None => (variant.input_key.clone(), None),
-    };
-    let build_key = keys::build_key(&input_key, &bundle.toolchain.builder_identity);
-    result.build_key = Some(build_key.clone());
-    result.modules = modules.clone();
+        result.durations.total_secs = start.elapsed().as_secs_f64();
+        result
+    }
 
-    if farm.already_published(&variant.id, &build_key).await {
+    async fn publish_checked(
+        &self,
+        driver: &PlannedDriver,
+        variant: &PlannedVariant,
+        result: &mut VariantResult,
+        reporter: &dyn FarmReporter,
+    ) -> Result<(), Failure> {
+        let (farm, plan) = (self.farm, self.plan);
+        let log_dir = farm.log_dir(&variant.id)?;
+        let log_path = log_dir.join("build.log");
+        result.log = Some(log_path.clone());
+        reporter.stage(&result.label, crate::Stage::Verify);
+        let staging = farm.cache_dir().join("staging");
+        let limits = farm.output_limits().clone();
+        let verdicts: Vec<(usize, BundleVerdict)> = {
+            let (plan, variant, expected, bundles) = (
+                plan.clone(),
+                variant.clone(),
+                driver.modules.clone(),
+                self.bundles.to_path_buf(),
+            );
+            tokio::task::spawn_blocking(move || {
+                variant
+                    .shards
+                    .iter()
+                    .map(|&s| {
+                        let v = verify_bundle(
+                            &bundles, &plan, &variant, s, &expected, &staging, &limits,
+                        );
+                        (s, v)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| (FailureClass::Internal, e.to_string()))?
+        };
+        let bundle = decide(&verdicts, &log_path, self.in_process)?;
+
+        copy_log(bundle.log.as_deref(), &log_path);
         note(
             &log_path,
-            "publisher: the store already has this build; nothing written",
+            &format!(
+                "publisher: bundle of plan {} re-verified ({} module(s): SHA256, ELF machine, vermagic {}){}",
+                plan.id,
+                bundle.modules.len(),
+                bundle.kernel_release,
+                if verdicts.len() > 1 {
+                    format!(", {} copies byte-identical", verdicts.len())
+                } else {
+                    String::new()
+                }
+            ),
         );
-        result.status = Status::UpToDate;
-        return Ok(());
+        let mut boot_log = bundle.boot_log.as_ref().map(|b| {
+            let dest = log_dir.join("boot.log");
+            copy_log(Some(b), &dest);
+            dest
+        });
+        result.boot_log = boot_log.clone();
+        result.kernel_release = Some(bundle.kernel_release.clone());
+        result.builder = Some(bundle.toolchain.builder_identity.clone());
+        let record = &bundle.record;
+        result.durations = record.durations.clone();
+
+        let mut modules = bundle.modules.clone();
+        let (input_key, signature) = match farm.signing() {
+            Some(key) => {
+                // The key is used here only: the kernel tree's sign-file from the verified header packages.
+                let prepared = farm
+                    .prepare(&variant.entry, result, &log_path, reporter)
+                    .await?;
+                reporter.stage(&result.label, crate::Stage::Sign);
+                let signature = farm.sign(key, &prepared, &mut modules, &log_path).await?;
+                // A plan made with the certificate already holds signed input keys.
+                let input_key = match &plan.options.signing_cert {
+                    Some(_) => variant.input_key.clone(),
+                    None => keys::signed_input_key(&variant.input_key, &key.cert_sha256),
+                };
+                (input_key, Some(signature))
+            }
+            None => (variant.input_key.clone(), None),
+        };
+        let build_key = keys::build_key(&input_key, &bundle.toolchain.builder_identity);
+        result.build_key = Some(build_key.clone());
+        result.modules = modules.clone();
+        // Preparing the signing tree timed its own steps: the record's are the build's.
+        result.durations = record.durations.clone();
+
+        let mut boot = record.boot.clone();
+        if let Some(tester) = farm.boot() {
+            // The modules as they will be published (signed, where they are) are what boots.
+            reporter.stage(&result.label, crate::Stage::Boot);
+            let project = self.drivers.get(&driver.name).cloned().unwrap_or_else(|| {
+                note(
+                    &log_path,
+                    "publisher: the driver's project is not at hand; booting without its check script",
+                );
+                Arc::new(Driver {
+                    name: driver.name.clone(),
+                    version: driver.version.clone(),
+                    project: Default::default(),
+                    source_sha256: driver.source_sha256.clone(),
+                })
+            });
+            let release = bundle.kernel_release.clone();
+            boot = Some(
+                farm.boot_test(tester, &project, result, &release, &log_dir, &log_path)
+                    .await?,
+            );
+            boot_log = result.boot_log.clone();
+        }
+
+        if !farm.rebuild() && farm.already_published(&variant.id, &build_key).await {
+            note(
+                &log_path,
+                "publisher: the store already has this build; nothing written",
+            );
+            result.status = Status::UpToDate;
+            return Ok(());
+        }
+        reporter.stage(&result.label, crate::Stage::Publish);
+        let t = Instant::now();
+        let metadata = VariantMetadata {
+            schema: crate::RESULTS_SCHEMA,
+            artifacts: kmf_types::published::artifacts_dir(&build_key),
+            kmodfarm_version: env!("CARGO_PKG_VERSION"),
+            driver: driver.name.clone(),
+            driver_version: driver.version.clone(),
+            result: "success",
+            variant: variant.entry.clone(),
+            kernel_release: bundle.kernel_release.clone(),
+            modules: modules.clone(),
+            toolchain: bundle.toolchain.clone(),
+            inputs: Inputs {
+                source_sha256: driver.source_sha256.clone(),
+                packages: record.packages.clone(),
+            },
+            build_key,
+            input_key,
+            boot,
+            signature,
+            durations: result.durations.clone(),
+            built_at: record.built_at.clone(),
+            log: "build.log".into(),
+        };
+        farm.publish(
+            &variant.id,
+            &modules,
+            &log_path,
+            boot_log.as_deref(),
+            &metadata,
+        )
+        .await
+        .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+        result.durations.publish_secs = t.elapsed().as_secs_f64();
+        Ok(())
     }
-    reporter.stage(&result.label, crate::Stage::Publish);
-    let t = Instant::now();
-    let record = &bundle.record;
-    let metadata = VariantMetadata {
-        schema: crate::RESULTS_SCHEMA,
-        artifacts: kmf_types::published::artifacts_dir(&build_key),
-        kmodfarm_version: env!("CARGO_PKG_VERSION"),
-        driver: driver.name.clone(),
-        driver_version: driver.version.clone(),
-        result: "success",
-        variant: variant.entry.clone(),
-        kernel_release: bundle.kernel_release.clone(),
-        modules: modules.clone(),
-        toolchain: bundle.toolchain.clone(),
-        inputs: Inputs {
-            source_sha256: driver.source_sha256.clone(),
-            packages: record.packages.clone(),
-        },
-        build_key,
-        input_key,
-        boot: record.boot.clone(),
-        signature,
-        durations: record.durations.clone(),
-        built_at: record.built_at.clone(),
-        log: "build.log".into(),
-    };
-    farm.publish(
-        &variant.id,
-        &modules,
-        &log_path,
-        boot_log.as_deref(),
-        &metadata,
-    )
-    .await
-    .map_err(|e| (FailureClass::Internal, e.to_string()))?;
-    result.durations = record.durations.clone();
-    result.durations.publish_secs = t.elapsed().as_secs_f64();
-    Ok(())
 }
 
 /// The bundle to publish, when every copy verified and all agree; otherwise why not (refusals first: they
@@ -261,6 +330,7 @@ async fn publish_checked(
 fn decide<'a>(
     verdicts: &'a [(usize, BundleVerdict)],
     log_path: &Path,
+    in_process: bool,
 ) -> Result<&'a VerifiedBundle, Failure> {
     let fail = |class: FailureClass, message: String| {
         note(log_path, &format!("publisher: {class}: {message}"));
@@ -283,6 +353,10 @@ fn decide<'a>(
         } = v
         {
             copy_log(log.as_deref(), log_path);
+            if in_process {
+                // The log already says it; the message is the build's own.
+                return Err((*class, message.clone()));
+            }
             return fail(*class, format!("on the worker of shard {shard}: {message}"));
         }
     }

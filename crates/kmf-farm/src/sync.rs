@@ -1,4 +1,5 @@
-//! The nightly job: bring the store up to date with a freshly generated matrix.
+//! The nightly job's matrix side: bring the store up to date with a freshly generated matrix ([`crate::run::sync`]
+//! runs it).
 //!
 //! For each driver: (1) read the matrix published last time (`<driver>/<MAJOR.MINOR.0>/matrix.json`),
 //! (2) take the freshly generated one, (3) diff them, with groups that vanished or shrank held rather than
@@ -20,9 +21,9 @@ use kmf_store::Store;
 use kmf_types::{output_version, MatrixEntry};
 use serde::Serialize;
 
-use crate::{Driver, Farm, FarmReporter, VariantResult};
+use crate::{Driver, VariantResult};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     pub diff: DiffOptions,
     /// Delete the artifacts of removed variants (never those of held groups). Off: only report them.
@@ -157,62 +158,6 @@ pub(crate) struct Plan {
     pub previous: Vec<MatrixEntry>,
     pub generated: Vec<MatrixEntry>,
     pub diff: MatrixDiff,
-}
-
-/// Syncs each driver against its freshly generated matrix. Builds of all drivers share one parallel run.
-/// Returns per-driver summaries and every variant's result (up-to-date ones included).
-pub async fn sync(
-    farm: &Farm,
-    drivers: Vec<(Arc<Driver>, Vec<MatrixEntry>)>,
-    opts: &SyncOptions,
-    reporter: Arc<dyn FarmReporter>,
-) -> Result<(Vec<DriverSync>, Vec<VariantResult>), SyncError> {
-    let store = farm.store();
-    let mut plans = Vec::new();
-    for (driver, generated) in drivers {
-        let key = matrix_key(&driver);
-        let previous = published_matrix(store.as_ref(), &key).await?;
-        let diff = kmf_matrix::diff(&previous, &generated, &opts.diff);
-        for w in diff.warnings() {
-            tracing::warn!(driver = %driver.name, "{w}");
-        }
-        let s = diff.summary();
-        tracing::info!(
-            driver = %driver.name,
-            previous = previous.len(),
-            generated = generated.len(),
-            added = s.added,
-            modified = s.modified,
-            removed = s.removed,
-            kept = s.kept,
-            "matrix diff"
-        );
-        plans.push(Plan {
-            driver,
-            key,
-            previous,
-            generated,
-            diff,
-        });
-    }
-
-    // Every generated variant goes to the farm: unchanged ones come back up to date after one metadata read,
-    // and a source or toolchain change the matrix cannot see is still caught by the build key.
-    let jobs: Vec<(Arc<Driver>, MatrixEntry)> = plans
-        .iter()
-        .flat_map(|p| p.generated.iter().map(|e| (p.driver.clone(), e.clone())))
-        .collect();
-    let results = farm.build(jobs, reporter).await;
-
-    let mut summaries = Vec::new();
-    let mut offset = 0;
-    for plan in plans {
-        let n = plan.generated.len();
-        let mine = &results[offset..offset + n];
-        offset += n;
-        summaries.push(publish_matrix(store.as_ref(), plan, mine, opts).await?);
-    }
-    Ok((summaries, results))
 }
 
 /// Publishes a driver's new matrix from `results` (one per generated entry, in order), then its index entry,

@@ -504,6 +504,9 @@ pub struct FarmArgs {
     pub rebuild: bool,
     /// Boot each built variant's real kernel in QEMU and load its modules before publishing (see
     /// `kmodfarm boot-test --help`); a variant whose modules do not load cleanly fails and is not published.
+    /// `build`/`sync` boot the modules as published (signed, with --sign-key); `plan --boot-test` carries
+    /// each variant's kernel image and busybox in the plan, so that `work --boot-test` boots offline;
+    /// `publish --boot-test` boots the re-verified (and signed) modules again before publishing.
     #[arg(long)]
     pub boot_test: bool,
     /// Hard limit per boot with --boot-test, in seconds (a project's [boot] timeout_secs may only lower it).

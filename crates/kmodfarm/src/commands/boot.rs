@@ -67,7 +67,7 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
         ..BootOptions::default()
     };
     let tester = Arc::new(
-        BootTester::new(&cache, mirrors, options)
+        BootTester::new(&cache, Some(mirrors), options)
             .map_err(|e| anyhow::anyhow!(e))
             .context("setting up the boot tester")?,
     );

@@ -36,9 +36,9 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     }
 
     let (farm, ui) = open_farm(&args.farm, &args.source, jobs.len(), indexes)?;
-    let results = farm.build(jobs, ui.clone()).await;
+    let results = kmf_farm::run::build(&farm, jobs, ui.clone()).await;
     ui.finish();
-    report(&args.farm, &results)
+    report(&args.farm, &results?)
 }
 
 pub(crate) fn load_drivers(
@@ -132,7 +132,6 @@ pub(crate) fn open_worker_farm(
     args: &FarmArgs,
     mirrors: &MirrorArgs,
     variants: usize,
-    sink: kmf_farm::bundle::BundleSink,
     plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
     signing_cert: Option<String>,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
@@ -153,7 +152,6 @@ pub(crate) fn open_worker_farm(
         indexes,
         sandbox,
         Role {
-            bundles: Some(sink),
             plan_inputs,
             signing_cert,
         },
@@ -161,7 +159,9 @@ pub(crate) fn open_worker_farm(
 }
 
 /// A farm for the planner, which reads the store and the mirrors and never builds: it gets no sandbox (a
-/// planning machine needs none) and no signing key (planning must not hold it).
+/// planning machine needs none) and no signing key (planning must not hold it). With `--boot-test` it gets
+/// a boot tester, to gather the kernel images a plan for boot tests carries (and a variant published
+/// without a boot test is not up to date for such a plan).
 pub(crate) fn open_planning_farm(
     args: &FarmArgs,
     source: &KernelSourceArgs,
@@ -171,7 +171,6 @@ pub(crate) fn open_planning_farm(
     let args = FarmArgs {
         sign_key: None,
         sign_cert: None,
-        boot_test: false,
         store: args.store.clone(),
         cache: args.cache.clone(),
         report_dir: args.report_dir.clone(),
@@ -195,7 +194,6 @@ pub(crate) fn open_planning_farm(
 /// What sets a worker's or planner's farm apart from `build`'s (the default).
 #[derive(Default)]
 pub(crate) struct Role {
-    pub bundles: Option<kmf_farm::bundle::BundleSink>,
     pub plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
     pub signing_cert: Option<String>,
 }
@@ -209,16 +207,23 @@ pub(crate) fn farm_with(
     role: Role,
 ) -> anyhow::Result<(Farm, Arc<reporters::FarmProgress>)> {
     let Role {
-        bundles,
         plan_inputs,
         signing_cert,
     } = role;
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(mirrors).ok();
     let boot = if args.boot_test {
-        let mirrors = mirrors
-            .clone()
-            .context("--boot-test needs a Debian mirror for the kernel images (--mirror URL)")?;
+        // A worker of a plan that carries the boot packages needs no mirror.
+        let carried = plan_inputs
+            .as_ref()
+            .is_some_and(|p| p.variants.values().all(|v| v.boot_packages.is_some()));
+        let mirrors = match (mirrors.clone(), carried) {
+            (Some(m), _) => Some(m),
+            (None, true) => None,
+            (None, false) => anyhow::bail!(
+                "--boot-test needs a Debian mirror for the kernel images (--mirror URL)"
+            ),
+        };
         let tester = kmf_boot::BootTester::new(&cache, mirrors, kmf_boot::BootOptions::default())
             .map_err(|e| anyhow::anyhow!(e))
             .context("setting up the boot tester")?;
@@ -265,7 +270,6 @@ pub(crate) fn farm_with(
         boot,
         signing,
         indexes,
-        bundles,
         plan_inputs,
         signing_cert,
     })

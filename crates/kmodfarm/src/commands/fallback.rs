@@ -88,7 +88,7 @@ pub async fn build_for_host(
     }
     tracing::info!(variant = %entry.label(), store = %farm_args.store, "building the host's module here");
     let (farm, ui) = open_farm(&farm_args, &source, 1, None)?;
-    let (_, results) = kmf_farm::sync::sync(
+    let (_, results) = kmf_farm::run::sync(
         &farm,
         vec![(driver, vec![entry])],
         &SyncOptions {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use kmf_farm::bundle::BundleSink;
 use kmf_farm::plan::{PlanOptions, PLAN_FILE};
+use kmf_farm::publish::{PublishOptions, Publisher};
 use kmf_farm::sync::SyncOptions;
-use kmf_farm::Driver;
+use kmf_farm::{Driver, WorkJob};
 use kmf_matrix::DiffOptions;
 
 use super::build::{
@@ -54,6 +55,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
         redundancy: args.redundancy,
         prefetch: !args.no_prefetch,
         signing_cert,
+        boot_test: args.farm.boot_test,
     };
     let diff = DiffOptions {
         shrink_threshold: args.shrink_threshold,
@@ -147,13 +149,17 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
                 d
             }
         };
-        jobs.push((driver, variant.entry.clone()));
+        jobs.push(WorkJob {
+            driver,
+            entry: variant.entry.clone(),
+            sink: BundleSink {
+                dir: args.out.clone(),
+                plan: plan.id.clone(),
+                shard: shard.index,
+            },
+            boot: args.farm.boot_test,
+        });
     }
-    let sink = BundleSink {
-        dir: args.out.clone(),
-        plan: plan.id.clone(),
-        shard: shard.index,
-    };
     let inputs = plan
         .options
         .prefetch
@@ -162,7 +168,6 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         &args.farm,
         &args.mirrors,
         jobs.len(),
-        sink,
         inputs,
         plan.options.signing_cert.clone(),
     )?;
@@ -175,7 +180,7 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         jobs.len(),
         args.out.display()
     );
-    let results = farm.build(jobs, ui.clone()).await;
+    let results = farm.work(jobs, ui.clone()).await;
     ui.finish();
     report(&args.farm, &results)
 }
@@ -254,14 +259,35 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
             plan.id
         );
     }
-    let opts = SyncOptions {
-        diff: DiffOptions {
-            shrink_threshold: args.shrink_threshold,
+    let opts = PublishOptions {
+        sync: SyncOptions {
+            diff: DiffOptions {
+                shrink_threshold: args.shrink_threshold,
+            },
+            prune: args.prune,
         },
-        prune: args.prune,
+        matrices: true,
+    };
+    // A boot test runs the project's check script: the projects come from the plan's source archives.
+    let mut drivers = HashMap::new();
+    if args.farm.boot_test {
+        let cache = cache_dir(&args.farm);
+        for d in &plan.drivers {
+            drivers.insert(
+                d.name.clone(),
+                planned_driver(&plan, &d.name, &args.plan, &cache)?,
+            );
+        }
+    }
+    let publisher = Publisher {
+        farm: &farm,
+        plan: &plan,
+        bundles: &args.bundles,
+        drivers,
+        in_process: false,
     };
     let (summaries, results) =
-        kmf_farm::publish::publish_plan(&farm, &plan, &args.bundles, &opts, ui.clone()).await?;
+        kmf_farm::publish::publish_plan(&publisher, &opts, ui.clone()).await?;
     ui.finish();
     let publish_json = serde_json::to_string_pretty(&summaries)? + "\n";
     write_output(

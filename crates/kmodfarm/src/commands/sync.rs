@@ -31,7 +31,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         },
         prune: args.prune,
     };
-    let (summaries, results) = kmf_farm::sync::sync(&farm, work, &opts, ui.clone()).await?;
+    let (summaries, results) = kmf_farm::run::sync(&farm, work, &opts, ui.clone()).await?;
     ui.finish();
 
     let sync_json = serde_json::to_string_pretty(&summaries)? + "\n";

@@ -435,6 +435,7 @@ fn offline_worker(
     shard: u64,
     home: &Path,
     bundles: &Path,
+    extra: &[&str],
 ) -> std::process::Child {
     for d in [home, bundles] {
         std::fs::create_dir_all(d).unwrap();
@@ -460,6 +461,7 @@ fn offline_worker(
         .arg("--report-dir")
         .arg(home.join("report"))
         .args(["--store", "/nonexistent"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -520,7 +522,7 @@ fn offline_unprivileged_workers_and_a_publisher_on_s3() {
         .iter()
         .map(|&s| {
             let home = dir.path().join(format!("worker-{s}"));
-            offline_worker(&bin, &plan_dir, s, &home, &bundles)
+            offline_worker(&bin, &plan_dir, s, &home, &bundles, &[])
         })
         .collect();
     for w in workers {
@@ -708,4 +710,222 @@ fn the_publisher_signs_and_a_worker_refuses_the_key() {
         .find(|f| f.ends_with("hello.ko"))
         .unwrap();
     assert_eq!(modinfo(&bundles.join(unsigned), "signer"), "");
+}
+
+/// A store object with what differs from run to run taken out: the logs (timings, scratch paths) are
+/// dropped, and of the records only the build's durations and finishing time; every other byte must match.
+fn comparable(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    if name.ends_with("/build.log") || name.ends_with("/boot.log") {
+        return None;
+    }
+    if name.ends_with("/metadata.json") {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("durations").is_some() && o.remove("built_at").is_some());
+        return Some(serde_json::to_vec(&v).unwrap());
+    }
+    if name.ends_with("/provenance.json") {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let meta = &mut v["predicate"]["runDetails"]["metadata"];
+        assert!(meta.as_object_mut().unwrap().remove("finishedOn").is_some());
+        return Some(serde_json::to_vec(&v).unwrap());
+    }
+    Some(bytes.to_vec())
+}
+
+fn comparable_store(store: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot(store)
+        .into_iter()
+        .filter_map(|(name, bytes)| comparable(&name, &bytes).map(|b| (name, b)))
+        .collect()
+}
+
+/// `sync` and `build` run plan → work → publish in one process: the store they write is the one a
+/// distributed run (a prefetched plan, one worker per shard, the publisher) writes from the same inputs.
+#[test]
+fn build_and_sync_write_the_store_plan_work_publish_writes() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+
+    let synced = dir.path().join("synced");
+    let o = run(kmodfarm()
+        .arg("sync")
+        .args(projects())
+        .arg("--kernels")
+        .arg(&crawl)
+        .args(FILTERS)
+        .arg("--store")
+        .arg(&synced)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(dir.path().join("sync-report")));
+    assert!(o.status.success());
+
+    let built = dir.path().join("built");
+    let o = run(kmodfarm()
+        .arg("build")
+        .args(projects())
+        .arg("--kernels")
+        .arg(&crawl)
+        .args(FILTERS)
+        .arg("--store")
+        .arg(&built)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(dir.path().join("build-report")));
+    assert!(o.status.success());
+
+    let distributed = dir.path().join("distributed");
+    let plan_dir = dir.path().join("plan");
+    let bundles = dir.path().join("bundles");
+    let mut c = kmodfarm();
+    c.arg("plan").args(projects()).arg("--kernels").arg(&crawl);
+    c.args(FILTERS).args(["--shard-size", "2", "--json"]);
+    c.arg("--store")
+        .arg(&distributed)
+        .arg("--cache")
+        .arg(cache_dir());
+    c.arg("--out").arg(&plan_dir);
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in shard_indices(&summary) {
+        work(&plan_dir, s, &bundles, &dir.path().join(format!("w{s}")));
+    }
+    let o = publish(
+        &plan_dir,
+        &bundles,
+        &distributed,
+        &dir.path().join("report"),
+    );
+    assert!(o.status.success());
+
+    let (synced, built, distributed) = (
+        comparable_store(&synced),
+        comparable_store(&built),
+        comparable_store(&distributed),
+    );
+    let modules = synced.keys().filter(|k| k.ends_with(".ko")).count();
+    assert_eq!(
+        modules,
+        9,
+        "hello and pair for 3 kernels: {:?}",
+        synced.keys()
+    );
+    assert_eq!(
+        synced.keys().collect::<Vec<_>>(),
+        distributed.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &synced {
+        assert!(
+            distributed[name] == *bytes,
+            "{name} differs between sync and plan/work/publish:\n{}\n---\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&distributed[name])
+        );
+    }
+    // `build` writes the variants, not the matrices: the same objects without them.
+    let variant_objects: BTreeMap<&String, &Vec<u8>> = synced
+        .iter()
+        .filter(|(k, _)| !k.ends_with("/matrix.json") && !k.ends_with("index.json"))
+        .collect();
+    assert_eq!(variant_objects, built.iter().collect::<BTreeMap<_, _>>());
+}
+
+/// `plan --boot-test` carries each variant's kernel image and busybox: an offline worker boot-tests from the
+/// plan alone, and its record names the kernel it booted; `publish --boot-test` boots the modules again as
+/// they are published.
+#[test]
+fn offline_workers_boot_test_from_the_plan() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = dir.path().join("kmodfarm");
+    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+    let store = dir.path().join("store");
+    let plan_dir = dir.path().join("plan");
+    let mut c = kmodfarm();
+    c.arg("plan")
+        .arg(workspace().join("examples/hello"))
+        .arg("--kernels")
+        .arg(&crawl);
+    c.args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"]);
+    c.args(["--kernel-release", r"^6\.1\.0-[0-9]+-amd64$"]);
+    c.args(["--boot-test", "--json"]).arg("--store").arg(&store);
+    c.arg("--cache")
+        .arg(cache_dir())
+        .arg("--out")
+        .arg(&plan_dir);
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["variants"], 1);
+    let plan = read_json(&plan_dir.join("plan.json"));
+    let boot = &plan["variants"][0]["boot_packages"];
+    let kernel = boot["kernel"]["file_name"].as_str().unwrap().to_string();
+    assert!(kernel.starts_with("linux-image-6.1.0-"), "{boot}");
+    assert!(boot["busybox"]["file_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("busybox-static_"));
+    for p in [&boot["kernel"], &boot["busybox"]] {
+        let carried = plan_dir
+            .join("cache/sha256")
+            .join(p["sha256"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&carried).unwrap().len(),
+            p["size"].as_u64().unwrap()
+        );
+    }
+
+    let bundles = dir.path().join("bundles");
+    let home = dir.path().join("worker");
+    let worker = offline_worker(&bin, &plan_dir, 0, &home, &bundles, &["--boot-test"]);
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "worker failed:\n{stderr}");
+    assert!(
+        !stderr.contains("downloading"),
+        "a worker downloaded:\n{stderr}"
+    );
+    let id = plan["variants"][0]["id"].as_str().unwrap();
+    let record = read_json(&bundle(&bundles, 0, id).join("record.json"));
+    assert_eq!(
+        record["boot"]["kernel_package"],
+        kernel.as_str(),
+        "{record:#}"
+    );
+    assert!(record["boot"]["load_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "hello"));
+    assert!(bundle(&bundles, 0, id).join("boot.log").is_file());
+
+    let report = dir.path().join("report");
+    let o = run(kmodfarm()
+        .args(["publish", "--boot-test", "--plan"])
+        .arg(&plan_dir)
+        .arg("--bundles")
+        .arg(&bundles)
+        .arg("--store")
+        .arg(&store)
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(&report));
+    assert!(o.status.success());
+    let meta = read_json(&store.join(id).join("metadata.json"));
+    assert_eq!(meta["boot"]["kernel_package"], kernel.as_str());
+    let log = std::fs::read_to_string(report.join("logs").join(id).join("boot.log")).unwrap();
+    assert!(
+        log.contains("KMF:"),
+        "the publisher's boot left no console log"
+    );
 }

@@ -435,7 +435,7 @@ impl Farm {
                             path,
                             sha256: p.sha256.clone(),
                             size: p.size,
-                            url: None,
+                            url: p.url.clone(),
                             downloaded_bytes: 0,
                         },
                     ));
@@ -470,7 +470,15 @@ impl Farm {
         let mut files = Vec::new();
         for (d, f) in downloads.iter().zip(fetched) {
             match f {
-                Ok(f) => files.push((d.file_name.clone(), f)),
+                // The record names where the package is published: the URL it came from, or on a cache
+                // hit the first it would have been fetched from, so that a warm cache records the same.
+                Ok(f) => files.push((
+                    d.file_name.clone(),
+                    kmf_fetch::Fetched {
+                        url: f.url.clone().or_else(|| d.urls.first().cloned()),
+                        ..f
+                    },
+                )),
                 Err(e) => {
                     let class = if e.is_not_found() {
                         FailureClass::HeadersUnavailable

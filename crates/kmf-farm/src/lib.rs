@@ -15,6 +15,7 @@ mod farm;
 mod host_layout;
 pub mod keys;
 pub mod plan;
+pub mod plan_store;
 pub mod publish;
 mod resolve;
 pub mod run;

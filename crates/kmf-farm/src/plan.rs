@@ -133,6 +133,9 @@ pub struct PlannedInput {
     pub file_name: String,
     pub sha256: String,
     pub size: u64,
+    /// Where the package is published (header packages), for the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The kernel image and busybox packages a boot test of a variant needs.
@@ -597,6 +600,7 @@ async fn prefetch(
                 file_name: name.clone(),
                 sha256: f.sha256.clone(),
                 size: f.size,
+                url: f.url.clone(),
             });
         }
         if !builders.contains_key(&prepared.spec.id) {
@@ -617,6 +621,7 @@ async fn prefetch(
                         file_name: format!("{}.tar.zst", prepared.spec.id),
                         sha256,
                         size,
+                        url: None,
                     },
                 },
             );
@@ -672,6 +677,7 @@ async fn boot_packages(
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
             size: p.size,
+            url: None,
         });
     }
     let busybox = carried.pop().expect("two packages");

@@ -12,6 +12,12 @@ pub enum StoreError {
     BadUrl { url: String, why: String },
     #[error("{url} is a read-only store: publish to its file:// or s3:// location instead")]
     ReadOnly { url: String },
+    #[error("{key} in {store} is larger than {limit} bytes")]
+    TooLarge {
+        store: String,
+        key: String,
+        limit: u64,
+    },
     #[error("{url} cannot be listed (an http store serves known keys only)")]
     NotListable { url: String },
     #[error("{op} {key} in {store}: {message}")]

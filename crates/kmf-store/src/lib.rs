@@ -29,6 +29,30 @@ pub trait Store: Send + Sync {
     /// The object's bytes, or `None` when absent.
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Streams the object into a new file at `dest` (through a temporary name beside it, renamed when
+    /// complete); `None` when absent. An object larger than `max_bytes` is refused and nothing is left.
+    /// Returns the object's size.
+    async fn get_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(bytes) = self.get_bytes(key).await? else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 > max_bytes {
+            return Err(StoreError::TooLarge {
+                store: self.url(),
+                key: key.to_string(),
+                limit: max_bytes,
+            });
+        }
+        let tmp = temporary_beside(dest);
+        std::fs::write(&tmp, &bytes).map_err(StoreError::io("write", &tmp))?;
+        std::fs::rename(&tmp, dest).map_err(StoreError::io("rename", dest))?;
+        Ok(Some(bytes.len() as u64))
+    }
     /// Every key under `prefix` (recursively), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
@@ -44,6 +68,64 @@ pub trait Store: Send + Sync {
         prefix: &str,
     ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// A temporary name beside `dest` for a download that is renamed into place once complete.
+pub(crate) fn temporary_beside(dest: &Path) -> std::path::PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.{}.part", std::process::id()))
+}
+
+/// Read access to a store, and nothing else: what a worker is given for the plan's store. It cannot
+/// write or delete, whatever the credentials in its environment would allow.
+#[async_trait::async_trait]
+pub trait StoreReader: Send + Sync {
+    fn url(&self) -> String;
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// See [`Store::get_file`].
+    async fn get_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, StoreError>;
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// The read-only face of a store.
+struct ReadOnly(Box<dyn Store>);
+
+#[async_trait::async_trait]
+impl StoreReader for ReadOnly {
+    fn url(&self) -> String {
+        self.0.url()
+    }
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_bytes(key).await
+    }
+    async fn get_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.0.get_file(key, dest, max_bytes).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.0.exists(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0.list(prefix).await
+    }
+}
+
+/// Opens a store for reading only (see [`StoreReader`]).
+pub fn open_reader(url: &str) -> Result<Box<dyn StoreReader>, StoreError> {
+    Ok(Box::new(ReadOnly(open(url)?)))
 }
 
 /// Opens a store from a URL: `file:///dir` or a plain path, `s3://bucket[/prefix][?options]` (see

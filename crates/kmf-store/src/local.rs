@@ -108,6 +108,49 @@ impl Store for LocalStore {
         Ok(tokio::fs::try_exists(&path).await.unwrap_or(false))
     }
 
+    async fn get_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let path = self.path(key)?;
+        let (store, key, dest) = (self.url(), key.to_string(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let src = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::io("open", &path)(e)),
+            };
+            let too_large = || StoreError::TooLarge {
+                store: store.clone(),
+                key: key.clone(),
+                limit: max_bytes,
+            };
+            let tmp = crate::temporary_beside(&dest);
+            let mut out = std::fs::File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
+            let copied = std::io::copy(&mut src.take(max_bytes.saturating_add(1)), &mut out)
+                .and_then(|n| out.sync_all().map(|_| n));
+            match copied {
+                Ok(n) if n > max_bytes => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(too_large())
+                }
+                Ok(n) => {
+                    std::fs::rename(&tmp, &dest).map_err(StoreError::io("rename", &dest))?;
+                    Ok(Some(n))
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(StoreError::io("copy", &path)(e))
+                }
+            }
+        })
+        .await
+        .expect("store reader panicked")
+    }
+
     async fn list_modified(
         &self,
         prefix: &str,

@@ -271,6 +271,66 @@ impl Store for RemoteStore {
         }
     }
 
+    async fn get_file(
+        &self,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let target = self.path(key)?;
+        let response = match self.inner.get(&target).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.backend("get", key)(e)),
+        };
+        let too_large = || StoreError::TooLarge {
+            store: self.display.clone(),
+            key: key.to_string(),
+            limit: max_bytes,
+        };
+        if response.meta.size > max_bytes {
+            return Err(too_large());
+        }
+        // Streamed: a builder archive of 150 MB is never held in memory.
+        let tmp = crate::temporary_beside(dest);
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(StoreError::io("create", &tmp))?;
+            let mut stream = response.into_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(self.backend("get", key))?;
+                written += chunk.len() as u64;
+                if written > max_bytes {
+                    return Err(too_large());
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(StoreError::io("write", &tmp))?;
+            }
+            file.sync_all()
+                .await
+                .map_err(StoreError::io("write", &tmp))?;
+            Ok(written)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                tokio::fs::rename(&tmp, dest)
+                    .await
+                    .map_err(StoreError::io("rename", dest))?;
+                Ok(Some(n))
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         let target = self.path(key)?;
         match self.inner.head(&target).await {

@@ -66,10 +66,14 @@ pub enum Command {
     /// the rest into shards homogeneous in architecture and toolchain (without prefetch: the distribution
     /// release), at most --shard-size variants each. Each shard names its runner: x86_64, or aarch64 for
     /// aarch64 variants x86_64 cannot cross-build (RPM distributions, Ubuntu). The plan id is a content hash:
-    /// the same inputs give the same id. Writes <out>/plan.json.
+    /// the same inputs give the same id. Writes <out>/plan.json; with prefetch, every input a worker needs
+    /// (header packages, builders, sources; kernel images with --boot-test) goes into <out>/cache/sha256/.
+    /// --out may be a store URL instead: the plan goes to <URL>/plans/<id>/plan.json and its inputs into the
+    /// store's shared <URL>/cache/sha256/ (each uploaded once for all plans); the plan's URL is printed.
     ///
     /// Examples:
     ///   kmodfarm plan examples/hello --kernels x86_64-list.json --kernels aarch64-list.json --no-prefetch --out plan
+    ///   kmodfarm plan examples/hello --crawl --latest 1 --store s3://bucket/kmods --out s3://bucket/farm
     ///   kmodfarm plan examples/hello --crawl --latest 1 --no-prefetch --redundancy 2 --json
     ///   kmodfarm plan examples/hello --crawl --no-prefetch --github-matrix
     Plan(Box<PlanArgs>),
@@ -78,11 +82,15 @@ pub enum Command {
     /// Reads <plan>/plan.json (its id must match its content), unpacks the drivers' sources from the plan
     /// (checked by SHA256), builds and verifies each variant of --shard in the sandbox exactly as `build`
     /// does, and writes one bundle per variant under <out>/shard-<N>/<driver>/<output>/: modules, logs and
-    /// record.json (last). It never reads or writes the store and refuses a signing key. Header packages
-    /// come from the mirrors (plans made with --no-prefetch).
+    /// record.json (last). It never writes the store and refuses a signing key. A prefetched plan carries
+    /// every input (no network needed); with --no-prefetch plans, header packages come from the mirrors.
+    /// --plan may be a plan's URL in a store (<store>/plans/<id>): the worker reads it with read access only
+    /// and fetches only its shard's inputs. --out may be the plan's staging prefix in a store
+    /// (<store>/staging/<id>): the bundles are uploaded there, each record last.
     ///
-    /// Example:
+    /// Examples:
     ///   kmodfarm work --plan plan --shard 0 --out bundles
+    ///   kmodfarm work --plan s3://bucket/farm/plans/<id> --shard 3 --out s3://bucket/farm/staging/<id>
     Work(Box<WorkArgs>),
     /// Publish a plan from its workers' bundles (the trusted side of a distributed run).
     ///
@@ -96,8 +104,12 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant was published or up to date, 1 when some were not, 2 on bad input.
     ///
-    /// Example:
+    /// --plan and --bundles may be store URLs (as `work` takes them); the bundle files of the plan's shards
+    /// are downloaded into a private directory and checked there.
+    ///
+    /// Examples:
     ///   kmodfarm publish --plan plan --bundles bundles --store s3://bucket/kmods
+    ///   kmodfarm publish --plan s3://bucket/farm/plans/<id> --bundles s3://bucket/farm/staging/<id> --store s3://bucket/kmods
     Publish(Box<PublishArgs>),
     /// Boot-test published variants: load every module into the real target kernel under QEMU.
     ///
@@ -364,9 +376,9 @@ pub struct PlanArgs {
     /// the mirrors themselves. Shards are then grouped by distribution release instead of builder.
     #[arg(long)]
     pub no_prefetch: bool,
-    /// Directory to write plan.json to.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    /// Directory to write plan.json (and with prefetch its inputs) to, or a store URL (see above).
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: Option<String>,
     /// The certificate `publish` will sign with (not the key: the planner never holds it). Variants are then
     /// planned as signed ones, so that a store of modules signed with it is found up to date, and `publish`
     /// refuses another key.
@@ -380,15 +392,15 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// The plan directory: plan.json and the sources/ it names.
-    #[arg(long, value_name = "DIR")]
-    pub plan: PathBuf,
+    /// The plan directory (plan.json and what it carries), or the plan's URL in a store.
+    #[arg(long, value_name = "DIR|URL")]
+    pub plan: String,
     /// The shard to build (its index in plan.json).
     #[arg(long)]
     pub shard: usize,
-    /// Where the bundles go.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Where the bundles go: a directory, or the plan's staging prefix in a store.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     #[command(flatten)]
@@ -397,12 +409,13 @@ pub struct WorkArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The plan directory (plan.json).
-    #[arg(long, value_name = "DIR")]
-    pub plan: PathBuf,
-    /// The workers' bundles (shard-<N>/... directories, as `work --out` writes them).
-    #[arg(long, value_name = "DIR")]
-    pub bundles: PathBuf,
+    /// The plan directory (plan.json), or the plan's URL in a store.
+    #[arg(long, value_name = "DIR|URL")]
+    pub plan: String,
+    /// The workers' bundles (shard-<N>/... directories, as `work --out` writes them), or the staging prefix
+    /// they were uploaded to.
+    #[arg(long, value_name = "DIR|URL")]
+    pub bundles: String,
     /// As for `sync`: delete the artifacts of variants the new matrix no longer has.
     #[arg(long)]
     pub prune: bool,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kmf_farm::bundle::BundleSink;
+use std::path::PathBuf;
+
 use kmf_farm::plan::{PlanOptions, PLAN_FILE};
+use kmf_farm::plan_store::{self, PlanLocation};
 use kmf_farm::publish::{PublishOptions, Publisher};
 use kmf_farm::sync::SyncOptions;
 use kmf_farm::{Driver, WorkJob};
@@ -60,22 +63,47 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
     let diff = DiffOptions {
         shrink_threshold: args.shrink_threshold,
     };
-    let plan = kmf_farm::plan::plan(&farm, work, &diff, options, args.out.as_deref()).await?;
-    if let Some(dir) = &args.out {
+    // A plan for a store is made in a private directory under the cache, then uploaded.
+    let (staging, out_dir) = match args.out.as_deref() {
+        Some(url) if plan_store::is_url(url) => {
+            let dir = kmf_build::workdir::PrivateDir::create(&cache_dir(&args.farm).join("plans"))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let path = dir.path().to_path_buf();
+            (Some(dir), Some(path))
+        }
+        Some(dir) => (None, Some(std::path::PathBuf::from(dir))),
+        None => (None, None),
+    };
+    let plan = kmf_farm::plan::plan(&farm, work, &diff, options, out_dir.as_deref()).await?;
+    let mut location = None;
+    if let Some(dir) = &out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_output(Some(&dir.join(PLAN_FILE)), &plan.to_json())?;
+        location = Some(dir.display().to_string());
     }
+    if let (Some(_), Some(url), Some(dir)) = (&staging, args.out.as_deref(), &out_dir) {
+        let store = kmf_store::open(url).with_context(|| format!("opening {url}"))?;
+        let plan_url = plan_store::upload_plan(store.as_ref(), url, &plan, dir)
+            .await
+            .with_context(|| format!("uploading plan {} to {url}", plan.id))?;
+        location = Some(plan_url);
+    }
+    drop(staging);
     if args.github_matrix {
         write_output(
             None,
             &(serde_json::to_string(&plan.github_matrices())? + "\n"),
         )?;
     } else if args.farm.json {
-        write_output(
-            None,
-            &(serde_json::to_string_pretty(&plan.summary())? + "\n"),
-        )?;
+        let mut summary = serde_json::to_value(plan.summary())?;
+        if let Some(l) = &location {
+            summary["location"] = l.clone().into();
+        }
+        write_output(None, &(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
+        if let Some(l) = &location {
+            println!("{l}");
+        }
         let up_to_date: usize = plan.drivers.iter().map(|d| d.up_to_date.len()).sum();
         eprintln!(
             "plan {}: {} variant(s) to build in {} shard(s), {} up to date",
@@ -103,18 +131,34 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Reads and checks `<dir>/plan.json`.
-fn read_plan(dir: &std::path::Path) -> anyhow::Result<kmf_farm::plan::Plan> {
-    let path = dir.join(PLAN_FILE);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(kmf_farm::plan::Plan::parse(
-        &bytes,
-        &path.display().to_string(),
-    )?)
+/// The plan at `location` (`DIR` or a store URL), with a local directory holding what `shards` need.
+async fn read_plan(
+    location: &str,
+    farm: &crate::cli::FarmArgs,
+    shards: Option<&[usize]>,
+    inputs: bool,
+) -> anyhow::Result<(PathBuf, kmf_farm::plan::Plan)> {
+    let parsed = PlanLocation::parse(location)?;
+    plan_store::fetch_plan(&parsed, &cache_dir(farm), shards, inputs)
+        .await
+        .with_context(|| format!("reading the plan {location}"))
 }
 
 pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
-    let plan = read_plan(&args.plan)?;
+    let (plan_dir, plan) = read_plan(&args.plan, &args.farm, Some(&[args.shard]), true).await?;
+    // Bundles for a store are written here first, then uploaded.
+    let to_store = plan_store::is_url(&args.out);
+    let local_out = match to_store {
+        true => Some(
+            kmf_build::workdir::PrivateDir::create(&cache_dir(&args.farm).join("bundles"))
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        false => None,
+    };
+    let out_dir = match &local_out {
+        Some(d) => d.path().to_path_buf(),
+        None => PathBuf::from(&args.out),
+    };
     let shard = plan
         .shards
         .get(args.shard)
@@ -144,7 +188,7 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         let driver = match drivers.get(&variant.driver) {
             Some(d) => d.clone(),
             None => {
-                let d = planned_driver(&plan, &variant.driver, &args.plan, &cache)?;
+                let d = planned_driver(&plan, &variant.driver, &plan_dir, &cache)?;
                 drivers.insert(variant.driver.clone(), d.clone());
                 d
             }
@@ -153,7 +197,7 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
             driver,
             entry: variant.entry.clone(),
             sink: BundleSink {
-                dir: args.out.clone(),
+                dir: out_dir.clone(),
                 plan: plan.id.clone(),
                 shard: shard.index,
             },
@@ -163,7 +207,7 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
     let inputs = plan
         .options
         .prefetch
-        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&args.plan, &plan)));
+        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&plan_dir, &plan)));
     let (farm, ui) = open_worker_farm(
         &args.farm,
         &args.mirrors,
@@ -178,10 +222,19 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         "building shard {} ({} variant(s)) into {}",
         shard.index,
         jobs.len(),
-        args.out.display()
+        args.out
     );
     let results = farm.work(jobs, ui.clone()).await;
     ui.finish();
+    if to_store {
+        // All a worker may write: the plan's staging prefix.
+        let staging =
+            kmf_store::open(&args.out).with_context(|| format!("opening {}", args.out))?;
+        let n = plan_store::upload_bundles(staging.as_ref(), &plan, shard.index, &out_dir)
+            .await
+            .with_context(|| format!("uploading the bundles to {}", args.out))?;
+        tracing::info!("{n} bundle(s) uploaded to {}", args.out);
+    }
     report(&args.farm, &results)
 }
 
@@ -226,7 +279,21 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
             args.shrink_threshold
         );
     }
-    let plan = read_plan(&args.plan)?;
+    // Signing takes the kernel tree (and builder) from a prefetched plan's inputs.
+    let (plan_dir, plan) =
+        read_plan(&args.plan, &args.farm, None, args.farm.sign_key.is_some()).await?;
+    let bundles_dir = match plan_store::is_url(&args.bundles) {
+        true => {
+            let dir =
+                kmf_build::workdir::PrivateDir::create(&cache_dir(&args.farm).join("bundles"))
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            plan_store::fetch_bundles(&args.bundles, &plan, dir.path())
+                .await
+                .with_context(|| format!("fetching the bundles from {}", args.bundles))?;
+            Bundles::Fetched(dir)
+        }
+        false => Bundles::Dir(PathBuf::from(&args.bundles)),
+    };
     let indexes = run_indexes_for(&args.mirrors, &args.farm);
     let sandbox: Box<dyn kmf_sandbox::Sandbox> = if args.farm.sign_key.is_some() {
         // Signing runs the kernel tree's sign-file, in the sandbox as `build` does.
@@ -238,7 +305,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
     let inputs = plan
         .options
         .prefetch
-        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&args.plan, &plan)));
+        .then(|| Arc::new(kmf_farm::plan::PlanInputs::new(&plan_dir, &plan)));
     let (farm, ui) = farm_with(
         &args.farm,
         &args.mirrors,
@@ -275,14 +342,14 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         for d in &plan.drivers {
             drivers.insert(
                 d.name.clone(),
-                planned_driver(&plan, &d.name, &args.plan, &cache)?,
+                planned_driver(&plan, &d.name, &plan_dir, &cache)?,
             );
         }
     }
     let publisher = Publisher {
         farm: &farm,
         plan: &plan,
-        bundles: &args.bundles,
+        bundles: bundles_dir.path(),
         drivers,
         in_process: false,
     };
@@ -295,4 +362,19 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         &publish_json,
     )?;
     report(&args.farm, &results)
+}
+
+/// The bundles `publish` reads: a directory, or a private copy of a staging prefix.
+enum Bundles {
+    Dir(PathBuf),
+    Fetched(kmf_build::workdir::PrivateDir),
+}
+
+impl Bundles {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Bundles::Dir(d) => d,
+            Bundles::Fetched(d) => d.path(),
+        }
+    }
 }

@@ -724,10 +724,11 @@ fn comparable(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
         assert!(o.remove("durations").is_some() && o.remove("built_at").is_some());
         return Some(serde_json::to_vec(&v).unwrap());
     }
-    if name.ends_with("/provenance.json") {
+    if name.ends_with("/provenance.intoto.json") {
         let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
         let meta = &mut v["predicate"]["runDetails"]["metadata"];
         assert!(meta.as_object_mut().unwrap().remove("finishedOn").is_some());
+        assert!(v.to_string().contains("resolvedDependencies"));
         return Some(serde_json::to_vec(&v).unwrap());
     }
     Some(bytes.to_vec())
@@ -928,4 +929,141 @@ fn offline_workers_boot_test_from_the_plan() {
         log.contains("KMF:"),
         "the publisher's boot left no console log"
     );
+}
+
+/// The plan, its inputs and the bundles in a store: the planner uploads the plan and its inputs into the
+/// store's shared cache, each worker reads the plan with read access and fetches only its shard's inputs,
+/// uploads its bundles to the staging prefix, and the publisher takes plan and bundles from the store.
+#[test]
+fn plans_inputs_and_bundles_in_the_store() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let store = server.url("kmods", "nightly");
+    let farm = server.url("kmods", "farm");
+    let plan_to_store = |shard_size: &str| {
+        let mut c = with_aws(kmodfarm());
+        c.arg("plan")
+            .arg(workspace().join("examples/hello"))
+            .arg("--kernels")
+            .arg(&crawl);
+        c.args([
+            "--distro",
+            "debian",
+            "--latest",
+            "1",
+            "--arch",
+            "x86_64,aarch64",
+        ]);
+        c.args(["--kernel-release", r"^6\.1\.0-[0-9]+-(amd64|arm64)$"]);
+        c.args(["--shard-size", shard_size, "--json", "--store", &store]);
+        c.args(["--out", &farm]).arg("--cache").arg(cache_dir());
+        let o = run(&mut c);
+        assert!(o.status.success());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let summary = plan_to_store("2");
+    let id = summary["id"].as_str().unwrap().to_string();
+    let plan_url = summary["location"].as_str().unwrap().to_string();
+    assert_eq!(plan_url, server.url("kmods", &format!("farm/plans/{id}")));
+    let farm_root = server.root.join("kmods/farm");
+    let plan = read_json(&farm_root.join("plans").join(&id).join("plan.json"));
+    let cached = files(&farm_root.join("cache/sha256"));
+    assert!(cached.len() >= 5, "headers, builder and source: {cached:?}");
+
+    let staging = server.url("kmods", &format!("farm/staging/{id}"));
+    let shards = shard_indices(&summary);
+    assert_eq!(shards.len(), 2, "one shard per architecture");
+    for &s in &shards {
+        let cache = dir.path().join(format!("worker-{s}"));
+        let o = run(with_aws(kmodfarm())
+            .args(["work", "--plan", &plan_url, "--shard", &s.to_string()])
+            .args(["--out", &staging])
+            .arg("--cache")
+            .arg(&cache)
+            .arg("--report-dir")
+            .arg(dir.path().join(format!("w{s}")))
+            .args(["--store", "/nonexistent"]));
+        assert!(o.status.success(), "shard {s}");
+        // The worker fetched its own shard's header packages only.
+        let fetched = files(&cache.join("plans").join(&id).join("cache/sha256"));
+        let shard = &plan["shards"][s as usize];
+        let mine: Vec<String> = plan["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| shard["variants"].as_array().unwrap().contains(&v["id"]))
+            .flat_map(|v| v["packages"].as_array().unwrap().clone())
+            .map(|p| p["sha256"].as_str().unwrap().to_string())
+            .collect();
+        for p in plan["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["packages"].as_array().unwrap())
+        {
+            let sha = p["sha256"].as_str().unwrap().to_string();
+            assert_eq!(
+                fetched.contains(&sha),
+                mine.contains(&sha),
+                "shard {s}: {} fetched: {}",
+                p["file_name"],
+                fetched.contains(&sha)
+            );
+        }
+    }
+    let staged = files(&farm_root.join("staging").join(&id));
+    assert!(
+        staged
+            .iter()
+            .filter(|f| f.ends_with("/record.json"))
+            .count()
+            == 2,
+        "{staged:?}"
+    );
+
+    let report = dir.path().join("report");
+    let o = run(with_aws(kmodfarm())
+        .args(["publish", "--plan", &plan_url, "--bundles", &staging])
+        .args(["--store", &store])
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(&report));
+    assert!(o.status.success());
+    for (id, (class, message)) in outcomes(&report) {
+        assert_eq!(class, "success", "{id}: {message}");
+    }
+    assert_eq!(
+        read_json(&server.root.join("kmods/nightly/hello/0.1.0/matrix.json"))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Another plan of the same kernels shares the cache: nothing new is uploaded for it. (The store is
+    // up to date, so plan with --rebuild-like inputs: another shard size gives another plan of nothing.)
+    let again = plan_to_store("1");
+    assert_eq!(again["variants"], 0);
+    assert_eq!(files(&farm_root.join("cache/sha256")), cached);
+
+    // A plan.json changed in the store is refused by a worker.
+    let tampered = farm_root.join("plans").join(&id).join("plan.json");
+    let text = std::fs::read_to_string(&tampered).unwrap();
+    std::fs::write(
+        &tampered,
+        text.replacen("\"shard_size\": 2", "\"shard_size\": 3", 1),
+    )
+    .unwrap();
+    let o = run(with_aws(kmodfarm())
+        .args(["work", "--plan", &plan_url, "--shard", "0"])
+        .args(["--out", &staging])
+        .arg("--cache")
+        .arg(dir.path().join("worker-x"))
+        .args(["--store", "/nonexistent"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("was changed after planning"));
 }

@@ -11,6 +11,7 @@
 
 pub mod boot_published;
 pub mod bundle;
+pub mod fallback;
 mod farm;
 mod host_layout;
 pub mod keys;

@@ -12,6 +12,8 @@ pub enum StoreError {
     BadUrl { url: String, why: String },
     #[error("{url} is a read-only store: publish to its file:// or s3:// location instead")]
     ReadOnly { url: String },
+    #[error("{key}: this process has no store (a worker neither reads nor writes the store)")]
+    NoStore { key: String },
     #[error("{key} in {store} is larger than {limit} bytes")]
     TooLarge {
         store: String,

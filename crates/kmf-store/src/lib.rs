@@ -123,6 +123,39 @@ impl StoreReader for ReadOnly {
     }
 }
 
+/// No store at all: what a worker's farm holds, since a worker must neither read records from the store
+/// nor write to it (the plan decided what to build; bundles go where `work --out` says). Every operation
+/// fails with [`StoreError::NoStore`].
+pub struct NoStore;
+
+#[async_trait::async_trait]
+impl Store for NoStore {
+    fn url(&self) -> String {
+        "none".into()
+    }
+    async fn put_file(&self, key: &str, _: &Path) -> Result<(), StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+    async fn put_bytes(&self, key: &str, _: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+    async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError> {
+        Err(StoreError::NoStore { key: prefix.into() })
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+}
+
 /// Opens a store for reading only (see [`StoreReader`]).
 pub fn open_reader(url: &str) -> Result<Box<dyn StoreReader>, StoreError> {
     Ok(Box::new(ReadOnly(open(url)?)))
@@ -195,6 +228,32 @@ mod tests {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
         validate_key("0.1.0/debian/x86_64/6.1.0-56-amd64/hello.ko").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reader_reads_with_a_size_limit_and_no_store_refuses_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        store.put_bytes("cache/sha256/ab", b"0123456789").await.unwrap();
+        let url = store.url();
+        let reader = open_reader(&url).unwrap();
+        let dest = dir.path().join("copy");
+        assert_eq!(
+            reader.get_file("cache/sha256/ab", &dest, 10).await.unwrap(),
+            Some(10)
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
+        let small = dir.path().join("small");
+        let err = reader.get_file("cache/sha256/ab", &small, 9).await.unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(!small.exists());
+        assert_eq!(reader.get_file("missing", &small, 9).await.unwrap(), None);
+        assert_eq!(reader.list("cache/").await.unwrap(), ["cache/sha256/ab"]);
+
+        let none = NoStore;
+        assert!(none.get_bytes("x").await.is_err());
+        assert!(none.put_bytes("x", b"").await.is_err());
+        assert!(none.list("").await.is_err());
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub enum Command {
     /// Reads <plan>/plan.json (its id must match its content), unpacks the drivers' sources from the plan
     /// (checked by SHA256), builds and verifies each variant of --shard in the sandbox exactly as `build`
     /// does, and writes one bundle per variant under <out>/shard-<N>/<driver>/<output>/: modules, logs and
-    /// record.json (last). It never writes the store and refuses a signing key. A prefetched plan carries
+    /// record.json (last). Its farm has no store (--store is not opened) and it refuses a signing key. A prefetched plan carries
     /// every input (no network needed); with --no-prefetch plans, header packages come from the mirrors.
     /// --plan may be a plan's URL in a store (<store>/plans/<id>): the worker reads it with read access only
     /// and fetches only its shard's inputs. --out may be the plan's staging prefix in a store

@@ -154,6 +154,7 @@ pub(crate) fn open_worker_farm(
         Role {
             plan_inputs,
             signing_cert,
+            no_store: true,
         },
     )
 }
@@ -194,6 +195,8 @@ pub(crate) fn open_planning_farm(
 /// What sets a worker's or planner's farm apart from `build`'s (the default).
 #[derive(Default)]
 pub(crate) struct Role {
+    /// A worker: its farm gets no store at all (`--store` is not opened).
+    pub no_store: bool,
     pub plan_inputs: Option<Arc<kmf_farm::plan::PlanInputs>>,
     pub signing_cert: Option<String>,
 }
@@ -209,6 +212,7 @@ pub(crate) fn farm_with(
     let Role {
         plan_inputs,
         signing_cert,
+        no_store,
     } = role;
     let cache = cache_dir(args);
     let mirrors = debian_mirrors(mirrors).ok();
@@ -242,7 +246,10 @@ pub(crate) fn farm_with(
         ),
         _ => None,
     };
-    let store = kmf_store::open(&args.store).context("opening the store")?;
+    let store: Box<dyn kmf_store::Store> = match no_store {
+        true => Box::new(kmf_store::NoStore),
+        false => kmf_store::open(&args.store).context("opening the store")?,
+    };
     let (jobs_n, make_jobs) = parallelism(args.jobs);
     let ui = reporters::FarmProgress::new(variants);
     let farm = Farm::new(FarmOptions {

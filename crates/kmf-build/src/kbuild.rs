@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kmf_sandbox::{ExitKind, Limits, Mount, Sandbox, SandboxSpec};
+use kmf_types::published::PublishedModule;
 use kmf_types::{names, Arch, FailureClass};
 use kmf_verify::ModuleInfo;
 use serde::Serialize;
@@ -233,6 +234,8 @@ pub struct KbuildJob<'a> {
     pub source_date_epoch: u64,
 }
 
+/// A built and verified module: what its published record says ([`PublishedModule`]), plus where the
+/// staged copy is on this machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuiltModule {
     pub file_name: String,
@@ -244,6 +247,18 @@ pub struct BuiltModule {
     pub sha256: String,
     pub size: u64,
     pub modinfo: ModuleInfo,
+}
+
+impl From<&BuiltModule> for PublishedModule {
+    fn from(m: &BuiltModule) -> PublishedModule {
+        PublishedModule {
+            file_name: m.file_name.clone(),
+            relative_path: m.relative_path.clone(),
+            sha256: m.sha256.clone(),
+            size: Some(m.size),
+            modinfo: m.modinfo.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -832,6 +847,30 @@ pub fn source_digest(dir: &Path) -> Result<String, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_module_publishes_as_it_reports() {
+        let built = BuiltModule {
+            file_name: "hello.ko".into(),
+            relative_path: "src/hello.ko".into(),
+            path: PathBuf::from("/var/cache/kmodfarm/staging/hello.ko"),
+            sha256: "ab".repeat(32),
+            size: 4096,
+            modinfo: ModuleInfo {
+                name: "hello".into(),
+                vermagic: "6.1.0-9-amd64 SMP mod_unload ".into(),
+                elf_machine: 62,
+                ..ModuleInfo::default()
+            },
+        };
+        let published = PublishedModule::from(&built);
+        assert_eq!(published.size, Some(4096));
+        // results.json and metadata.json show a module alike, and neither shows the host path.
+        assert_eq!(
+            serde_json::to_value(&built).unwrap(),
+            serde_json::to_value(&published).unwrap()
+        );
+    }
 
     #[test]
     fn finds_debian_style_tree() {

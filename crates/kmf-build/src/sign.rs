@@ -18,11 +18,13 @@ use std::process::Command;
 
 use kmf_sandbox::{ExitKind, Limits, Mount, Sandbox, SandboxSpec};
 use kmf_types::FailureClass;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::kbuild::{resolve_merged, BuiltModule, KernelTree};
 use crate::BuildError;
+
+/// What metadata.json records about a variant's signatures ([`kmf_types::published`]).
+pub use kmf_types::published::SignatureRecord;
 
 /// Where the signing run sees its directory.
 const SANDBOX_SIGN_DIR: &str = "/kmodfarm-sign";
@@ -36,15 +38,6 @@ pub struct SigningKey {
     pub cert_sha256: String,
     /// The certificate's subject common name: what `modinfo` shows as `signer`.
     pub signer: String,
-}
-
-/// What metadata.json records about a variant's signatures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignatureRecord {
-    /// `CONFIG_MODULE_SIG_HASH` of the kernel (`sha256`, `sha512`).
-    pub hash: String,
-    pub signer: String,
-    pub cert_sha256: String,
 }
 
 fn openssl(args: &[&str], input_path: &Path) -> Result<Vec<u8>, String> {

@@ -13,6 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kmf_store::{Store, StoreError};
+use kmf_types::published::{
+    belongs_to_record, is_driver_index_key, is_matrix_key, is_metadata_key, metadata_key,
+    parse_matrix_key, prefix_splits, variant_prefix, PublishedVariant,
+};
 use kmf_types::MatrixEntry;
 use serde::Serialize;
 
@@ -38,16 +42,6 @@ pub enum GcError {
     BadMatrix { key: String, why: String },
 }
 
-fn is_matrix(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('/').collect();
-    parts.len() == 3 && parts[2] == "matrix.json"
-}
-
-fn is_index(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('/').collect();
-    parts.len() == 2 && parts[1] == "index.json"
-}
-
 /// Lists (and with `delete`, removes) the store's unreferenced objects.
 pub async fn gc(
     store: &dyn Store,
@@ -68,13 +62,13 @@ pub async fn gc(
         .map(|(k, _)| dir_of(k))
         .collect();
     let keys: Vec<String> = listed.into_iter().map(|(k, _)| k).collect();
-    let matrices: Vec<String> = keys.iter().filter(|k| is_matrix(k)).cloned().collect();
+    let matrices: Vec<String> = keys.iter().filter(|k| is_matrix_key(k)).cloned().collect();
     // Live variant prefix (`<driver>/<output>/`) → the artifacts directory its record names; `None` keeps
     // everything under the prefix (records older than the artifacts layout, or a record that cannot be
     // read: nothing is guessed away).
     let mut live: BTreeMap<String, Option<String>> = BTreeMap::new();
     for key in &matrices {
-        let driver = key.split('/').next().expect("three segments");
+        let driver = parse_matrix_key(key).expect("a matrix key").driver;
         let bytes = store.get_bytes(key).await?.unwrap_or_default();
         let entries: Vec<MatrixEntry> =
             serde_json::from_slice(&bytes).map_err(|e| GcError::BadMatrix {
@@ -82,25 +76,21 @@ pub async fn gc(
                 why: e.to_string(),
             })?;
         for e in entries {
-            let prefix = format!("{driver}/{}/", e.output);
+            let prefix = variant_prefix(driver, &e.output);
             let record = store
-                .get_bytes(&format!("{prefix}{}", kmf_types::published::METADATA))
+                .get_bytes(&metadata_key(&prefix))
                 .await?
-                .and_then(|b| kmf_types::published::PublishedVariant::parse(&b).ok());
-            live.insert(prefix, record.and_then(|r| r.artifacts));
+                .and_then(|b| PublishedVariant::parse(&b).ok());
+            live.insert(format!("{prefix}/"), record.and_then(|r| r.artifacts));
         }
     }
     let referenced = |k: &str| {
-        is_matrix(k)
-            || is_index(k)
-            || k.match_indices('/').any(|(i, _)| match live.get(&k[..=i]) {
-                None => false,
-                Some(None) => true,
-                // Old builds of a republished variant are garbage; the record and its build are not.
-                Some(Some(dir)) => {
-                    let rest = &k[i + 1..];
-                    rest == kmf_types::published::METADATA || rest.starts_with(dir.as_str())
-                }
+        is_matrix_key(k)
+            || is_driver_index_key(k)
+            // Old builds of a republished variant are garbage; the record and its build are not.
+            || prefix_splits(k).any(|(prefix, rest)| {
+                live.get(prefix)
+                    .is_some_and(|artifacts| belongs_to_record(rest, artifacts.as_deref()))
             })
     };
     let (recent, mut garbage): (Vec<String>, Vec<String>) = keys
@@ -111,7 +101,7 @@ pub async fn gc(
     let kept = keys.len() - garbage.len() - recent.len();
     if delete {
         // Metadata first: a variant without metadata.json is incomplete to every reader.
-        garbage.sort_by_key(|k| (!k.ends_with("/metadata.json"), k.clone()));
+        garbage.sort_by_key(|k| (!is_metadata_key(k), k.clone()));
         for k in &garbage {
             store.delete(k).await?;
         }

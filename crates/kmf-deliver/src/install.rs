@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmf_store::{Store, StoreError};
+use kmf_types::published::{
+    driver_index_key, matrix_key, metadata_key, parse_driver_index_key, parse_matrix_key,
+    variant_prefix, DriverIndex, PublishedVariant,
+};
 use kmf_types::{output_version, MatrixEntry};
 use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::host::Host;
@@ -121,24 +124,21 @@ pub async fn published_matrix(
     driver_version: Option<&str>,
 ) -> Result<(String, Vec<MatrixEntry>), InstallError> {
     let mut candidates: Vec<(String, String)> = Vec::new(); // (prefix version, matrix key)
-    if let Some(bytes) = store.get_bytes(&format!("{driver}/index.json")).await? {
-        let index: Value = serde_json::from_slice(&bytes).map_err(|e| InstallError::Corrupt {
-            store: store.url(),
-            key: format!("{driver}/index.json"),
-            why: e.to_string(),
-        })?;
-        if let Some(versions) = index["versions"].as_object() {
-            for (v, info) in versions {
-                if let Some(m) = info["matrix"].as_str() {
-                    candidates.push((v.clone(), m.to_string()));
-                }
-            }
+    let index_key = driver_index_key(driver);
+    if let Some(bytes) = store.get_bytes(&index_key).await? {
+        let index: DriverIndex =
+            serde_json::from_slice(&bytes).map_err(|e| InstallError::Corrupt {
+                store: store.url(),
+                key: index_key.clone(),
+                why: e.to_string(),
+            })?;
+        for (version, matrix) in index.matrices() {
+            candidates.push((version.to_string(), matrix.to_string()));
         }
     } else if let Ok(keys) = store.list(driver).await {
         for k in keys {
-            let parts: Vec<&str> = k.split('/').collect();
-            if parts.len() == 3 && parts[2] == "matrix.json" {
-                candidates.push((parts[1].to_string(), k.clone()));
+            if let Some(matrix) = parse_matrix_key(&k) {
+                candidates.push((matrix.version.to_string(), k.clone()));
             }
         }
     }
@@ -147,7 +147,7 @@ pub async fn published_matrix(
         candidates.retain(|(pv, _)| *pv == want);
         if candidates.is_empty() {
             // Not indexed (an http store without index.json): try the conventional key.
-            candidates.push((want.clone(), format!("{driver}/{want}/matrix.json")));
+            candidates.push((want, matrix_key(driver, v)));
         }
     }
     candidates.sort_by(|a, b| natural_cmp(&a.0, &b.0));
@@ -185,8 +185,7 @@ pub async fn pick_driver(store: &dyn Store, driver: Option<&str>) -> Result<Stri
     })?;
     let mut drivers: Vec<String> = keys
         .iter()
-        .filter_map(|k| k.strip_suffix("/index.json"))
-        .filter(|d| !d.contains('/'))
+        .filter_map(|k| parse_driver_index_key(k))
         .map(str::to_string)
         .collect();
     drivers.dedup();
@@ -288,8 +287,8 @@ pub async fn install(
     opts: &InstallOptions,
 ) -> Result<InstallReport, InstallError> {
     let driver = pick_driver(store, opts.driver.as_deref()).await?;
-    let (version, matrix) =
-        published_matrix(store, &driver, opts.driver_version.as_deref()).await?;
+    // The driver version comes from the record, which always names it.
+    let (_, matrix) = published_matrix(store, &driver, opts.driver_version.as_deref()).await?;
     let mut notes = Vec::new();
     let entry = select(&matrix, host, &mut notes).map_err(|(nearest, groups)| {
         InstallError::NoMatch(Box::new(NoMatch {
@@ -302,42 +301,36 @@ pub async fn install(
             groups,
         }))
     })?;
-    let prefix = format!("{driver}/{}", entry.output);
+    let prefix = variant_prefix(&driver, &entry.output);
     let corrupt = |key: &str, why: String| InstallError::Corrupt {
         store: store.url(),
         key: key.to_string(),
         why,
     };
 
-    let meta_key = format!("{prefix}/metadata.json");
+    let meta_key = metadata_key(&prefix);
     let meta_bytes = store.get_bytes(&meta_key).await?.ok_or_else(|| {
         corrupt(
             &meta_key,
             "missing, though the published matrix lists the variant".into(),
         )
     })?;
-    let meta: Value =
-        serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(&meta_key, e.to_string()))?;
-    // Where the record says its files are (kmf_types::published); paths out of the prefix are refused.
-    let record = kmf_types::published::PublishedVariant::parse(&meta_bytes)
-        .map_err(|e| corrupt(&meta_key, e))?;
-    if meta["kernel_release"].as_str() != Some(host.kernel_release.as_str()) {
+    // The record also says where its files are; paths out of the prefix are refused by the parser.
+    let record =
+        PublishedVariant::parse(&meta_bytes).map_err(|e| corrupt(&meta_key, e.to_string()))?;
+    if record.kernel_release != host.kernel_release {
         return Err(corrupt(
             &meta_key,
             format!(
                 "built for kernel {:?}, not {}",
-                meta["kernel_release"], host.kernel_release
+                record.kernel_release, host.kernel_release
             ),
         ));
     }
-    let driver_version = meta["driver_version"]
-        .as_str()
-        .unwrap_or(&version)
-        .to_string();
-    let modules = meta["modules"]
-        .as_array()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| corrupt(&meta_key, "lists no modules".into()))?;
+    let driver_version = record.driver_version.clone();
+    if record.modules.is_empty() {
+        return Err(corrupt(&meta_key, "lists no modules".into()));
+    }
 
     // SHA256SUMS, where published, must agree with metadata.json.
     let sums_key = record.object_key(&prefix, "SHA256SUMS");
@@ -348,18 +341,16 @@ pub async fn install(
 
     // Download and check everything before installing anything.
     let mut verified: Vec<(InstalledModule, Vec<u8>)> = Vec::new();
-    for m in modules {
-        let file_name = m["file_name"].as_str().unwrap_or_default().to_string();
-        let sha256 = m["sha256"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+    for m in &record.modules {
+        let file_name = m.file_name.clone();
+        let sha256 = m.sha256.to_ascii_lowercase();
         if file_name.is_empty()
             || file_name.contains('/')
             || !file_name.ends_with(".ko")
             || sha256.len() != 64
         {
-            return Err(corrupt(&meta_key, format!("bad module record {m}")));
+            let shown = serde_json::to_string(m).unwrap_or_else(|_| format!("{m:?}"));
+            return Err(corrupt(&meta_key, format!("bad module record {shown}")));
         }
         if let Some(sums) = &sums {
             let listed = sums.lines().any(|l| {
@@ -385,7 +376,7 @@ pub async fn install(
                 format!("SHA256 {actual} does not match metadata.json's {sha256}"),
             ));
         }
-        if let Some(size) = m["size"].as_u64() {
+        if let Some(size) = m.size {
             if size != bytes.len() as u64 {
                 return Err(corrupt(
                     &key,
@@ -397,10 +388,11 @@ pub async fn install(
             kmf_verify::signature::verify_signature(&bytes, cert)
                 .map_err(|e| corrupt(&key, format!("module signature: {e}")))?;
         }
-        let name = m["modinfo"]["name"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| file_name.trim_end_matches(".ko").replace('-', "_"));
+        // As the kernel names a module whose `.modinfo` has no name.
+        let name = match m.modinfo.name.as_str() {
+            "" => file_name.trim_end_matches(".ko").replace('-', "_"),
+            name => name.to_string(),
+        };
         verified.push((
             InstalledModule {
                 name,
@@ -588,6 +580,133 @@ mod tests {
             Some("6.1.116-1")
         );
         assert_eq!(notes.len(), 1);
+    }
+
+    /// A store holding `hello` 0.1.0 for Debian 6.1.0-9-amd64 as the publisher leaves it: the module in the
+    /// artifacts directory, `SHA256SUMS`, the record, the matrix and the index.
+    async fn published_store(dir: &Path, module: &[u8]) -> kmf_store::LocalStore {
+        let store = kmf_store::LocalStore::new(dir).unwrap();
+        let entry = entry("6.1.0-9-amd64", "6.1.27-1", "1");
+        let prefix = variant_prefix("hello", &entry.output);
+        let sha256 = hex::encode(Sha256::digest(module));
+        let record = serde_json::json!({
+            "schema": 1, "artifacts": "0123456789abcdef/", "kmodfarm_version": "0.1.0",
+            "driver": "hello", "driver_version": "0.1.1", "result": "success",
+            "variant": entry.clone(), "kernel_release": "6.1.0-9-amd64",
+            "modules": [{"file_name": "hello.ko", "relative_path": "hello.ko", "sha256": sha256,
+                "size": module.len(), "modinfo": {"name": "hello_world"}}],
+            "toolchain": {"builder": "b", "builder_identity": "b@1", "suite": "bookworm",
+                "cc_version_text": null, "sandbox": "bubblewrap"},
+            "inputs": {"source_sha256": "00", "packages": []},
+            "build_key": "0123456789abcdef0123", "input_key": "in",
+            "built_at": "2026-11-29T12:00:00Z", "log": "build.log",
+        });
+        let record = PublishedVariant::parse(record.to_string().as_bytes()).unwrap();
+        let put = |key: String, bytes: Vec<u8>| {
+            let store = &store;
+            async move { store.put_bytes(&key, &bytes).await.unwrap() }
+        };
+        put(record.object_key(&prefix, "hello.ko"), module.to_vec()).await;
+        put(
+            record.object_key(&prefix, "SHA256SUMS"),
+            format!("{sha256}  hello.ko\n").into_bytes(),
+        )
+        .await;
+        put(metadata_key(&prefix), serde_json::to_vec(&record).unwrap()).await;
+        let matrix = matrix_key("hello", "0.1.1");
+        put(matrix.clone(), serde_json::to_vec(&[entry]).unwrap()).await;
+        let mut index = DriverIndex {
+            driver: "hello".into(),
+            ..DriverIndex::default()
+        };
+        index.add("0.1.1", &matrix);
+        put(
+            driver_index_key("hello"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .await;
+        store
+    }
+
+    fn options(dest: &Path) -> InstallOptions {
+        InstallOptions {
+            driver: None,
+            driver_version: None,
+            root: dest.join("root"),
+            dest: Some(dest.join("modules")),
+            load: false,
+            verify_cert: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn installs_what_the_record_and_index_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = published_store(&dir.path().join("store"), b"\x7fELF hello").await;
+        let report = install(&store, &host("6.1.0-9-amd64", "#1"), &options(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(report.driver, "hello");
+        assert_eq!(report.driver_version, "0.1.1");
+        assert_eq!(report.modules[0].name, "hello_world");
+        assert_eq!(
+            std::fs::read(dir.path().join("modules/hello.ko")).unwrap(),
+            b"\x7fELF hello"
+        );
+        let (version, matrix) = published_matrix(&store, "hello", Some("0.1.0"))
+            .await
+            .unwrap();
+        assert_eq!((version.as_str(), matrix.len()), ("0.1.0", 1));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_record_the_bytes_or_host_disagree_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = published_store(&dir.path().join("store"), b"\x7fELF hello").await;
+        let prefix = "hello/0.1.0/debian/x86_64/6.1.0-9-amd64_1";
+        store
+            .put_bytes(&format!("{prefix}/0123456789abcdef/hello.ko"), b"other")
+            .await
+            .unwrap();
+        let err = install(&store, &host("6.1.0-9-amd64", "#1"), &options(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("does not match metadata.json's"),
+            "{err}"
+        );
+        assert!(!dir.path().join("modules").exists());
+
+        // A record for another kernel than the matrix entry says.
+        let key = metadata_key(prefix);
+        let mut record =
+            PublishedVariant::parse(&store.get_bytes(&key).await.unwrap().unwrap()).unwrap();
+        record.kernel_release = "6.1.0-10-amd64".into();
+        store
+            .put_bytes(&key, &serde_json::to_vec(&record).unwrap())
+            .await
+            .unwrap();
+        let err = install(&store, &host("6.1.0-9-amd64", "#1"), &options(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(r#"built for kernel "6.1.0-10-amd64", not 6.1.0-9-amd64"#),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn finds_matrices_by_listing_without_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = published_store(dir.path(), b"m").await;
+        store.delete(&driver_index_key("hello")).await.unwrap();
+        let (version, _) = published_matrix(&store, "hello", None).await.unwrap();
+        assert_eq!(version, "0.1.0");
+        assert!(matches!(
+            pick_driver(&store, None).await,
+            Err(InstallError::NoDriver(_))
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kmf_boot::{BootOutcome, BootRequest, BootTester};
 use kmf_store::{Store, StoreError};
-use kmf_types::published::{PublishedVariant, METADATA};
+use kmf_types::published::{parse_metadata_key, PublishedVariant};
 use serde::Serialize;
 
 /// A driver project's boot settings (`[boot]` of kmodfarm.toml).
@@ -46,10 +46,9 @@ pub async fn published_variants(
     store: &dyn Store,
     wanted: impl Fn(&str, &PublishedVariant) -> bool,
 ) -> Result<Vec<(String, PublishedVariant)>, StoreError> {
-    let suffix = format!("/{METADATA}");
     let mut variants = Vec::new();
     for key in store.list("").await? {
-        let Some(prefix) = key.strip_suffix(&suffix) else {
+        let Some(prefix) = parse_metadata_key(&key) else {
             continue;
         };
         let Some(bytes) = store.get_bytes(&key).await? else {

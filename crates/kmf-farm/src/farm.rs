@@ -16,7 +16,8 @@ use kmf_types::{Arch, FailureClass, MatrixEntry};
 
 use crate::keys;
 use crate::resolve::{resolve, Indexes};
-use kmf_report::{BootRecord, InputPackage, Status, Toolchain, VariantMetadata, VariantResult};
+use kmf_report::{BootRecord, InputPackage, Status, Toolchain, VariantResult};
+use kmf_types::published::{metadata_key, PublishedVariant};
 
 /// A driver project to build: its `kmodfarm.toml`, resolved version and source digest.
 #[derive(Debug, Clone)]
@@ -243,16 +244,10 @@ impl Farm {
     /// Whether the store holds this variant's record with exactly this build key and all its modules.
     pub(crate) async fn already_published(&self, store_prefix: &str, build_key: &str) -> bool {
         let store = &self.opts.store;
-        let Ok(Some(bytes)) = store
-            .get_bytes(&format!(
-                "{store_prefix}/{}",
-                kmf_types::published::METADATA
-            ))
-            .await
-        else {
+        let Ok(Some(bytes)) = store.get_bytes(&metadata_key(store_prefix)).await else {
             return false;
         };
-        let Ok(published) = kmf_types::published::PublishedVariant::parse(&bytes) else {
+        let Ok(published) = PublishedVariant::parse(&bytes) else {
             return false;
         };
         if published.build_key != build_key {
@@ -702,13 +697,10 @@ impl Farm {
         driver: &Driver,
         store_prefix: &str,
         entry: &MatrixEntry,
-    ) -> Option<kmf_types::published::PublishedVariant> {
+    ) -> Option<PublishedVariant> {
         let store = &self.opts.store;
-        let bytes = store
-            .get_bytes(&format!("{store_prefix}/metadata.json"))
-            .await
-            .ok()??;
-        let published = kmf_types::published::PublishedVariant::parse(&bytes).ok()?;
+        let bytes = store.get_bytes(&metadata_key(store_prefix)).await.ok()??;
+        let published = PublishedVariant::parse(&bytes).ok()?;
         if published.input_key != self.input_key(driver, entry) {
             return None;
         }
@@ -900,39 +892,34 @@ impl Farm {
         modules: &[kmf_build::BuiltModule],
         log: &Path,
         boot_log: Option<&Path>,
-        metadata: &VariantMetadata,
+        record: &PublishedVariant,
     ) -> Result<(), kmf_store::StoreError> {
         use kmf_report::provenance;
         let store = &self.opts.store;
-        // Everything but the record goes into the build's own directory; the record, written last, is the
-        // only object a republish replaces (see kmf_types::published).
-        let dir = format!("{prefix}/{}", metadata.artifacts);
+        // Everything but the record goes into the build's own directory, the one the record names; the
+        // record, written last, is the only object a republish replaces (see kmf_types::published).
+        let key = |file: &str| record.object_key(prefix, file);
         for m in modules {
             publish_pause().await;
-            store
-                .put_file(&format!("{dir}{}", m.file_name), &m.path)
-                .await?;
+            store.put_file(&key(&m.file_name), &m.path).await?;
         }
-        store.put_file(&format!("{dir}build.log"), log).await?;
+        store.put_file(&key("build.log"), log).await?;
         if let Some(boot_log) = boot_log {
-            store.put_file(&format!("{dir}boot.log"), boot_log).await?;
+            store.put_file(&key("boot.log"), boot_log).await?;
         }
         publish_pause().await;
-        let sums = provenance::sha256sums(metadata);
-        let sums_key = format!("{dir}{}", provenance::SHA256SUMS);
-        store.put_bytes(&sums_key, sums.as_bytes()).await?;
-        let statement = serde_json::to_vec_pretty(&provenance::provenance(metadata))
-            .expect("provenance serialises");
-        let statement_key = format!("{dir}{}", provenance::PROVENANCE);
-        store.put_bytes(&statement_key, &statement).await?;
-        publish_pause().await;
-        let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+        let sums = provenance::sha256sums(record);
         store
-            .put_bytes(
-                &format!("{prefix}/{}", kmf_types::published::METADATA),
-                &json,
-            )
-            .await
+            .put_bytes(&key(provenance::SHA256SUMS), sums.as_bytes())
+            .await?;
+        let statement = serde_json::to_vec_pretty(&provenance::provenance(record))
+            .expect("provenance serialises");
+        store
+            .put_bytes(&key(provenance::PROVENANCE), &statement)
+            .await?;
+        publish_pause().await;
+        let json = serde_json::to_vec_pretty(record).expect("the record serialises");
+        store.put_bytes(&metadata_key(prefix), &json).await
     }
 }
 

@@ -25,4 +25,4 @@ pub mod sources;
 pub mod sync;
 
 pub use farm::{BootTesting, Driver, Farm, FarmOptions, FarmReporter, Stage, WorkJob};
-pub use kmf_report::{Status, VariantMetadata, VariantResult, RESULTS_SCHEMA};
+pub use kmf_report::{Status, VariantResult, RESULTS_SCHEMA};

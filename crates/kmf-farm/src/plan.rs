@@ -500,7 +500,8 @@ pub async fn plan(
                 .map(|entry| {
                     let driver = driver.clone();
                     async move {
-                        let prefix = format!("{}/{}", driver.name, entry.output);
+                        let prefix =
+                            kmf_types::published::variant_prefix(&driver.name, &entry.output);
                         let published = match farm.rebuild() {
                             true => None,
                             false => farm.up_to_date(&driver, &prefix, &entry).await,
@@ -523,7 +524,7 @@ pub async fn plan(
                 None => {
                     let group = release_group(&entry);
                     variants.push(PlannedVariant {
-                        id: format!("{}/{}", driver.name, entry.output),
+                        id: kmf_types::published::variant_prefix(&driver.name, &entry.output),
                         driver: driver.name.clone(),
                         input_key: farm.input_key(&driver, &entry),
                         builder: None,

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kmf_build::untrusted::create_nofollow;
-use kmf_report::{Inputs, Status, VariantMetadata, VariantResult};
+use kmf_report::{Inputs, Status, VariantResult};
+use kmf_types::published::{artifacts_dir, PublishedModule, PublishedVariant};
 use kmf_types::FailureClass;
 
 use crate::bundle::{verify_bundle, BundleVerdict, VerifiedBundle};
@@ -288,16 +289,16 @@ impl Publisher<'_> {
         }
         reporter.stage(&result.label, crate::Stage::Publish);
         let t = Instant::now();
-        let metadata = VariantMetadata {
+        let record = PublishedVariant {
             schema: crate::RESULTS_SCHEMA,
-            artifacts: kmf_types::published::artifacts_dir(&build_key),
-            kmodfarm_version: env!("CARGO_PKG_VERSION"),
+            artifacts: Some(artifacts_dir(&build_key)),
+            kmodfarm_version: env!("CARGO_PKG_VERSION").into(),
             driver: driver.name.clone(),
             driver_version: driver.version.clone(),
-            result: "success",
+            result: "success".into(),
             variant: variant.entry.clone(),
             kernel_release: bundle.kernel_release.clone(),
-            modules: modules.clone(),
+            modules: modules.iter().map(PublishedModule::from).collect(),
             toolchain: bundle.toolchain.clone(),
             inputs: Inputs {
                 source_sha256: driver.source_sha256.clone(),
@@ -316,7 +317,7 @@ impl Publisher<'_> {
             &modules,
             &log_path,
             boot_log.as_deref(),
-            &metadata,
+            &record,
         )
         .await
         .map_err(|e| (FailureClass::Internal, e.to_string()))?;

@@ -88,7 +88,7 @@ async fn run(
         .flat_map(|(d, entries)| {
             entries
                 .iter()
-                .map(move |e| format!("{}/{}", d.name, e.output))
+                .map(move |e| kmf_types::published::variant_prefix(&d.name, &e.output))
         })
         .enumerate()
         .map(|(i, id)| (id, i))

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use kmf_matrix::{DiffOptions, DiffSummary, HeldGroup, MatrixDiff};
 use kmf_store::Store;
-use kmf_types::{output_version, MatrixEntry};
+use kmf_types::published::{self, driver_index_key, DriverIndex};
+use kmf_types::MatrixEntry;
 use serde::Serialize;
 
 use crate::{Driver, VariantResult};
@@ -78,35 +79,9 @@ pub struct DriverSync {
     pub warnings: Vec<String>,
 }
 
-/// The key of a driver's published matrix: one per store prefix version, so a patch release diffs against its
-/// minor release's matrix (and rebuilds everything), while a new minor release starts its own.
+/// The key of a driver's published matrix ([`kmf_types::published::matrix_key`]).
 pub fn matrix_key(driver: &Driver) -> String {
-    format!(
-        "{}/{}/matrix.json",
-        driver.name,
-        output_version(&driver.version)
-    )
-}
-
-/// The key of a driver's index: which driver versions have a published matrix (`<driver>/index.json`), for
-/// consumers such as `kmodfarm install` that cannot list the store (http).
-pub fn driver_index_key(driver: &str) -> String {
-    format!("{driver}/index.json")
-}
-
-/// `<driver>/index.json`: `{"driver": .., "versions": {"0.1.0": {"driver_version": "0.1.1", "matrix": ..}}}`.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct DriverIndex {
-    pub driver: String,
-    pub versions: BTreeMap<String, IndexedVersion>,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct IndexedVersion {
-    /// The newest driver version published under this prefix version.
-    pub driver_version: String,
-    /// Store key of the published matrix.
-    pub matrix: String,
+    published::matrix_key(&driver.name, &driver.version)
 }
 
 /// Adds (or refreshes) this driver version in the index, after its matrix was published.
@@ -116,19 +91,14 @@ async fn update_driver_index(
     matrix: &str,
 ) -> Result<(), kmf_store::StoreError> {
     let key = driver_index_key(&driver.name);
+    // An index that cannot be read is rebuilt: it only points at matrices, which stay where they are.
     let mut index: DriverIndex = store
         .get_bytes(&key)
         .await?
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     index.driver = driver.name.clone();
-    index.versions.insert(
-        output_version(&driver.version),
-        IndexedVersion {
-            driver_version: driver.version.clone(),
-            matrix: matrix.to_string(),
-        },
-    );
+    index.add(&driver.version, matrix);
     let json = serde_json::to_vec_pretty(&index).expect("index serialises");
     store.put_bytes(&key, &json).await
 }
@@ -204,7 +174,7 @@ pub(crate) async fn publish_matrix(
         .removed
         .iter()
         .filter(|e| !live.contains(&e.output))
-        .map(|e| format!("{}/{}", plan.driver.name, e.output))
+        .map(|e| published::variant_prefix(&plan.driver.name, &e.output))
         .collect();
     if !opts.prune {
         // Without pruning, removed variants stay listed: their artifacts are still served, and a later run with
@@ -269,7 +239,7 @@ pub(crate) async fn publish_matrix(
 /// Metadata first, so a half-deleted variant no longer looks complete to anyone reading the store.
 async fn delete_prefix(store: &dyn Store, prefix: &str) -> Result<(), kmf_store::StoreError> {
     let mut keys = store.list(&format!("{prefix}/")).await?;
-    keys.sort_by_key(|k| !k.ends_with("/metadata.json"));
+    keys.sort_by_key(|k| !published::is_metadata_key(k));
     for key in keys {
         store.delete(&key).await?;
     }

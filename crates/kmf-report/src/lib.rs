@@ -1,7 +1,8 @@
 //! Reports: what happened to each variant, in the forms people and CI systems read.
 //!
-//! [`VariantResult`] is one variant's outcome (the element of `results.json`); [`VariantMetadata`] is what the
-//! store keeps beside a variant's modules. [`write_reports`] writes a run's report directory:
+//! [`VariantResult`] is one variant's outcome (the element of `results.json`); what the store keeps beside a
+//! variant's modules is [`kmf_types::published::PublishedVariant`], from which [`provenance`] derives
+//! `SHA256SUMS` and the provenance statement. [`write_reports`] writes a run's report directory:
 //!
 //! * `results.json` — every result, as JSON ([`results_json`]);
 //! * `junit.xml` — JUnit XML for CI test-report views ([`junit_xml`]);
@@ -22,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use html::html_report;
 pub use junit::junit_xml;
+/// Defined with the published record they are part of; re-exported so that results and reports keep
+/// naming them from here.
+pub use kmf_types::published::{BootRecord, Durations, InputPackage, Inputs, Toolchain};
 pub use logtail::LOG_TAIL_LINES;
-pub use results::{
-    BootRecord, Durations, InputPackage, Inputs, Status, Toolchain, VariantMetadata, VariantResult,
-    RESULTS_SCHEMA,
-};
+pub use results::{Status, VariantResult, RESULTS_SCHEMA};
 
 /// File names inside the report directory.
 pub const RESULTS_JSON: &str = "results.json";

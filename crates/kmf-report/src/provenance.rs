@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::VariantMetadata;
+use kmf_types::published::PublishedVariant;
 
 /// File names inside a variant's store prefix.
 pub const SHA256SUMS: &str = "SHA256SUMS";
@@ -16,7 +16,7 @@ pub const BUILD_TYPE: &str =
     "https://github.com/kmodfarm/kmodfarm/blob/main/README.md#build-type-kbuild-v1";
 
 /// `<sha256>  <file>` per module, sorted by file name, as `sha256sum` writes it.
-pub fn sha256sums(metadata: &VariantMetadata) -> String {
+pub fn sha256sums(metadata: &PublishedVariant) -> String {
     let mut lines: Vec<String> = metadata
         .modules
         .iter()
@@ -29,7 +29,7 @@ pub fn sha256sums(metadata: &VariantMetadata) -> String {
 /// The in-toto statement: subjects are the modules with their SHA256; the predicate records what was built
 /// (driver, variant), with what (source digest, every header package with its SHA256, the builder identity)
 /// and by what (kmodfarm's version, the build key).
-pub fn provenance(metadata: &VariantMetadata) -> Value {
+pub fn provenance(metadata: &PublishedVariant) -> Value {
     let subjects: Vec<Value> = metadata
         .modules
         .iter()
@@ -104,4 +104,60 @@ pub fn provenance(metadata: &VariantMetadata) -> Value {
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as a reader gets it from a store.
+    fn record() -> PublishedVariant {
+        let json = serde_json::json!({
+            "schema": 1, "artifacts": "0123456789abcdef/", "kmodfarm_version": "0.1.0",
+            "driver": "hello", "driver_version": "0.1.0", "result": "success",
+            "variant": {"kversion": "6.1.0-9-amd64", "distribution": "debian", "architecture": "x86_64",
+                "kernelurls": [], "output": "0.1.0/debian/x86_64/6.1.0-9-amd64", "driverversion": "0.1.0"},
+            "kernel_release": "6.1.0-9-amd64",
+            "modules": [
+                {"file_name": "zz.ko", "relative_path": "zz.ko", "sha256": "b".repeat(64), "size": 2},
+                {"file_name": "aa.ko", "relative_path": "aa.ko", "sha256": "a".repeat(64), "size": 1},
+            ],
+            "toolchain": {"builder": "debian-bookworm-gcc-12", "builder_identity": "debian-bookworm-gcc-12@d1",
+                "suite": "bookworm", "cc_version_text": "gcc-12", "sandbox": "bubblewrap"},
+            "inputs": {"source_sha256": "c".repeat(64), "packages": [
+                {"file_name": "h.deb", "sha256": "d".repeat(64), "size": 9, "url": "https://deb.example/h.deb"}]},
+            "build_key": "0123456789abcdef0123", "input_key": "in",
+            "built_at": "2026-11-29T12:00:00Z", "log": "build.log",
+        });
+        PublishedVariant::parse(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn sums_are_sorted_by_file_name() {
+        assert_eq!(
+            sha256sums(&record()),
+            format!("{}  aa.ko\n{}  zz.ko\n", "a".repeat(64), "b".repeat(64))
+        );
+    }
+
+    #[test]
+    fn the_statement_names_modules_inputs_and_builder() {
+        let p = provenance(&record());
+        assert_eq!(p["subject"][1]["name"], "aa.ko");
+        let deps = p["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert_eq!(deps.len(), 3);
+        assert_eq!(deps[0]["name"], "hello-0.1.0-source");
+        assert_eq!(deps[1]["uri"], "https://deb.example/h.deb");
+        assert_eq!(deps[2]["digest"]["kmodfarm-builder"], "d1");
+        assert_eq!(
+            p["predicate"]["runDetails"]["metadata"]["invocationId"],
+            "0123456789abcdef0123"
+        );
+        assert_eq!(
+            p["predicate"]["runDetails"]["builder"]["id"],
+            "kmodfarm/0.1.0"
+        );
+    }
 }

@@ -5,6 +5,8 @@
 //!   crawlers add (package digests, the Debian package version, the flavour). Other tools ignore the extras.
 //! * [`MatrixEntry`]: one build variant, the element of the seed pipeline's matrix JSON.
 //! * [`names`]: checks for names that become paths, and escaping of untrusted text for terminals.
+//! * [`published`]: what a store holds for consumers: a published variant's record (`metadata.json`), a
+//!   driver's index (`index.json`), and the keys of both and of the variants' files.
 
 mod arch;
 mod distro;

@@ -13,29 +13,10 @@ use kmf_types::Arch;
 use object::elf;
 use object::read::elf::{ElfFile, FileHeader};
 use object::{Endianness, FileKind, Object, ObjectSection};
-use serde::Serialize;
 
 pub use error::VerifyError;
-
-/// What a module's `.modinfo` (and its appended signature) says, as `modinfo` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ModuleInfo {
-    /// The module name: `.modinfo`'s `name` (kbuild writes it since Linux 5.x), else the file stem with
-    /// `-` turned into `_` as the kernel does.
-    pub name: String,
-    pub vermagic: String,
-    /// Modules this one needs loaded first.
-    pub depends: Vec<String>,
-    pub license: Option<String>,
-    pub version: Option<String>,
-    pub srcversion: Option<String>,
-    /// Common name of the signing key's issuer, when a signature is appended (as `modinfo` shows it).
-    pub signer: Option<String>,
-    /// ELF `e_machine` (62 for x86_64, 183 for aarch64).
-    pub elf_machine: u16,
-    /// Every `.modinfo` pair, in file order (`alias`, `parm` and the like repeat).
-    pub fields: Vec<(String, String)>,
-}
+/// What a module's `.modinfo` says: the type published records carry ([`kmf_types::published`]).
+pub use kmf_types::published::ModuleInfo;
 
 /// A readable name for an ELF machine number, for messages.
 pub fn machine_name(machine: u16) -> &'static str {

@@ -234,7 +234,10 @@ mod tests {
     async fn a_reader_reads_with_a_size_limit_and_no_store_refuses_everything() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
-        store.put_bytes("cache/sha256/ab", b"0123456789").await.unwrap();
+        store
+            .put_bytes("cache/sha256/ab", b"0123456789")
+            .await
+            .unwrap();
         let url = store.url();
         let reader = open_reader(&url).unwrap();
         let dest = dir.path().join("copy");
@@ -244,7 +247,10 @@ mod tests {
         );
         assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
         let small = dir.path().join("small");
-        let err = reader.get_file("cache/sha256/ab", &small, 9).await.unwrap_err();
+        let err = reader
+            .get_file("cache/sha256/ab", &small, 9)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
         assert!(!small.exists());
         assert_eq!(reader.get_file("missing", &small, 9).await.unwrap(), None);

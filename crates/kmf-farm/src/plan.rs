@@ -268,7 +268,7 @@ pub enum PlanError {
     Source(#[from] crate::sources::SourceError),
     #[error("planning with prefetch writes the inputs into the plan directory: pass --out DIR")]
     PrefetchNeedsDir,
-    #[error("{0}: {1}")]
+    #[error("{}", .0.display())]
     Io(std::path::PathBuf, #[source] std::io::Error),
     #[error("a plan for boot tests gathers the kernel images: the planner needs a boot tester (--boot-test)")]
     BootNeedsTester,

@@ -37,7 +37,7 @@ pub enum PlanStoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("{0}: {1}")]
+    #[error("{}", .0.display())]
     Io(PathBuf, #[source] std::io::Error),
     #[error("`{0}` is not a plan's location in a store: it must end in /plans/<plan id>")]
     NotAPlanUrl(String),

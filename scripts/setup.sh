@@ -36,14 +36,33 @@ if [ "${1:-}" = "--tests" ]; then
   fi
 fi
 
+# Python tools of the CI-engine tests (tests/e2e/ci.rs), from PyPI into a virtualenv (Debian's pip is
+# externally managed): moto's S3 + IAM server with IAM enforcement and boto3 to drive it. Pinned: the tests
+# rely on how these versions behave (docs/ci-engines.md).
+python_tools() {
+  local venv="${KMODFARM_TEST_VENV:-/opt/kmodfarm/test-venv}"
+  local want=("moto[server]==5.2.5" "boto3==1.44.8")
+  if [ -x "$venv/bin/moto_server" ] && [ -f "$venv/.kmodfarm-tools" ] \
+      && [ "$(cat "$venv/.kmodfarm-tools")" = "${want[*]}" ]; then
+    return 0
+  fi
+  python3 -m venv "$venv" 2>/dev/null || { $SUDO apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q --disable-pip-version-check "${want[@]}"
+  echo "${want[*]}" > "$venv/.kmodfarm-tools"
+  echo "setup: python tools in $venv"
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && { echo "setup: all system packages present"; exit 0; }
-
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all system packages present"
+  [ "${1:-}" = "--tests" ] && python_tools
+  exit 0
+fi
 export DEBIAN_FRONTEND=noninteractive
 
 # Some images carry qemu-utils from <codename>-backports; qemu-system-* must then come from the same suite
@@ -63,3 +82,5 @@ fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${target_release[@]}" "${missing[@]}"
 echo "setup: installed ${missing[*]}"
+[ "${1:-}" = "--tests" ] && python_tools
+exit 0

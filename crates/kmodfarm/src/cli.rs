@@ -139,6 +139,10 @@ pub enum Command {
     /// Store maintenance: `store gc` lists (and with --delete removes) artifacts no published matrix references.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// What CI engines need to run plan, work and publish with least privilege, from a farm configuration
+    /// (see examples/farm.toml).
+    #[command(subcommand)]
+    Ci(CiCommand),
     /// Builder images for `--sandbox docker`: import the mmdebstrap builders, build the Dockerfiles in
     /// builders/, list and prune them.
     #[command(subcommand)]
@@ -648,6 +652,31 @@ pub struct InstallArgs {
     /// Print what was installed as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Write the AWS IAM policy documents: per role, its permissions over the store's and the farm's
+    /// prefixes and nothing more (`<name>.policy.json`), and who may assume it (`<name>.trust.json`: the
+    /// workflow's jobs through GitHub's OIDC provider, the role's service account through the cluster's).
+    ///
+    /// Roles: planner (reads the store, writes plans and their input cache), worker (reads plans and the
+    /// cache, writes only staging), publisher (reads plans, cache and staging, writes the store), boot
+    /// tester (reads the store), git-cache updater (the only writer of the git cache).
+    ///
+    /// Example:
+    ///   kmodfarm ci iam --config examples/farm.toml --out iam/
+    Iam(CiIamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CiIamArgs {
+    /// The farm configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Directory for the documents (one file each); without it, one JSON object on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod boot;
 mod build;
 mod builder;
+mod ci;
 mod fallback;
 mod install;
 mod kernels;
@@ -16,7 +17,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use kmf_kernels::mirrors::DebianMirrors;
 
-use crate::cli::{Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs, StoreCommand};
+use crate::cli::{
+    CiCommand, Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs, StoreCommand,
+};
 
 /// Exit codes: the contract scripts and CI rely on.
 pub enum Outcome {
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Builder(cmd) => builder::run(cmd).await,
             Command::Install(args) => install::install(*args).await,
             Command::Store(StoreCommand::Gc(args)) => install::gc(args).await,
+            Command::Ci(CiCommand::Iam(args)) => ci::iam(args),
         }
     });
     match result {

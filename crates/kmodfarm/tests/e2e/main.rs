@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod boot;
+mod ci;
 mod debian;
 mod distributed;
 mod docker;

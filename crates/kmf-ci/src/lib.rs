@@ -1,0 +1,9 @@
+//! The farm on CI engines: one configuration file ([`config::FarmConfig`]) says where the store is, which
+//! runners and nodes serve each CPU architecture, what each role's workers get (CPU, memory, disk, time)
+//! and which identity each role has; from it kmodfarm writes what the engines need to run `plan`, `work`
+//! and `publish` with least privilege: IAM policy documents per role ([`iam`]).
+
+pub mod config;
+pub mod iam;
+
+pub use config::{ConfigError, FarmConfig, Role};

@@ -37,7 +37,7 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(venv.join("bin/moto_server"))
+        let mut child = Command::new(venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -50,6 +50,8 @@ impl Moto {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("moto_server did not listen on {port}");
     }
 
@@ -175,7 +177,7 @@ fn generated_policies_hold_against_iam_enforcement() {
     let results: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let mut wrong = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        let want = table.get(i).map_or(false, |t| t.3);
+        let want = table.get(i).is_some_and(|t| t.3);
         if r["allowed"].as_bool() != Some(want) {
             wrong.push(format!("{r} (expected allowed={want})"));
         }

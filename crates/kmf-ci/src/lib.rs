@@ -4,6 +4,7 @@
 //! and `publish` with least privilege: IAM policy documents per role ([`iam`]).
 
 pub mod config;
+pub mod github;
 pub mod iam;
 
 pub use config::{ConfigError, FarmConfig, Role};

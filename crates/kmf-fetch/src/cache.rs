@@ -67,6 +67,15 @@ impl CacheKey {
         }
     }
 
+    /// Where the URL the file was downloaded from is kept: a cache hit reports the same source as the
+    /// download did, so that records of a package do not depend on the state of the cache.
+    pub(crate) fn source_path(&self, root: &Path) -> PathBuf {
+        match self {
+            CacheKey::Digest(hex) => root.join("meta/source/sha256").join(hex),
+            CacheKey::Name(name) => root.join("meta/source/by-name").join(name),
+        }
+    }
+
     pub(crate) fn sidecar_path(&self, root: &Path) -> Option<PathBuf> {
         match self {
             CacheKey::Digest(_) => None,

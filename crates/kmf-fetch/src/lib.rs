@@ -80,7 +80,8 @@ pub struct Fetched {
     /// Lower-case hex SHA256 of the content.
     pub sha256: String,
     pub size: u64,
-    /// The URL it came from; `None` when it was served from the cache.
+    /// The URL it came from; on a cache hit, the one it was downloaded from (when that is still one of the
+    /// download's URLs; `None` for files cached before sources were kept).
     pub url: Option<String>,
     /// Bytes received over the network by this call (all attempts; 0 on a cache hit).
     pub downloaded_bytes: u64,
@@ -388,6 +389,7 @@ impl Fetcher {
         let part = part.to_path_buf();
         let sha = done.sha256.clone();
         let size = done.size;
+        let source_url = url.to_string();
         let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, FetchError> {
             let target = key.final_path(&root);
             let dir = target.parent().unwrap_or(&root);
@@ -400,6 +402,9 @@ impl Fetcher {
                 cache::write_atomically(&sidecar, record.render().as_bytes())
                     .map_err(|e| FetchError::io(&sidecar, e))?;
             }
+            let source = key.source_path(&root);
+            cache::write_atomically(&source, source_url.as_bytes())
+                .map_err(|e| FetchError::io(&source, e))?;
             Ok(target)
         })
         .await
@@ -457,11 +462,15 @@ fn lookup(root: &Path, key: &CacheKey, download: &Download) -> Option<Fetched> {
             actual
         }
     };
+    // Where it was downloaded from (absent for files cached before sources were kept).
+    let url = std::fs::read_to_string(key.source_path(root))
+        .ok()
+        .filter(|u| download.urls.iter().any(|c| c == u) || download.urls.is_empty());
     Some(Fetched {
         path,
         sha256,
         size,
-        url: None,
+        url,
         downloaded_bytes: 0,
     })
 }

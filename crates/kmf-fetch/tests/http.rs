@@ -108,7 +108,8 @@ async fn downloads_verifies_and_then_serves_from_cache_without_requests() {
     );
 
     let second = fetcher.fetch(&d).await.unwrap();
-    assert_eq!(second.url, None);
+    // A cache hit names where the file came from, as the download did.
+    assert_eq!(second.url, first.url);
     assert_eq!(second.downloaded_bytes, 0);
     assert_eq!(second.path, first.path);
     assert_eq!(server.requests("/a.deb").len(), 1);
@@ -120,7 +121,7 @@ async fn downloads_verifies_and_then_serves_from_cache_without_requests() {
         ..d.clone()
     };
     assert_eq!(again.cached(&no_urls).unwrap().path, first.path);
-    assert_eq!(again.fetch(&no_urls).await.unwrap().url, None);
+    assert_eq!(again.fetch(&no_urls).await.unwrap().url, first.url);
     assert_eq!(server.requests("/a.deb").len(), 1);
     // Nothing left in partial/.
     assert!(files_under(&dir.path().join("partial")).is_empty());
@@ -140,7 +141,7 @@ async fn by_name_cache_reverifies_and_refetches_tampered_content() {
     assert_eq!(first.path, dir.path().join("by-name/b.deb"));
     let sidecar = std::fs::read_to_string(dir.path().join("meta/by-name/b.deb")).unwrap();
     assert!(sidecar.contains(&sha(&data)), "{sidecar}");
-    assert_eq!(fetcher.fetch(&d).await.unwrap().url, None);
+    assert_eq!(fetcher.fetch(&d).await.unwrap().url, first.url);
     assert_eq!(server.requests("/b.deb").len(), 1);
 
     // Corrupt the cached copy in place: the recorded digest no longer matches, so it is fetched again.
@@ -439,7 +440,10 @@ async fn concurrent_fetches_of_the_same_content_download_once() {
     let c = other.await.unwrap();
     let results = [a.unwrap(), b.unwrap(), c.unwrap()];
     assert_eq!(server.requests("/common.deb").len(), 1);
-    assert_eq!(results.iter().filter(|r| r.url.is_some()).count(), 1);
+    assert_eq!(results.iter().filter(|r| r.downloaded_bytes > 0).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| r.url == results[0].url && r.url.is_some()));
     assert!(results.iter().all(|r| r.path == results[0].path));
     assert_eq!(std::fs::read(&results[0].path).unwrap(), data);
 }

@@ -392,6 +392,14 @@ pub struct PlanArgs {
     /// most 256 entries.
     #[arg(long, conflicts_with = "json")]
     pub github_matrix: bool,
+    /// Write the plan's location, its staging prefix and each runner's matrix chunks as GitHub step outputs
+    /// (`plan=…`, `staging=…`, `matrix-<runner>-<chunk>=…`) to FILE, normally "$GITHUB_OUTPUT" (the
+    /// workflow `kmodfarm ci github` writes uses it).
+    #[arg(long, value_name = "FILE")]
+    pub github_output: Option<PathBuf>,
+    /// With --github-output: the build jobs the workflow has per runner; a plan needing more fails.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub github_chunks: usize,
 }
 
 #[derive(Debug, Args)]
@@ -667,6 +675,31 @@ pub enum CiCommand {
     /// Example:
     ///   kmodfarm ci iam --config examples/farm.toml --out iam/
     Iam(CiIamArgs),
+    /// Write the nightly GitHub Actions workflow (.github/workflows/kmodfarm-<environment>.yml) and the
+    /// actionlint configuration naming its self-hosted runner labels (.github/actionlint.yaml).
+    ///
+    /// Jobs: `plan` (planner role through OIDC; writes the plan to the farm's store and the shard matrices
+    /// as job outputs), per architecture and matrix chunk a build job on that architecture's runners
+    /// (`permissions: {}`, no secrets, `fail-fast: false`; bundles to the plan's staging prefix with the
+    /// runner's own identity), and `publish` (`if: always()`, the publisher role, the signing key from the
+    /// protected environment's secrets, one at a time).
+    ///
+    /// Example:
+    ///   kmodfarm ci github --config examples/farm.toml --out .
+    Github(CiGithubArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CiGithubArgs {
+    /// The farm configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The repository's root (the files go under .github/).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// Build jobs per architecture, 256 shards each (GitHub's matrix limit).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub chunks: usize,
 }
 
 #[derive(Debug, Args)]

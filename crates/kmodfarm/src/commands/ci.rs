@@ -4,7 +4,7 @@ use anyhow::Context;
 use kmf_ci::FarmConfig;
 
 use super::{write_output, Outcome};
-use crate::cli::CiIamArgs;
+use crate::cli::{CiGithubArgs, CiIamArgs};
 
 pub fn iam(args: CiIamArgs) -> anyhow::Result<Outcome> {
     let config = FarmConfig::load(&args.config)?;
@@ -28,5 +28,23 @@ pub fn iam(args: CiIamArgs) -> anyhow::Result<Outcome> {
             write_output(None, &(serde_json::to_string_pretty(&all)? + "\n"))?;
         }
     }
+    Ok(Outcome::Success)
+}
+
+pub fn github(args: CiGithubArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.chunks >= 1, "--chunks must be at least 1");
+    let config = FarmConfig::load(&args.config)?;
+    let workflows = args.out.join(".github/workflows");
+    std::fs::create_dir_all(&workflows)
+        .with_context(|| format!("creating {}", workflows.display()))?;
+    let workflow = workflows.join(format!("kmodfarm-{}.yml", config.environment));
+    write_output(
+        Some(&workflow),
+        &kmf_ci::github::workflow_yaml(&config, args.chunks),
+    )?;
+    let lint = args.out.join(".github/actionlint.yaml");
+    write_output(Some(&lint), &kmf_ci::github::actionlint_config(&config))?;
+    println!("{}", workflow.display());
+    println!("{}", lint.display());
     Ok(Outcome::Success)
 }

@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Install(args) => install::install(*args).await,
             Command::Store(StoreCommand::Gc(args)) => install::gc(args).await,
             Command::Ci(CiCommand::Iam(args)) => ci::iam(args),
+            Command::Ci(CiCommand::Github(args)) => ci::github(args),
         }
     });
     match result {

@@ -89,6 +89,15 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
         location = Some(plan_url);
     }
     drop(staging);
+    if let Some(file) = &args.github_output {
+        github_output(
+            &plan,
+            location.as_deref(),
+            args.out.as_deref(),
+            file,
+            args.github_chunks,
+        )?;
+    }
     if args.github_matrix {
         write_output(
             None,
@@ -377,4 +386,49 @@ impl Bundles {
             Bundles::Fetched(d) => d.path(),
         }
     }
+}
+
+/// Appends the plan's GitHub step outputs to `file` (see `--github-output`).
+fn github_output(
+    plan: &kmf_farm::plan::Plan,
+    location: Option<&str>,
+    out: Option<&str>,
+    file: &std::path::Path,
+    chunks: usize,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut lines = Vec::new();
+    if let Some(l) = location {
+        lines.push(format!("{}={l}", kmf_ci::github::OUTPUT_PLAN));
+    }
+    if let Some(root) = out.filter(|o| plan_store::is_url(o)) {
+        lines.push(format!(
+            "{}={}",
+            kmf_ci::github::OUTPUT_STAGING,
+            plan_store::staging_url(root, &plan.id)
+        ));
+    }
+    for m in plan.github_matrices() {
+        anyhow::ensure!(
+            m.chunk < chunks,
+            "plan {} needs more than {chunks} build job(s) of 256 shards for runner {}: raise the shard size \
+             or the workflow's chunks (kmodfarm ci github --chunks)",
+            plan.id,
+            m.runner
+        );
+        lines.push(format!(
+            "{}={}",
+            kmf_ci::github::matrix_output(&m.runner, m.chunk),
+            serde_json::to_string(&m.matrix)?
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .with_context(|| format!("opening {}", file.display()))?;
+    for l in lines {
+        writeln!(f, "{l}").with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
 }

@@ -291,3 +291,162 @@ fn generated_policies_hold_against_iam_enforcement() {
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(again["variants"], 0, "{again:#}");
 }
+
+/// `kmodfarm ci github` for a farm whose store is S3 on loopback: the workflow passes actionlint with the
+/// configuration it comes with, and runs end to end under act (each runner label served by this host):
+/// plan → the build jobs' matrix legs → publish; a second run finds nothing to build.
+#[test]
+fn the_github_workflow_lints_and_runs_under_act() {
+    let Some(venv) = venv() else { return };
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    // The repository the workflow runs in: the driver and the generated files, committed.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("examples/hello")).unwrap();
+    for f in files(&workspace().join("examples/hello")) {
+        let to = repo.join("examples/hello").join(&f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(workspace().join("examples/hello").join(&f), to).unwrap();
+    }
+    let config = dir.path().join("farm.toml");
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"environment = "act"
+[store]
+url = {store}
+farm = {farm}
+account_id = "123456789012"
+[tags]
+team = "kernel"
+[architectures.x86_64]
+github_runner = "kmodfarm-act-x86-64"
+[architectures.aarch64]
+github_runner = "kmodfarm-act-aarch64"
+[run]
+projects = ["examples/hello"]
+kernels = [{crawl}]
+plan_args = ["--distro", "debian", "--latest", "1", "--kernel-release", '^6\.1\.0-[0-9]+-(amd64|arm64)$']
+shard_size = 1
+[github]
+repository = "acme/drivers"
+publish_environment = "kmodfarm-act-publish"
+install = "kmodfarm --version"
+"#,
+            store = quoted(&server.url("kmods", "modules")),
+            farm = quoted(&server.url("kmods", "farm")),
+            crawl = quoted(&crawl.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let o = run(kmodfarm()
+        .args(["ci", "github", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&repo));
+    assert!(o.status.success());
+    let workflow = repo.join(".github/workflows/kmodfarm-act.yml");
+
+    let o = run(Command::new(venv.join("bin/actionlint"))
+        .args(["-shellcheck=", "-pyflakes=", "-config-file"])
+        .arg(repo.join(".github/actionlint.yaml"))
+        .arg(&workflow));
+    assert!(o.status.success(), "actionlint");
+    // Without the runner labels declared, actionlint refuses them: the configuration is what makes it pass.
+    let o = run(Command::new(venv.join("bin/actionlint"))
+        .args(["-shellcheck=", "-pyflakes="])
+        .arg(&workflow));
+    assert!(!o.status.success());
+
+    for git in [
+        vec!["init", "-q", "-b", "main"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=ci",
+            "-c",
+            "user.email=ci@localhost",
+            "commit",
+            "-qm",
+            "drivers",
+        ],
+    ] {
+        assert!(Command::new("git")
+            .args(&git)
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_kmodfarm")).parent().unwrap();
+    let act = |round: &str| {
+        let mut c = Command::new(venv.join("bin/act"));
+        c.current_dir(&repo)
+            .args([
+                "workflow_dispatch",
+                "-W",
+                ".github/workflows/kmodfarm-act.yml",
+            ])
+            .args(["-P", "kmodfarm-act-x86-64=-self-hosted"])
+            .args(["-P", "kmodfarm-act-aarch64=-self-hosted"])
+            .args(["--no-cache-server", "--artifact-server-addr", "127.0.0.1"])
+            .env("HOME", dir.path().join(format!("home-{round}")))
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("KMODFARM_CACHE", cache_dir())
+            .env_remove("KMODFARM_STORE");
+        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+            c.env(k, v);
+        }
+        run(&mut c)
+    };
+    let first = act("1");
+    let log = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(first.status.success(), "act");
+    // act names a job by its name: `build x86_64 (0) shard N-<leg>` for the legs of build-x86-64-0.
+    for job in [
+        "plan",
+        "build x86_64 (0) shard 0-1",
+        "build x86_64 (0) shard 1-2",
+        "publish",
+    ] {
+        assert!(succeeded(&log, job), "{job} did not succeed:\n{log}");
+    }
+    assert!(!log.contains("Job failed"), "a job failed");
+    // Both shards (amd64 and arm64, Debian's aarch64 cross-built on x86_64) ran as legs of one build job.
+    let matrix = read_json(&server.root.join("kmods/modules/hello/0.1.0/matrix.json"));
+    let mut arches: Vec<&str> = matrix
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["architecture"].as_str().unwrap())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["aarch64", "x86_64"]);
+
+    let second = act("2");
+    assert!(second.status.success());
+    let log = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(
+        !log.contains("[kmodfarm act nightly/build"),
+        "the second run built something:\n{log}"
+    );
+    assert!(succeeded(&log, "publish"), "{log}");
+}
+
+/// Whether act's log says `job` (its name, which act pads to a common width) succeeded.
+fn succeeded(log: &str, job: &str) -> bool {
+    let prefix = format!("[kmodfarm act nightly/{job}");
+    log.lines().any(|l| {
+        l.strip_prefix(&prefix).is_some_and(|rest| {
+            let (pad, tail) = rest.split_once(']').unwrap_or(("x", ""));
+            pad.trim().is_empty() && tail.contains("Job succeeded")
+        })
+    })
+}

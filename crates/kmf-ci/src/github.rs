@@ -187,10 +187,10 @@ fn setup_steps(install: &str) -> Vec<Step> {
     ]
 }
 
-/// The `plan` command line of the nightly run.
-fn plan_command(config: &FarmConfig, chunks: usize) -> String {
+/// The nightly run's `plan` arguments (from `plan` on, without the store and the output).
+pub fn plan_args(config: &FarmConfig) -> Vec<String> {
     let run = &config.run;
-    let mut args: Vec<String> = vec!["kmodfarm".into(), "plan".into()];
+    let mut args: Vec<String> = vec!["plan".into()];
     args.extend(run.projects.iter().cloned());
     if run.kernels.is_empty() {
         args.push("--crawl".into());
@@ -215,7 +215,13 @@ fn plan_command(config: &FarmConfig, chunks: usize) -> String {
     if run.boot_test {
         args.push("--boot-test".into());
     }
-    let mut line: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    args
+}
+
+/// The `plan` command line of the nightly run's workflow step.
+fn plan_command(config: &FarmConfig, chunks: usize) -> String {
+    let mut line: Vec<String> = vec!["kmodfarm".into()];
+    line.extend(plan_args(config).iter().map(|a| quote(a)));
     line.extend([
         "--store \"$KMODFARM_STORE\"".into(),
         "--out \"$KMODFARM_FARM\"".into(),

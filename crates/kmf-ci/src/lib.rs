@@ -6,5 +6,6 @@
 pub mod config;
 pub mod github;
 pub mod iam;
+pub mod kubernetes;
 
 pub use config::{ConfigError, FarmConfig, Role};

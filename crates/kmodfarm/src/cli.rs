@@ -408,8 +408,14 @@ pub struct WorkArgs {
     #[arg(long, value_name = "DIR|URL")]
     pub plan: String,
     /// The shard to build (its index in plan.json).
-    #[arg(long)]
-    pub shard: usize,
+    #[arg(long, conflicts_with_all = ["runner", "index"])]
+    pub shard: Option<usize>,
+    /// With --index: build the index-th shard (from 0) of this runner label (`x86_64`, `aarch64`), as a
+    /// Kubernetes Indexed Job's pod does with its JOB_COMPLETION_INDEX.
+    #[arg(long, requires = "index", value_name = "LABEL")]
+    pub runner: Option<String>,
+    #[arg(long, requires = "runner", value_name = "N")]
+    pub index: Option<usize>,
     /// Where the bundles go: a directory, or the plan's staging prefix in a store.
     #[arg(long, value_name = "DIR|URL")]
     pub out: String,
@@ -687,6 +693,34 @@ pub enum CiCommand {
     /// Example:
     ///   kmodfarm ci github --config examples/farm.toml --out .
     Github(CiGithubArgs),
+    /// Write Kubernetes manifests: the farm's ServiceAccounts (IRSA role annotations, no API token), the
+    /// NetworkPolicy confining build pods to the store and DNS, the nightly plan CronJob; with --plan, the
+    /// run's jobs: per runner label an Indexed Job (completions = the runner's shards, each pod builds shard
+    /// JOB_COMPLETION_INDEX of its runner) and the publish Job.
+    ///
+    /// Build pods are never privileged: they run as a non-root user in their own user namespace (`hostUsers:
+    /// false`) with `/proc` unmasked and unconfined seccomp and AppArmor, which bubblewrap needs to make its
+    /// namespaces; no capability, no privilege escalation, a read-only root.
+    ///
+    /// Examples:
+    ///   kmodfarm ci kubernetes --config examples/farm.toml --out farm.yaml
+    ///   kmodfarm ci kubernetes --config examples/farm.toml --plan s3://bucket/farm/plans/<id> --out run.yaml
+    Kubernetes(Box<CiKubernetesArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct CiKubernetesArgs {
+    /// The farm configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// A plan in the farm's store (<farm>/plans/<id>): write that run's jobs instead of the standing objects.
+    #[arg(long, value_name = "URL")]
+    pub plan: Option<String>,
+    /// Where the YAML goes (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub farm: FarmArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ use anyhow::Context;
 use kmf_ci::FarmConfig;
 
 use super::{write_output, Outcome};
-use crate::cli::{CiGithubArgs, CiIamArgs};
+use crate::cli::{CiGithubArgs, CiIamArgs, CiKubernetesArgs};
 
 pub fn iam(args: CiIamArgs) -> anyhow::Result<Outcome> {
     let config = FarmConfig::load(&args.config)?;
@@ -46,5 +46,43 @@ pub fn github(args: CiGithubArgs) -> anyhow::Result<Outcome> {
     write_output(Some(&lint), &kmf_ci::github::actionlint_config(&config))?;
     println!("{}", workflow.display());
     println!("{}", lint.display());
+    Ok(Outcome::Success)
+}
+
+pub async fn kubernetes(args: CiKubernetesArgs) -> anyhow::Result<Outcome> {
+    use kmf_farm::plan_store::{self, PlanLocation};
+    let config = FarmConfig::load(&args.config)?;
+    let manifests = match &args.plan {
+        None => kmf_ci::kubernetes::farm_manifests(&config)?,
+        Some(url) => {
+            let location = PlanLocation::parse(url)?;
+            let PlanLocation::Store { root, id } = &location else {
+                anyhow::bail!("--plan must be a plan in the farm's store (<farm>/plans/<id>): pods read it there");
+            };
+            let (_, plan) = plan_store::fetch_plan(
+                &location,
+                &super::build::cache_dir(&args.farm),
+                Some(&[]),
+                false,
+            )
+            .await
+            .with_context(|| format!("reading the plan {url}"))?;
+            let mut shards = std::collections::BTreeMap::new();
+            for s in &plan.shards {
+                *shards.entry(s.runner.clone()).or_insert(0) += 1;
+            }
+            kmf_ci::kubernetes::run_manifests(
+                &config,
+                id,
+                url,
+                &plan_store::staging_url(root, id),
+                &shards,
+            )?
+        }
+    };
+    write_output(
+        args.out.as_deref(),
+        &kmf_ci::kubernetes::to_yaml(&manifests),
+    )?;
     Ok(Outcome::Success)
 }

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Store(StoreCommand::Gc(args)) => install::gc(args).await,
             Command::Ci(CiCommand::Iam(args)) => ci::iam(args),
             Command::Ci(CiCommand::Github(args)) => ci::github(args),
+            Command::Ci(CiCommand::Kubernetes(args)) => ci::kubernetes(*args).await,
         }
     });
     match result {

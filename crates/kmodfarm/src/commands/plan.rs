@@ -154,7 +154,27 @@ async fn read_plan(
 }
 
 pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
-    let (plan_dir, plan) = read_plan(&args.plan, &args.farm, Some(&[args.shard]), true).await?;
+    let shard_index = match (args.shard, &args.runner, args.index) {
+        (Some(s), None, None) => s,
+        (None, Some(runner), Some(index)) => {
+            // The plan alone first: which shard is this runner's index-th.
+            let (_, plan) = read_plan(&args.plan, &args.farm, Some(&[]), false).await?;
+            plan.shards
+                .iter()
+                .filter(|s| &s.runner == runner)
+                .nth(index)
+                .map(|s| s.index)
+                .with_context(|| {
+                    format!(
+                        "plan {} has {} shard(s) for runner {runner}; there is no index {index}",
+                        plan.id,
+                        plan.shards.iter().filter(|s| &s.runner == runner).count()
+                    )
+                })?
+        }
+        _ => anyhow::bail!("name the shard: --shard N, or --runner LABEL --index N"),
+    };
+    let (plan_dir, plan) = read_plan(&args.plan, &args.farm, Some(&[shard_index]), true).await?;
     // Bundles for a store are written here first, then uploaded.
     let to_store = plan_store::is_url(&args.out);
     let local_out = match to_store {
@@ -170,13 +190,13 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
     };
     let shard = plan
         .shards
-        .get(args.shard)
+        .get(shard_index)
         .with_context(|| {
             format!(
                 "plan {} has {} shard(s); there is no shard {}",
                 plan.id,
                 plan.shards.len(),
-                args.shard
+                shard_index
             )
         })?
         .clone();

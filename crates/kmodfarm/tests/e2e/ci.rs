@@ -450,3 +450,157 @@ fn succeeded(log: &str, job: &str) -> bool {
         })
     })
 }
+
+/// `kmodfarm ci kubernetes`: the standing objects and one run's jobs (from a plan in S3 on loopback) pass
+/// the Kubernetes OpenAPI schemas strictly (kubernetes-validate, offline), which refuse a misspelled field;
+/// the Indexed Job has one completion per shard of its runner, and `work --runner --index`, as its pods run
+/// it, builds the index-th shard of that runner.
+#[test]
+fn kubernetes_manifests_validate_and_index_the_runners_shards() {
+    let Some(venv) = venv() else { return };
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let config = dir.path().join("farm.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/farm.toml")).unwrap();
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    std::fs::write(
+        &config,
+        example
+            .replace(
+                "\"s3://acme-kmods/modules\"",
+                &quoted(&server.url("kmods", "modules")),
+            )
+            .replace(
+                "\"s3://acme-kmods/farm\"",
+                &quoted(&server.url("kmods", "farm")),
+            ),
+    )
+    .unwrap();
+    let validate = |file: &Path| {
+        run(Command::new(venv.join("bin/kubernetes-validate"))
+            .args(["--strict", "-k", "1.33.0"])
+            .arg(file))
+    };
+
+    let standing = dir.path().join("farm.yaml");
+    let o = run(kmodfarm()
+        .args(["ci", "kubernetes", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&standing));
+    assert!(o.status.success());
+    assert!(validate(&standing).status.success());
+    let text = std::fs::read_to_string(&standing).unwrap();
+    for kind in ["ServiceAccount", "NetworkPolicy", "CronJob"] {
+        assert!(text.contains(&format!("kind: {kind}")), "{kind}");
+    }
+    // The validator does refuse what Kubernetes would.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        text.replacen(
+            "automountServiceAccountToken",
+            "automountServiceAcountToken",
+            1,
+        ),
+    )
+    .unwrap();
+    assert!(!validate(&broken).status.success());
+
+    // A plan in the store: Debian's amd64 and arm64 kernels, both for the x86_64 runner, one shard each.
+    let mut c = with_aws(kmodfarm());
+    c.arg("plan")
+        .arg(workspace().join("examples/hello"))
+        .arg("--kernels")
+        .arg(&crawl);
+    c.args([
+        "--distro",
+        "debian",
+        "--latest",
+        "1",
+        "--arch",
+        "x86_64,aarch64",
+    ]);
+    c.args(["--kernel-release", r"^6\.1\.0-[0-9]+-(amd64|arm64)$"]);
+    c.args(["--no-prefetch", "--shard-size", "1", "--json"]);
+    c.args(["--store", &server.url("kmods", "modules")]);
+    c.args(["--out", &server.url("kmods", "farm")]);
+    c.arg("--cache").arg(cache_dir());
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan_url = summary["location"].as_str().unwrap().to_string();
+    let id = summary["id"].as_str().unwrap().to_string();
+
+    let run_yaml = dir.path().join("run.yaml");
+    let o = run(with_aws(kmodfarm())
+        .args(["ci", "kubernetes", "--config"])
+        .arg(&config)
+        .args(["--plan", &plan_url, "--out"])
+        .arg(&run_yaml)
+        .arg("--cache")
+        .arg(dir.path().join("cache")));
+    assert!(o.status.success());
+    assert!(validate(&run_yaml).status.success());
+    let text = std::fs::read_to_string(&run_yaml).unwrap();
+    assert!(text.contains("completionMode: Indexed"));
+    assert!(text.contains("completions: 2"), "{text}");
+    assert!(
+        !text.contains("kmodfarm-prod-worker-aarch64"),
+        "no shard needs an aarch64 runner"
+    );
+    assert!(text.contains("$(JOB_COMPLETION_INDEX)"));
+
+    // The pod of completion index 1 builds the x86_64 runner's second shard.
+    let staging = server.url("kmods", &format!("farm/staging/{id}"));
+    let o = run(with_aws(kmodfarm())
+        .args([
+            "work", "--plan", &plan_url, "--runner", "x86_64", "--index", "1",
+        ])
+        .args(["--out", &staging])
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(dir.path().join("work")));
+    assert!(o.status.success());
+    let second = summary["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["runner"] == "x86_64")
+        .nth(1)
+        .unwrap()["index"]
+        .as_u64()
+        .unwrap();
+    let staged = files(&server.root.join("kmods/farm/staging").join(&id));
+    assert!(
+        staged
+            .iter()
+            .all(|f| f.starts_with(&format!("shard-{second}/"))),
+        "{staged:?}"
+    );
+    assert!(staged.iter().any(|f| f.ends_with("record.json")));
+    // An index past the runner's shards is refused with the count.
+    let o = run(with_aws(kmodfarm())
+        .args([
+            "work", "--plan", &plan_url, "--runner", "x86_64", "--index", "2",
+        ])
+        .args(["--out", &staging])
+        .arg("--cache")
+        .arg(cache_dir()));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 shard(s) for runner x86_64"));
+}
+
+fn with_aws(mut c: Command) -> Command {
+    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+        c.env(k, v);
+    }
+    c.env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    c
+}

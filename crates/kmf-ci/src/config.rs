@@ -422,21 +422,28 @@ impl FarmConfig {
     }
 }
 
+/// examples/farm.toml, for the unit tests of every generator.
+#[cfg(test)]
+pub(crate) fn example() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/farm.toml"
+    ))
+    .unwrap()
+}
+
+#[cfg(test)]
+pub(crate) fn example_config() -> FarmConfig {
+    FarmConfig::parse(&example(), "examples/farm.toml").unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn example() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/farm.toml"
-        ))
-        .unwrap()
-    }
-
     #[test]
     fn the_example_loads() {
-        let c = FarmConfig::parse(&example(), "examples/farm.toml").unwrap();
+        let c = example_config();
         assert_eq!(c.name(Role::BootTester), "kmodfarm-prod-boot-tester");
         assert!(c.architectures.contains_key("x86_64") && c.architectures.contains_key("aarch64"));
         for role in Role::ALL {

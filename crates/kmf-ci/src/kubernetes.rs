@@ -464,12 +464,7 @@ mod tests {
     use super::*;
 
     fn config() -> FarmConfig {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/farm.toml"
-        ))
-        .unwrap();
-        FarmConfig::parse(&text, "farm.toml").unwrap()
+        crate::config::example_config()
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    pub(crate) fn too_large(store: &str, key: &str, limit: u64) -> Self {
+        StoreError::TooLarge {
+            store: store.to_string(),
+            key: key.to_string(),
+            limit,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

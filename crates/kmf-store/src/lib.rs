@@ -42,11 +42,7 @@ pub trait Store: Send + Sync {
             return Ok(None);
         };
         if bytes.len() as u64 > max_bytes {
-            return Err(StoreError::TooLarge {
-                store: self.url(),
-                key: key.to_string(),
-                limit: max_bytes,
-            });
+            return Err(StoreError::too_large(&self.url(), key, max_bytes));
         }
         let tmp = temporary_beside(dest);
         std::fs::write(&tmp, &bytes).map_err(StoreError::io("write", &tmp))?;

@@ -123,11 +123,7 @@ impl Store for LocalStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(StoreError::io("open", &path)(e)),
             };
-            let too_large = || StoreError::TooLarge {
-                store: store.clone(),
-                key: key.clone(),
-                limit: max_bytes,
-            };
+            let too_large = || StoreError::too_large(&store, &key, max_bytes);
             let tmp = crate::temporary_beside(&dest);
             let mut out = std::fs::File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
             let copied = std::io::copy(&mut src.take(max_bytes.saturating_add(1)), &mut out)

@@ -285,11 +285,7 @@ impl Store for RemoteStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.backend("get", key)(e)),
         };
-        let too_large = || StoreError::TooLarge {
-            store: self.display.clone(),
-            key: key.to_string(),
-            limit: max_bytes,
-        };
+        let too_large = || StoreError::too_large(&self.display, key, max_bytes);
         if response.meta.size > max_bytes {
             return Err(too_large());
         }

@@ -594,13 +594,3 @@ fn kubernetes_manifests_validate_and_index_the_runners_shards() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 shard(s) for runner x86_64"));
 }
-
-fn with_aws(mut c: Command) -> Command {
-    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
-        c.env(k, v);
-    }
-    c.env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    c
-}

@@ -416,16 +416,6 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
     }
 }
 
-fn with_aws(mut c: std::process::Command) -> std::process::Command {
-    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
-        c.env(k, v);
-    }
-    c.env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    c
-}
-
 /// A worker as the secure-compile rules want it: an unprivileged uid, in a network namespace with no
 /// interface, with an environment of PATH and HOME only (no credential of any kind), reading a plan
 /// directory and writing bundles.

@@ -167,3 +167,14 @@ pub fn keypair(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     );
     (key, cert)
 }
+
+/// `c` with the loopback S3 server's credentials as the only ones in its environment.
+pub fn with_aws(mut c: Command) -> Command {
+    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+        c.env(k, v);
+    }
+    c.env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    c
+}

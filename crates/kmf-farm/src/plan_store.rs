@@ -51,8 +51,6 @@ pub enum PlanStoreError {
     NoPlan { url: String },
     #[error("the plan's {what} {key} is missing from the store")]
     MissingInput { what: String, key: String },
-    #[error("the store holds an unexpected bundle object `{0}`")]
-    BadBundleKey(String),
 }
 
 /// Where a plan is: a local directory, or a store root and the plan's id.
@@ -327,10 +325,26 @@ pub async fn upload_bundles(
 }
 
 /// Downloads the plan's bundles from the staging store `url` into `dest` (a fresh private directory): for
-/// each variant and each shard that builds it, the objects under `shard-<N>/<variant>/`, one file name
-/// deep, each at most [`MAX_BUNDLE_FILE_BYTES`]. Anything else under those prefixes refuses the run.
+/// each variant and each shard that builds it, the objects under `shard-<N>/<variant>/`.
+///
+/// What a worker put there is judged by the verification of the copy, as for bundles in a directory, and
+/// never stops the publishing of other bundles: an object deeper than one file name becomes a directory in
+/// the copy (which refuses that bundle), and one larger than [`MAX_BUNDLE_FILE_BYTES`] is left out (the
+/// bundle then lacks a file its record names, or its record). Only the store failing stops the run.
 pub async fn fetch_bundles(url: &str, plan: &Plan, dest: &Path) -> Result<(), PlanStoreError> {
     let reader = kmf_store::open_reader(url)?;
+    fetch_bundles_from(reader.as_ref(), plan, dest, MAX_BUNDLE_FILE_BYTES).await
+}
+
+async fn fetch_bundles_from(
+    reader: &dyn StoreReader,
+    plan: &Plan,
+    dest: &Path,
+    max_file_bytes: u64,
+) -> Result<(), PlanStoreError> {
+    let io = |p: PathBuf, e: kmf_build::untrusted::UntrustedError| {
+        PlanStoreError::Io(p, std::io::Error::other(e.to_string()))
+    };
     for v in &plan.variants {
         for &shard in &v.shards {
             let rel = bundle_dir(shard, &v.id);
@@ -339,19 +353,28 @@ pub async fn fetch_bundles(url: &str, plan: &Plan, dest: &Path) -> Result<(), Pl
             if keys.is_empty() {
                 continue;
             }
-            let local = create_dirs_beneath(dest, &rel).map_err(|e| {
-                PlanStoreError::Io(dest.join(&rel), std::io::Error::other(e.to_string()))
-            })?;
+            let local = create_dirs_beneath(dest, &rel).map_err(|e| io(dest.join(&rel), e))?;
             for key in keys {
-                let name = key
-                    .strip_prefix(&prefix)
-                    .filter(|n| check_path_component("bundle file", n).is_ok())
-                    .ok_or_else(|| {
-                        PlanStoreError::BadBundleKey(kmf_types::names::printable(&key).into_owned())
-                    })?;
-                reader
-                    .get_file(&key, &local.join(name), MAX_BUNDLE_FILE_BYTES)
-                    .await?;
+                let name = key.strip_prefix(&prefix).unwrap_or_default();
+                if check_path_component("bundle file", name).is_err() {
+                    tracing::warn!(key = %kmf_types::names::printable(&key), "not a bundle file");
+                    let first = name.split('/').next().unwrap_or_default();
+                    if check_path_component("bundle entry", first).is_ok() {
+                        create_dirs_beneath(&local, Path::new(first))
+                            .map_err(|e| io(local.join(first), e))?;
+                    }
+                    continue;
+                }
+                match reader
+                    .get_file(&key, &local.join(name), max_file_bytes)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::TooLarge { .. }) => {
+                        tracing::warn!(key = %key, "left out: larger than {max_file_bytes} bytes");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
@@ -361,6 +384,79 @@ pub async fn fetch_bundles(url: &str, plan: &Plan, dest: &Path) -> Result<(), Pl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_workers_odd_objects_refuse_its_bundle_not_the_run() {
+        use crate::plan::{PlanOptions, PlannedVariant};
+        let entry: kmf_types::MatrixEntry = serde_json::from_value(serde_json::json!({
+            "kversion": "6.1.0-9-amd64", "distribution": "debian", "architecture": "x86_64",
+            "kernelurls": [], "output": "0.1.0/debian/x86_64/6.1.0-9-amd64", "driverversion": "0.1.0"
+        }))
+        .unwrap();
+        let variant = |driver: &str| PlannedVariant {
+            id: format!("{driver}/{}", entry.output),
+            driver: driver.into(),
+            entry: entry.clone(),
+            input_key: "k".into(),
+            builder: None,
+            group: "debian/bookworm".into(),
+            kernel_release: None,
+            packages: vec![],
+            unavailable: None,
+            boot_packages: None,
+            shards: vec![],
+        };
+        let plan = Plan::new(
+            PlanOptions {
+                prefetch: false,
+                ..Default::default()
+            },
+            vec![],
+            vec![variant("good"), variant("odd")],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = kmf_store::LocalStore::new(dir.path().join("staging")).unwrap();
+        let good = format!("shard-0/good/{}", entry.output);
+        let odd = format!("shard-0/odd/{}", entry.output);
+        store
+            .put_bytes(&format!("{good}/record.json"), b"{}")
+            .await
+            .unwrap();
+        store
+            .put_bytes(&format!("{good}/hello.ko"), b"12345")
+            .await
+            .unwrap();
+        store
+            .put_bytes(&format!("{odd}/record.json"), b"{}")
+            .await
+            .unwrap();
+        store
+            .put_bytes(&format!("{odd}/nested/x.ko"), b"1")
+            .await
+            .unwrap();
+        store
+            .put_bytes(&format!("{odd}/huge.ko"), b"123456789")
+            .await
+            .unwrap();
+        let dest = dir.path().join("copy");
+        std::fs::create_dir(&dest).unwrap();
+        let reader = kmf_store::open_reader(&store.url()).unwrap();
+        fetch_bundles_from(reader.as_ref(), &plan, &dest, 8)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dest.join(&good).join("hello.ko")).unwrap(),
+            b"12345"
+        );
+        assert!(
+            dest.join(&odd).join("nested").is_dir(),
+            "the copy keeps the oddity visible"
+        );
+        assert!(!dest.join(&odd).join("nested/x.ko").exists());
+        assert!(!dest.join(&odd).join("huge.ko").exists());
+        assert!(dest.join(&odd).join("record.json").is_file());
+    }
 
     #[test]
     fn plan_locations() {

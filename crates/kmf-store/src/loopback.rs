@@ -103,7 +103,8 @@ pub fn static_http(dir: &Path) -> Server {
     server
 }
 
-fn s3s_fs_binary() -> Option<PathBuf> {
+/// The s3s-fs binary the tests use (`KMODFARM_S3S_FS`, PATH, or cargo's bin directory).
+pub fn s3s_fs_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KMODFARM_S3S_FS") {
         return Some(PathBuf::from(p));
     }

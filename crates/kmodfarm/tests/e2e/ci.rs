@@ -594,3 +594,385 @@ fn kubernetes_manifests_validate_and_index_the_runners_shards() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 shard(s) for runner x86_64"));
 }
+
+/// Containers and a network of one test, removed however the test ends.
+struct DockerScope {
+    network: String,
+    containers: std::cell::RefCell<Vec<String>>,
+}
+
+impl DockerScope {
+    fn docker(args: &[&str]) -> std::process::Output {
+        Command::new("docker").args(args).output().expect("docker")
+    }
+}
+
+impl Drop for DockerScope {
+    fn drop(&mut self) {
+        for c in self.containers.borrow().iter() {
+            let _ = Self::docker(&["rm", "-f", c]);
+        }
+        let _ = Self::docker(&["network", "rm", &self.network]);
+    }
+}
+
+/// A worker image as a fleet would build it: Debian's minimal root with bubblewrap, ca-certificates and
+/// zstd (made once per machine with mmdebstrap from the configured mirror, imported locally), plus this
+/// kmodfarm binary.
+fn worker_image(dir: &Path) -> String {
+    let base = "kmodfarm-worker-test-base:bookworm-1";
+    let have = DockerScope::docker(&["image", "inspect", base])
+        .status
+        .success();
+    if !have {
+        let mirror = kmf_kernels::mirrors::DebianMirrors::discover().expect("a Debian mirror");
+        let tar = dir.join("worker-root.tar");
+        let o = run(Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=minbase"])
+            .arg("--include=bubblewrap,ca-certificates,zstd")
+            .arg("bookworm")
+            .arg(&tar)
+            .arg(&mirror.archive));
+        assert!(o.status.success(), "mmdebstrap");
+        let o = run(Command::new("docker").arg("import").arg(&tar).arg(base));
+        assert!(o.status.success());
+        let _ = std::fs::remove_file(&tar);
+    }
+    let ctx = dir.join("image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), ctx.join("kmodfarm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY kmodfarm /usr/local/bin/kmodfarm\n"),
+    )
+    .unwrap();
+    let tag = "kmodfarm-worker-test:current";
+    let o = run(Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(&ctx));
+    assert!(o.status.success(), "docker build");
+    tag.to_string()
+}
+
+/// `docker run` options for a pod's container, from the manifest `ci kubernetes` wrote: the image, the
+/// command and arguments (with `$(JOB_COMPLETION_INDEX)` substituted as Kubernetes does), the environment,
+/// the user, the read-only root, the dropped capabilities, no privilege escalation, the seccomp and
+/// AppArmor profiles, the unmasked `/proc`, and the `emptyDir` volumes as tmpfs.
+fn docker_args_for(pod: &serde_json::Value, index: usize) -> Vec<String> {
+    let ctr = &pod["containers"][0];
+    let sc = &ctr["securityContext"];
+    let psc = &pod["securityContext"];
+    let mut a: Vec<String> = vec![];
+    let user = format!("{}:{}", psc["runAsUser"], psc["runAsGroup"]);
+    a.extend(["--user".into(), user]);
+    if sc["readOnlyRootFilesystem"] == true {
+        a.push("--read-only".into());
+    }
+    assert_eq!(sc["privileged"], false);
+    if sc["allowPrivilegeEscalation"] == false {
+        a.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    for cap in sc["capabilities"]["drop"].as_array().unwrap() {
+        a.extend(["--cap-drop".into(), cap.as_str().unwrap().into()]);
+    }
+    if psc["seccompProfile"]["type"] == "Unconfined" {
+        a.extend(["--security-opt".into(), "seccomp=unconfined".into()]);
+    }
+    if psc["appArmorProfile"]["type"] == "Unconfined" {
+        a.extend(["--security-opt".into(), "apparmor=unconfined".into()]);
+    }
+    if sc["procMount"] == "Unmasked" {
+        a.extend(["--security-opt".into(), "systempaths=unconfined".into()]);
+    }
+    for m in ctr["volumeMounts"].as_array().unwrap() {
+        a.extend([
+            "--tmpfs".into(),
+            format!("{}:rw,exec", m["mountPath"].as_str().unwrap()),
+        ]);
+    }
+    a.extend(["-e".into(), format!("JOB_COMPLETION_INDEX={index}")]);
+    for e in ctr["env"].as_array().unwrap() {
+        a.extend([
+            "-e".into(),
+            format!(
+                "{}={}",
+                e["name"].as_str().unwrap(),
+                e["value"].as_str().unwrap()
+            ),
+        ]);
+    }
+    a.extend([
+        "--entrypoint".into(),
+        ctr["command"][0].as_str().unwrap().into(),
+    ]);
+    a.push(ctr["image"].as_str().unwrap().into());
+    for arg in ctr["args"].as_array().unwrap() {
+        a.push(
+            arg.as_str()
+                .unwrap()
+                .replace("$(JOB_COMPLETION_INDEX)", &index.to_string()),
+        );
+    }
+    a
+}
+
+/// The worker container runs in Docker as the Indexed Job's pod spec says: two pods (completion indices 0
+/// and 1) at once, non-root, read-only root, no capability, on a network that reaches the store (S3 in a
+/// container beside them) and nothing else; they build their shards into staging and the publisher
+/// publishes them. Without the pod's unmasked `/proc` or its unconfined seccomp profile, bubblewrap cannot
+/// make its sandbox.
+#[test]
+fn the_worker_container_runs_as_the_pod_spec_says() {
+    if !crate::docker::docker_usable() {
+        return;
+    }
+    let Some(crawl) = debian_crawl() else { return };
+    let Some(s3s) = kmf_store::loopback::s3s_fs_binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "s3s-fs is required under CI=true"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = worker_image(dir.path());
+    let scope = DockerScope {
+        network: format!("kmodfarm-test-{}", std::process::id()),
+        containers: Default::default(),
+    };
+    // The store on an internal network: nothing there reaches beyond it.
+    assert!(
+        DockerScope::docker(&["network", "create", "--internal", &scope.network])
+            .status
+            .success()
+    );
+    let data = dir.path().join("s3");
+    std::fs::create_dir_all(data.join("kmods")).unwrap();
+    for d in [dir.path(), &data, &data.join("kmods")] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    let s3 = format!("{}-s3", scope.network);
+    scope.containers.borrow_mut().push(s3.clone());
+    let (ak, sk) = ("kmodfarm-worker", "kmodfarm-worker-secret");
+    let o = run(Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &s3,
+            "--network",
+            &scope.network,
+            "--user",
+            "1000:1000",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/usr/local/bin/s3s-fs:ro", s3s.display()))
+        .arg("-v")
+        .arg(format!("{}:/data", data.display()))
+        .args([
+            &image,
+            "s3s-fs",
+            "--host",
+            "0.0.0.0",
+            "--access-key",
+            ak,
+            "--secret-key",
+            sk,
+        ])
+        .arg("/data"));
+    assert!(o.status.success());
+    let ip = String::from_utf8(
+        DockerScope::docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &s3,
+        ])
+        .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let endpoint = format!("http://{ip}:8014");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect((ip.as_str(), 8014)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let url = |prefix: &str| {
+        format!("s3://kmods/{prefix}?endpoint={endpoint}&region=us-east-1&path_style=true")
+    };
+    let creds = |mut c: Command| {
+        c.env("AWS_ACCESS_KEY_ID", ak)
+            .env("AWS_SECRET_ACCESS_KEY", sk)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        c
+    };
+
+    // The farm configuration of this test: its store, its image.
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    let example = std::fs::read_to_string(workspace().join("examples/farm.toml")).unwrap();
+    let config = dir.path().join("farm.toml");
+    std::fs::write(
+        &config,
+        example
+            .replace("\"s3://acme-kmods/modules\"", &quoted(&url("modules")))
+            .replace("\"s3://acme-kmods/farm\"", &quoted(&url("farm")))
+            .replace(
+                "image = \"registry.acme.example/kmodfarm:0.1.0\"\n# The store",
+                &format!("image = {}\n# The store", quoted(&image)),
+            ),
+    )
+    .unwrap();
+
+    let mut c = creds(kmodfarm());
+    c.arg("plan")
+        .arg(workspace().join("examples/hello"))
+        .arg("--kernels")
+        .arg(&crawl);
+    c.args([
+        "--distro",
+        "debian",
+        "--latest",
+        "1",
+        "--arch",
+        "x86_64,aarch64",
+    ]);
+    c.args(["--kernel-release", r"^6\.1\.0-[0-9]+-(amd64|arm64)$"]);
+    c.args(["--shard-size", "1", "--json", "--store", &url("modules")]);
+    c.args(["--out", &url("farm")])
+        .arg("--cache")
+        .arg(cache_dir());
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan_url = summary["location"].as_str().unwrap().to_string();
+
+    let manifests = dir.path().join("run.yaml");
+    let o = run(creds(kmodfarm())
+        .args(["ci", "kubernetes", "--config"])
+        .arg(&config)
+        .args(["--plan", &plan_url, "--out"])
+        .arg(&manifests)
+        .arg("--cache")
+        .arg(dir.path().join("cache")));
+    assert!(o.status.success());
+    // The Indexed Job's pod, read back from the YAML.
+    let text = std::fs::read_to_string(&manifests).unwrap();
+    assert!(text.contains(&format!("image: {image}")), "{text}");
+    let pod = yaml_pod(&text);
+    assert_eq!(pod["containers"][0]["image"], image.as_str());
+
+    // Two pods at once, with the worker's credentials only.
+    let mut workers = Vec::new();
+    for index in 0..2 {
+        let name = format!("{}-w{index}", scope.network);
+        scope.containers.borrow_mut().push(name.clone());
+        let mut c = Command::new("docker");
+        c.args(["run", "--name", &name, "--network", &scope.network]);
+        c.args(["-e", &format!("AWS_ACCESS_KEY_ID={ak}")]);
+        c.args(["-e", &format!("AWS_SECRET_ACCESS_KEY={sk}")]);
+        c.args(["-e", "HOME=/tmp"]);
+        c.args(docker_args_for(&pod, index));
+        c.args(["--report-dir", "/tmp/report"]);
+        workers.push(
+            c.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a worker pod failed:\n{stderr}");
+        assert!(stderr.contains("1 variant(s) built"), "{stderr}");
+    }
+
+    let o = run(creds(kmodfarm())
+        .args(["publish", "--plan", &plan_url])
+        .args(["--bundles", &plan_url.replacen("/plans/", "/staging/", 1)])
+        .args(["--store", &url("modules")])
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--report-dir")
+        .arg(dir.path().join("report")));
+    assert!(o.status.success());
+    let matrix = read_json(&data.join("kmods/modules/hello/0.1.0/matrix.json"));
+    assert_eq!(matrix.as_array().unwrap().len(), 2);
+
+    // What the pod's settings are for: without them bubblewrap cannot build its sandbox.
+    let bwrap = [
+        "bwrap",
+        "--unshare-all",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "true",
+    ];
+    let mut base: Vec<String> = docker_args_for(&pod, 0);
+    let image_at = base.iter().position(|a| a == &image).unwrap();
+    base.truncate(image_at);
+    let entry = base.iter().position(|a| a == "--entrypoint").unwrap();
+    base.drain(entry..entry + 2);
+    let try_bwrap = |drop_opt: Option<&str>| {
+        let mut args: Vec<String> = base.clone();
+        if let Some(opt) = drop_opt {
+            let i = args.iter().position(|a| a == opt).unwrap();
+            args.drain(i - 1..=i);
+        }
+        let mut c = Command::new("docker");
+        c.args(["run", "--rm", "--network", "none"])
+            .args(&args)
+            .arg(&image)
+            .args(bwrap);
+        run(&mut c).status.success()
+    };
+    assert!(try_bwrap(None), "bubblewrap works with the pod's settings");
+    assert!(
+        !try_bwrap(Some("systempaths=unconfined")),
+        "a masked /proc stops it"
+    );
+    assert!(
+        !try_bwrap(Some("seccomp=unconfined")),
+        "the default seccomp profile stops it"
+    );
+
+    // And the pods' network reaches nothing but the store: not the Debian mirror.
+    let mirror = kmf_kernels::mirrors::DebianMirrors::discover()
+        .unwrap()
+        .archive;
+    let host = mirror
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split(['/', ':'])
+        .next()
+        .unwrap()
+        .to_string();
+    let o = run(Command::new("docker")
+        .args(["run", "--rm", "--network", &scope.network, &image])
+        .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{host}/80")]));
+    assert!(!o.status.success(), "a worker pod reached {host}");
+}
+
+/// The pod spec of the first Indexed Job in `ci kubernetes` output, as JSON.
+fn yaml_pod(text: &str) -> serde_json::Value {
+    for doc in text.split("\n---\n") {
+        let Ok(v) = yaml_serde::from_str::<serde_json::Value>(doc) else {
+            continue;
+        };
+        if v["kind"] == "Job" && v["spec"]["completionMode"] == "Indexed" {
+            return v["spec"]["template"]["spec"].clone();
+        }
+    }
+    panic!("no Indexed Job in:\n{text}");
+}

@@ -220,6 +220,17 @@ pub struct GithubConfig {
     /// Where the kmodfarm binary comes from on a runner: a command that puts it on PATH.
     #[serde(default = "default_install")]
     pub install: String,
+    /// The runner image of the Actions Runner Controller scale sets (the actions runner, kmodfarm,
+    /// bubblewrap); without it no scale set values are written.
+    #[serde(default)]
+    pub runner_image: Option<String>,
+    /// The Kubernetes secret holding the GitHub App credentials of the scale sets.
+    #[serde(default = "default_github_secret")]
+    pub config_secret: String,
+}
+
+fn default_github_secret() -> String {
+    "kmodfarm-github-app".into()
 }
 
 fn default_branch() -> String {

@@ -105,6 +105,52 @@ fn pod(
     arch: Option<&str>,
 ) -> PodTemplateSpec {
     let k = config.kubernetes.as_ref().expect("checked");
+    pod_running(
+        config,
+        role,
+        &k.image,
+        vec!["kmodfarm".into()],
+        args,
+        env,
+        arch,
+    )
+}
+
+/// The self-hosted GitHub runner pod of an Actions Runner Controller scale set for `arch`: the worker's
+/// pod (service account, user namespace, profiles, resources, node selector) running the runner image's
+/// `run.sh`, so that the build jobs it takes run with exactly a worker's rights.
+///
+/// Unlike a build pod's, the runner's root file system stays writable: the runner writes its registration
+/// and its work directory under its home (uid 1000 in the runner image).
+pub fn runner_pod_template(config: &FarmConfig, arch: &str, image: &str) -> PodTemplateSpec {
+    let mut template = pod_running(
+        config,
+        Role::Worker,
+        image,
+        vec!["/home/runner/run.sh".into()],
+        vec![],
+        vec![],
+        Some(arch),
+    );
+    if let Some(spec) = template.spec.as_mut() {
+        for c in &mut spec.containers {
+            if let Some(sc) = c.security_context.as_mut() {
+                sc.read_only_root_filesystem = Some(false);
+            }
+        }
+    }
+    template
+}
+
+fn pod_running(
+    config: &FarmConfig,
+    role: Role,
+    image: &str,
+    command: Vec<String>,
+    args: Vec<String>,
+    env: Vec<EnvVar>,
+    arch: Option<&str>,
+) -> PodTemplateSpec {
     let profile = config.profile(role);
     let builds = matches!(role, Role::Worker | Role::Publisher);
     let mut node_selector = BTreeMap::new();
@@ -169,9 +215,9 @@ fn pod(
             }),
             containers: vec![Container {
                 name: role.as_str().into(),
-                image: Some(k.image.clone()),
-                command: Some(vec!["kmodfarm".into()]),
-                args: Some(args),
+                image: Some(image.to_string()),
+                command: Some(command),
+                args: (!args.is_empty()).then_some(args),
                 env: Some(env),
                 resources: Some(resources(config, role)),
                 security_context: Some(SecurityContext {

@@ -46,6 +46,14 @@ pub fn github(args: CiGithubArgs) -> anyhow::Result<Outcome> {
     write_output(Some(&lint), &kmf_ci::github::actionlint_config(&config))?;
     println!("{}", workflow.display());
     println!("{}", lint.display());
+    // Actions Runner Controller's scale sets, when the configuration names a runner image.
+    for (name, values) in kmf_ci::github::arc_values(&config) {
+        let path = args.out.join(".github/arc").join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent"))
+            .with_context(|| format!("creating {}", path.display()))?;
+        write_output(Some(&path), &values)?;
+        println!("{}", path.display());
+    }
     Ok(Outcome::Success)
 }
 

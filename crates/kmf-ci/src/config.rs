@@ -265,8 +265,31 @@ fn default_https() -> u16 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GitlabConfig {
-    /// The image jobs run in.
+    /// The image jobs run in (kmodfarm, bubblewrap, zstd).
     pub image: String,
+    /// The project (`group/project`) whose pipelines may plan and publish: the `project_path` of its ID
+    /// tokens' subject.
+    #[serde(default)]
+    pub project_path: Option<String>,
+    /// The GitLab instance's OIDC issuer as AWS knows it (`gitlab.com`, `gitlab.acme.example`): with
+    /// `project_path`, `ci iam` lets the trusted jobs' ID tokens assume their roles.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// The protected branch whose pipelines may plan and publish.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// The protected environment of the publish job: the publisher's secrets are CI/CD variables scoped to
+    /// it (protected, masked), so no other job sees them. Default: `kmodfarm-<environment>-publish`.
+    #[serde(default)]
+    pub publish_environment: Option<String>,
+}
+
+impl GitlabConfig {
+    pub fn publish_environment(&self, config: &FarmConfig) -> String {
+        self.publish_environment
+            .clone()
+            .unwrap_or_else(|| format!("{}-publish", config.name(Role::Publisher)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

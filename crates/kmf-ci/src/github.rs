@@ -316,8 +316,11 @@ pub fn workflow(config: &FarmConfig, chunks: usize) -> Workflow {
             let mut steps = setup_steps(&gh.install);
             let mut work = Step::run(
                 "work",
-                "kmodfarm work --plan \"$KMODFARM_PLAN\" --shard \"$KMODFARM_SHARD\" --out \"$KMODFARM_STAGING\""
-                    .to_string(),
+                format!(
+                    "kmodfarm work --plan \"$KMODFARM_PLAN\" --shard \"$KMODFARM_SHARD\" --out \"$KMODFARM_STAGING\"{}",
+                    // The plan carries each variant's kernel image: workers boot offline.
+                    if config.run.boot_test { " --boot-test" } else { "" }
+                ),
             );
             work.env = plan_env();
             work.env

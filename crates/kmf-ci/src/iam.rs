@@ -198,6 +198,31 @@ pub fn trust_policy(config: &FarmConfig, role: Role) -> PolicyDocument {
             });
         }
     }
+    if let Some(gl) = &config.gitlab {
+        // GitLab's ID tokens name the project and ref, not the job: each role's trusted job asks for a token
+        // whose audience is the role's name, and only the protected branch's pipelines get one.
+        let trusted = matches!(
+            role,
+            Role::Planner | Role::Publisher | Role::BootTester | Role::GitCache
+        );
+        if let (true, Some(issuer), Some(project)) = (trusted, &gl.oidc_issuer, &gl.project_path) {
+            statements.push(Statement {
+                sid: "GitlabCi".into(),
+                effect: "Allow",
+                principal: Some(json!({
+                    "Federated": format!("arn:aws:iam::{account}:oidc-provider/{issuer}")
+                })),
+                action: vec!["sts:AssumeRoleWithWebIdentity".into()],
+                resource: vec![],
+                condition: Some(json!({ "StringEquals": {
+                    format!("{issuer}:aud"): config.name(role),
+                    format!("{issuer}:sub"): format!(
+                        "project_path:{project}:ref_type:branch:ref:{}", gl.branch
+                    ),
+                }})),
+            });
+        }
+    }
     if let Some(k8s) = &config.kubernetes {
         if let Some(issuer) = &k8s.oidc_provider {
             statements.push(Statement {
@@ -302,6 +327,12 @@ mod tests {
         let worker = serde_json::to_string(&trust_policy(&c, Role::Worker)).unwrap();
         assert!(!worker.contains("GithubActions"), "{worker}");
         assert!(worker.contains("system:serviceaccount:kmodfarm-prod:kmodfarm-prod-worker"));
+        // GitLab: the trusted jobs' ID tokens, one audience per role, from the protected branch only.
+        assert!(publisher.contains(
+            r#""gitlab.acme.example:aud":"kmodfarm-prod-publisher","gitlab.acme.example:sub":"project_path:acme/kernel-drivers:ref_type:branch:ref:main""#
+        ), "{publisher}");
+        assert!(planner.contains(r#""gitlab.acme.example:aud":"kmodfarm-prod-planner""#));
+        assert!(!worker.contains("GitlabCi"), "{worker}");
         assert_eq!(documents(&c).len(), 10);
     }
 }

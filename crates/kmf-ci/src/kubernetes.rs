@@ -429,7 +429,7 @@ pub fn run_manifests(
         if !config.architectures.contains_key(runner) {
             return Err(KubernetesError::UnknownRunner(runner.clone()));
         }
-        let args = vec![
+        let mut args: Vec<String> = vec![
             "work".into(),
             "--plan".into(),
             plan_url.into(),
@@ -441,6 +441,10 @@ pub fn run_manifests(
             "--out".into(),
             staging_url.into(),
         ];
+        if config.run.boot_test {
+            // The plan carries each variant's kernel image: pods boot offline.
+            args.push("--boot-test".into());
+        }
         let shards = i32::try_from(shards).unwrap_or(i32::MAX);
         let name = format!(
             "{}-{}-{short}",

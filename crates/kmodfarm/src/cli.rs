@@ -400,6 +400,10 @@ pub struct PlanArgs {
     /// With --github-output: the build jobs the workflow has per runner; a plan needing more fails.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub github_chunks: usize,
+    /// Write the plan's location and staging prefix as KMODFARM_PLAN=… and KMODFARM_STAGING=… lines to
+    /// FILE (a dotenv file, as the GitLab pipeline's `plan` job hands them to the later jobs).
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +420,10 @@ pub struct WorkArgs {
     pub runner: Option<String>,
     #[arg(long, requires = "runner", value_name = "N")]
     pub index: Option<usize>,
+    /// With --runner and --index: N workers share the runner's shards, this one builds every N-th from
+    /// its index (GitLab's static `parallel: matrix`); a worker with no shard in this plan exits 0.
+    #[arg(long, requires = "index", value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10000))]
+    pub of: Option<usize>,
     /// Where the bundles go: a directory, or the plan's staging prefix in a store.
     #[arg(long, value_name = "DIR|URL")]
     pub out: String,
@@ -706,6 +714,29 @@ pub enum CiCommand {
     ///   kmodfarm ci kubernetes --config examples/farm.toml --out farm.yaml
     ///   kmodfarm ci kubernetes --config examples/farm.toml --plan s3://bucket/farm/plans/<id> --out run.yaml
     Kubernetes(Box<CiKubernetesArgs>),
+    /// Write the nightly GitLab CI pipeline (.gitlab-ci.yml).
+    ///
+    /// Jobs: `plan` (planner role through its ID token; writes the plan to the farm's store and its
+    /// location to the kmodfarm-plan.env artifact), per architecture a build job on that architecture's
+    /// runners (`tags`), fanned out by `parallel: matrix` to one leg per runner (`max_runners`, at most 200;
+    /// leg i of n builds every n-th of the architecture's shards from the i-th), with no ID token and no
+    /// secret, bundles to the plan's staging prefix with the runner's own identity; and `publish` (`when:
+    /// always`, the publisher role, the signing key from CI/CD variables protected and scoped to its
+    /// environment, one at a time through a resource group).
+    ///
+    /// Example:
+    ///   kmodfarm ci gitlab --config examples/farm.toml --out .
+    Gitlab(CiGitlabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CiGitlabArgs {
+    /// The farm configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The repository's root (the file is .gitlab-ci.yml there).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ use anyhow::Context;
 use kmf_ci::FarmConfig;
 
 use super::{write_output, Outcome};
-use crate::cli::{CiGithubArgs, CiIamArgs, CiKubernetesArgs};
+use crate::cli::{CiGithubArgs, CiGitlabArgs, CiIamArgs, CiKubernetesArgs};
 
 pub fn iam(args: CiIamArgs) -> anyhow::Result<Outcome> {
     let config = FarmConfig::load(&args.config)?;
@@ -54,6 +54,18 @@ pub fn github(args: CiGithubArgs) -> anyhow::Result<Outcome> {
         write_output(Some(&path), &values)?;
         println!("{}", path.display());
     }
+    Ok(Outcome::Success)
+}
+
+pub fn gitlab(args: CiGitlabArgs) -> anyhow::Result<Outcome> {
+    let config = FarmConfig::load(&args.config)?;
+    let yaml = kmf_ci::gitlab::pipeline_yaml(&config)
+        .with_context(|| format!("{}", args.config.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join(".gitlab-ci.yml");
+    write_output(Some(&path), &yaml)?;
+    println!("{}", path.display());
     Ok(Outcome::Success)
 }
 

@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Ci(CiCommand::Iam(args)) => ci::iam(args),
             Command::Ci(CiCommand::Github(args)) => ci::github(args),
             Command::Ci(CiCommand::Kubernetes(args)) => ci::kubernetes(*args).await,
+            Command::Ci(CiCommand::Gitlab(args)) => ci::gitlab(args),
         }
     });
     match result {

@@ -98,6 +98,20 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
             args.github_chunks,
         )?;
     }
+    if let Some(file) = &args.dotenv {
+        let mut text = String::new();
+        if let Some(l) = &location {
+            text.push_str(&format!("{}={l}\n", kmf_ci::gitlab::ENV_PLAN));
+        }
+        if let Some(root) = args.out.as_deref().filter(|o| plan_store::is_url(o)) {
+            text.push_str(&format!(
+                "{}={}\n",
+                kmf_ci::gitlab::ENV_STAGING,
+                plan_store::staging_url(root, &plan.id)
+            ));
+        }
+        write_output(Some(file), &text)?;
+    }
     if args.github_matrix {
         write_output(
             None,
@@ -154,27 +168,35 @@ async fn read_plan(
 }
 
 pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
-    let shard_index = match (args.shard, &args.runner, args.index) {
-        (Some(s), None, None) => s,
+    let shard_indexes: Vec<usize> = match (args.shard, &args.runner, args.index) {
+        (Some(s), None, None) => vec![s],
         (None, Some(runner), Some(index)) => {
-            // The plan alone first: which shard is this runner's index-th.
+            // The plan alone first: which shards are this worker's.
             let (_, plan) = read_plan(&args.plan, &args.farm, Some(&[]), false).await?;
-            plan.shards
-                .iter()
-                .filter(|s| &s.runner == runner)
-                .nth(index)
-                .map(|s| s.index)
-                .with_context(|| {
-                    format!(
-                        "plan {} has {} shard(s) for runner {runner}; there is no index {index}",
-                        plan.id,
-                        plan.shards.iter().filter(|s| &s.runner == runner).count()
-                    )
-                })?
+            let picked = runner_shards(&plan, runner, index, args.of);
+            if picked.is_empty() {
+                let count = plan.shards.iter().filter(|s| &s.runner == runner).count();
+                match args.of {
+                    // A static fan-out (GitLab's parallel:matrix) has more workers than this plan has
+                    // shards: this one has nothing to do.
+                    Some(of) => {
+                        tracing::info!(
+                            "plan {} has {count} shard(s) for runner {runner}; worker {index} of {of} has none",
+                            plan.id
+                        );
+                        return report(&args.farm, &[]);
+                    }
+                    None => anyhow::bail!(
+                        "plan {} has {count} shard(s) for runner {runner}; there is no index {index}",
+                        plan.id
+                    ),
+                }
+            }
+            picked
         }
         _ => anyhow::bail!("name the shard: --shard N, or --runner LABEL --index N"),
     };
-    let (plan_dir, plan) = read_plan(&args.plan, &args.farm, Some(&[shard_index]), true).await?;
+    let (plan_dir, plan) = read_plan(&args.plan, &args.farm, Some(&shard_indexes), true).await?;
     // Bundles for a store are written here first, then uploaded.
     let to_store = plan_store::is_url(&args.out);
     let local_out = match to_store {
@@ -188,50 +210,54 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         Some(d) => d.path().to_path_buf(),
         None => PathBuf::from(&args.out),
     };
-    let shard = plan
-        .shards
-        .get(shard_index)
-        .with_context(|| {
-            format!(
-                "plan {} has {} shard(s); there is no shard {}",
-                plan.id,
-                plan.shards.len(),
-                shard_index
-            )
-        })?
-        .clone();
     let cache = cache_dir(&args.farm);
     let mut drivers: HashMap<String, Arc<Driver>> = HashMap::new();
     let mut jobs = Vec::new();
-    for id in &shard.variants {
-        let variant = plan
-            .variants
-            .iter()
-            .find(|v| &v.id == id)
+    let mut shards = Vec::new();
+    for &shard_index in &shard_indexes {
+        let shard = plan
+            .shards
+            .get(shard_index)
             .with_context(|| {
                 format!(
-                    "plan {} names variant {id} in a shard but not in its list",
-                    plan.id
+                    "plan {} has {} shard(s); there is no shard {}",
+                    plan.id,
+                    plan.shards.len(),
+                    shard_index
                 )
-            })?;
-        let driver = match drivers.get(&variant.driver) {
-            Some(d) => d.clone(),
-            None => {
-                let d = planned_driver(&plan, &variant.driver, &plan_dir, &cache)?;
-                drivers.insert(variant.driver.clone(), d.clone());
-                d
-            }
-        };
-        jobs.push(WorkJob {
-            driver,
-            entry: variant.entry.clone(),
-            sink: BundleSink {
-                dir: out_dir.clone(),
-                plan: plan.id.clone(),
-                shard: shard.index,
-            },
-            boot: args.farm.boot_test,
-        });
+            })?
+            .clone();
+        for id in &shard.variants {
+            let variant = plan
+                .variants
+                .iter()
+                .find(|v| &v.id == id)
+                .with_context(|| {
+                    format!(
+                        "plan {} names variant {id} in a shard but not in its list",
+                        plan.id
+                    )
+                })?;
+            let driver = match drivers.get(&variant.driver) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = planned_driver(&plan, &variant.driver, &plan_dir, &cache)?;
+                    drivers.insert(variant.driver.clone(), d.clone());
+                    d
+                }
+            };
+            jobs.push(WorkJob {
+                driver,
+                entry: variant.entry.clone(),
+                sink: BundleSink {
+                    dir: out_dir.clone(),
+                    plan: plan.id.clone(),
+                    shard: shard.index,
+                },
+                boot: args.farm.boot_test,
+            });
+        }
+        shards.push(shard);
     }
     let inputs = plan
         .options
@@ -244,12 +270,13 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         inputs,
         plan.options.signing_cert.clone(),
     )?;
+    let names: Vec<String> = shards.iter().map(|s| s.index.to_string()).collect();
     tracing::info!(
         plan = %plan.id,
-        shard = shard.index,
+        shards = %names.join(","),
         variants = jobs.len(),
-        "building shard {} ({} variant(s)) into {}",
-        shard.index,
+        "building shard(s) {} ({} variant(s)) into {}",
+        names.join(", "),
         jobs.len(),
         args.out
     );
@@ -259,12 +286,37 @@ pub async fn work(args: WorkArgs) -> anyhow::Result<Outcome> {
         // All a worker may write: the plan's staging prefix.
         let staging =
             kmf_store::open(&args.out).with_context(|| format!("opening {}", args.out))?;
-        let n = plan_store::upload_bundles(staging.as_ref(), &plan, shard.index, &out_dir)
-            .await
-            .with_context(|| format!("uploading the bundles to {}", args.out))?;
-        tracing::info!("{n} bundle(s) uploaded to {}", args.out);
+        for shard in &shards {
+            let n = plan_store::upload_bundles(staging.as_ref(), &plan, shard.index, &out_dir)
+                .await
+                .with_context(|| format!("uploading the bundles to {}", args.out))?;
+            tracing::info!(
+                "shard {}: {n} bundle(s) uploaded to {}",
+                shard.index,
+                args.out
+            );
+        }
     }
     report(&args.farm, &results)
+}
+
+/// The shards of `runner` a worker builds: its `index`-th (from 0), or with `of` workers sharing the
+/// runner's shards, every `of`-th from the `index`-th.
+fn runner_shards(
+    plan: &kmf_farm::plan::Plan,
+    runner: &str,
+    index: usize,
+    of: Option<usize>,
+) -> Vec<usize> {
+    let own = plan
+        .shards
+        .iter()
+        .filter(|s| s.runner == runner)
+        .map(|s| s.index);
+    match of {
+        None => own.skip(index).take(1).collect(),
+        Some(of) => own.skip(index).step_by(of.max(1)).collect(),
+    }
 }
 
 /// The driver of the plan named `name`, from the plan's source archive: unpacked once into the cache, and

@@ -304,13 +304,7 @@ fn the_github_workflow_lints_and_runs_under_act() {
         return;
     };
     // The repository the workflow runs in: the driver and the generated files, committed.
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(repo.join("examples/hello")).unwrap();
-    for f in files(&workspace().join("examples/hello")) {
-        let to = repo.join("examples/hello").join(&f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(workspace().join("examples/hello").join(&f), to).unwrap();
-    }
+    let repo = driver_repo(dir.path());
     let config = dir.path().join("farm.toml");
     let quoted = |s: &str| serde_json::to_string(s).unwrap();
     std::fs::write(
@@ -362,26 +356,7 @@ install = "kmodfarm --version"
         .arg(&workflow));
     assert!(!o.status.success());
 
-    for git in [
-        vec!["init", "-q", "-b", "main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.name=ci",
-            "-c",
-            "user.email=ci@localhost",
-            "commit",
-            "-qm",
-            "drivers",
-        ],
-    ] {
-        assert!(Command::new("git")
-            .args(&git)
-            .current_dir(&repo)
-            .status()
-            .unwrap()
-            .success());
-    }
+    commit_all(&repo);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_kmodfarm")).parent().unwrap();
     let act = |round: &str| {
         let mut c = Command::new(venv.join("bin/act"));
@@ -438,6 +413,177 @@ install = "kmodfarm --version"
         "the second run built something:\n{log}"
     );
     assert!(succeeded(&log, "publish"), "{log}");
+}
+
+/// A repository holding examples/hello, as a driver's repository would.
+fn driver_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("examples/hello")).unwrap();
+    for f in files(&workspace().join("examples/hello")) {
+        let to = repo.join("examples/hello").join(&f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(workspace().join("examples/hello").join(&f), to).unwrap();
+    }
+    repo
+}
+
+/// `git init` (once) and commit everything in `repo`.
+fn commit_all(repo: &Path) {
+    let mut steps = vec![
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=ci",
+            "-c",
+            "user.email=ci@localhost",
+            "commit",
+            "-qm",
+            "drivers",
+        ],
+    ];
+    if !repo.join(".git").exists() {
+        steps.insert(0, vec!["init", "-q", "-b", "main"]);
+    }
+    for git in steps {
+        assert!(Command::new("git")
+            .args(&git)
+            .current_dir(repo)
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+/// `kmodfarm ci gitlab` for a farm whose store is S3 on loopback: the pipeline runs end to end under
+/// gitlabci-local on this host: plan → each architecture's build job fanned out by `parallel: matrix` (two
+/// x86_64 legs sharing three shards, one aarch64 leg with none) → publish; a second run builds nothing.
+#[test]
+fn the_gitlab_pipeline_runs_under_gitlabci_local() {
+    let Some(venv) = venv() else { return };
+    let Some(crawl) = debian_crawl() else { return };
+    let gcil = venv.join("bin/gcil");
+    if !gcil.is_file() {
+        assert!(
+            !in_ci(),
+            "gitlabci-local is required under CI=true: run scripts/setup.sh --tests"
+        );
+        eprintln!("skipping: no gitlabci-local in {}", venv.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let repo = driver_repo(dir.path());
+    let config = dir.path().join("farm.toml");
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"environment = "gl"
+[store]
+url = {store}
+farm = {farm}
+account_id = "123456789012"
+[tags]
+team = "kernel"
+[architectures.x86_64]
+github_runner = "unused"
+gitlab_tags = ["kmodfarm", "x86_64"]
+max_runners = 2
+[architectures.aarch64]
+github_runner = "unused"
+gitlab_tags = ["kmodfarm", "aarch64"]
+max_runners = 1
+[run]
+projects = ["examples/hello"]
+kernels = [{crawl}]
+plan_args = ["--distro", "debian", "--latest", "1", "--kernel-release", '^6\.1\.0-[0-9]+-(amd64|cloud-amd64|arm64)$']
+shard_size = 1
+[gitlab]
+image = "local"
+"#,
+            store = quoted(&server.url("kmods", "modules")),
+            farm = quoted(&server.url("kmods", "farm")),
+            crawl = quoted(&crawl.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let o = run(kmodfarm()
+        .args(["ci", "gitlab", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&repo));
+    assert!(o.status.success());
+    commit_all(&repo);
+
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_kmodfarm")).parent().unwrap();
+    let home = dir.path().join("home");
+    let gcil_cmd = |args: &[&str]| {
+        let mut c = Command::new(&gcil);
+        c.current_dir(&repo)
+            .args(args)
+            .env("HOME", &home)
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("KMODFARM_CACHE", cache_dir())
+            .env_remove("KMODFARM_STORE")
+            .stdin(Stdio::null());
+        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+            c.env(k, v);
+        }
+        run(&mut c)
+    };
+    // No update check against the package index.
+    gcil_cmd(&["--set", "updates", "enabled", "0"]);
+    let first = gcil_cmd(&["-H", "-p"]);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(first.status.success(), "gitlabci-local:\n{log}");
+    for job in [
+        "kmodfarm-gl-plan",
+        "kmodfarm-gl-build-x86-64: [0]",
+        "kmodfarm-gl-build-x86-64: [1]",
+        "kmodfarm-gl-build-aarch64: [0]",
+        "kmodfarm-gl-publish",
+    ] {
+        assert!(log.contains(job), "{job} did not run:\n{log}");
+    }
+    // The x86_64 legs shared the three shards: leg 0 built shards 0 and 2, leg 1 shard 1; the aarch64 leg
+    // had none (Debian's arm64 kernel cross-builds on x86_64).
+    assert!(
+        log.contains("building shard(s) 0, 2 (2 variant(s))"),
+        "{log}"
+    );
+    assert!(log.contains("building shard(s) 1 (1 variant(s))"), "{log}");
+    assert!(log.contains("worker 0 of 1 has none"), "{log}");
+    let matrix = read_json(&server.root.join("kmods/modules/hello/0.1.0/matrix.json"));
+    let mut flavours: Vec<&str> = matrix
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["flavour"].as_str().unwrap())
+        .collect();
+    flavours.sort();
+    assert_eq!(flavours, ["amd64", "arm64", "cloud-amd64"], "{matrix:#}");
+
+    let second = gcil_cmd(&["-H", "-p"]);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(second.status.success(), "{log}");
+    assert!(log.contains("0 variant(s) to build"), "{log}");
+    assert!(
+        !log.contains("building shard(s)"),
+        "the second run built something:\n{log}"
+    );
 }
 
 /// Whether act's log says `job` (its name, which act pads to a common width) succeeded.

@@ -44,7 +44,7 @@ pub fn cache_dir() -> PathBuf {
     dir
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 

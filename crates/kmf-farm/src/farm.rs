@@ -26,6 +26,8 @@ pub struct Driver {
     pub version: String,
     pub project: ProjectConfig,
     pub source_sha256: String,
+    /// The git commit the project was checked out from, when it came from git.
+    pub git: Option<kmf_types::published::GitOrigin>,
 }
 
 impl Driver {
@@ -53,6 +55,7 @@ impl Driver {
             version,
             project,
             source_sha256,
+            git: None,
         })
     }
 }

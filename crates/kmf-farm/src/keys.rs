@@ -97,6 +97,7 @@ mod tests {
             version: version.into(),
             project: Default::default(),
             source_sha256: source.into(),
+            git: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct PlannedDriver {
     pub name: String,
     pub version: String,
     pub source_sha256: String,
+    /// The git commit the project was checked out from, when it came from git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<kmf_types::published::GitOrigin>,
     /// The project as a tar archive in the plan directory, for workers (absent when the plan was not
     /// written to a directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -554,6 +557,7 @@ pub async fn plan(
             name: driver.name.clone(),
             version: driver.version.clone(),
             source_sha256: driver.source_sha256.clone(),
+            git: driver.git.clone(),
             modules: driver.project.build.modules.clone(),
             matrix_key,
             previous: previous.len(),

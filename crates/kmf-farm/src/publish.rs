@@ -89,6 +89,7 @@ pub(crate) async fn publish_results(
             version: planned.version.clone(),
             project: Default::default(),
             source_sha256: planned.source_sha256.clone(),
+            git: planned.git.clone(),
         });
         let mut generated = Vec::new();
         let mut mine = Vec::new();
@@ -269,6 +270,7 @@ impl Publisher<'_> {
                     version: driver.version.clone(),
                     project: Default::default(),
                     source_sha256: driver.source_sha256.clone(),
+                    git: driver.git.clone(),
                 })
             });
             let release = bundle.kernel_release.clone();
@@ -303,6 +305,7 @@ impl Publisher<'_> {
             inputs: Inputs {
                 source_sha256: driver.source_sha256.clone(),
                 packages: record.packages.clone(),
+                git: driver.git.clone(),
             },
             build_key,
             input_key,

@@ -40,6 +40,15 @@ pub fn provenance(metadata: &PublishedVariant) -> Value {
         "digest": { "sha256": metadata.inputs.source_sha256 },
         "annotations": { "kind": "source", "digest_of": "kmodfarm source tree digest" },
     })];
+    if let Some(git) = &metadata.inputs.git {
+        // The tree above came from this commit (SLSA's `gitCommit` digest).
+        let source = &mut dependencies[0];
+        source["uri"] = json!(git.pinned_spec());
+        source["digest"]["gitCommit"] = json!(git.commit);
+        if let Some(r) = &git.reference {
+            source["annotations"]["ref"] = json!(r);
+        }
+    }
     for p in &metadata.inputs.packages {
         let mut d = json!({
             "name": p.file_name,
@@ -159,5 +168,29 @@ mod tests {
             p["predicate"]["runDetails"]["builder"]["id"],
             "kmodfarm/0.1.0"
         );
+        assert!(deps[0].get("uri").is_none());
+    }
+
+    #[test]
+    fn a_git_source_names_its_commit() {
+        let mut r = record();
+        r.inputs.git = Some(kmf_types::published::GitOrigin {
+            url: "https://git.example/hello.git".into(),
+            reference: Some("v1".into()),
+            commit: "e".repeat(40),
+            subdirectory: Some("module".into()),
+        });
+        let p = provenance(&r);
+        let source = &p["predicate"]["buildDefinition"]["resolvedDependencies"][0];
+        assert_eq!(source["digest"]["gitCommit"], "e".repeat(40));
+        assert_eq!(source["digest"]["sha256"], "c".repeat(64));
+        assert_eq!(
+            source["uri"],
+            format!(
+                "git+https://git.example/hello.git@{}#subdirectory=module",
+                "e".repeat(40)
+            )
+        );
+        assert_eq!(source["annotations"]["ref"], "v1");
     }
 }

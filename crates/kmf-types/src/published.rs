@@ -231,6 +231,34 @@ pub struct Toolchain {
 pub struct Inputs {
     pub source_sha256: String,
     pub packages: Vec<InputPackage>,
+    /// The git commit the source tree was checked out from, when the driver came from git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitOrigin>,
+}
+
+/// Where a driver's source tree came from when it came from git: the repository, the ref as asked for,
+/// the commit it resolved to when planned, and the project's subdirectory. Credentials never appear in
+/// `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitOrigin {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdirectory: Option<String>,
+}
+
+impl GitOrigin {
+    /// `git+<url>@<commit>[#subdirectory=<dir>]`: the exact source, in the form kmodfarm accepts.
+    pub fn pinned_spec(&self) -> String {
+        let mut s = format!("git+{}@{}", self.url, self.commit);
+        if let Some(d) = &self.subdirectory {
+            s.push_str("#subdirectory=");
+            s.push_str(d);
+        }
+        s
+    }
 }
 
 /// A header package a variant was built against.
@@ -433,6 +461,12 @@ mod tests {
                     size: 1234,
                     url: Some("https://deb.example/h.deb".into()),
                 }],
+                git: Some(GitOrigin {
+                    url: "https://git.example/acme/hello.git".into(),
+                    reference: Some("v0.1.1".into()),
+                    commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                    subdirectory: None,
+                }),
             },
             boot: Some(BootRecord {
                 accel: "kvm".into(),

@@ -23,9 +23,14 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
         .transpose()
         .context("--kernel-release is not a valid regular expression")?;
     let mut configs: HashMap<String, BootConfig> = HashMap::new();
-    for dir in &args.projects {
-        let cfg = ProjectConfig::load(dir)
-            .with_context(|| format!("loading driver project {}", dir.display()))?;
+    for project in &args.projects {
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(super::build::default_cache_dir);
+        let (dir, _) = super::build::project_dir(project, &cache)?;
+        let cfg = ProjectConfig::load(&dir)
+            .with_context(|| format!("loading driver project {}", project.display()))?;
         configs.insert(
             cfg.name(),
             BootConfig {

@@ -14,7 +14,11 @@ use crate::cli::{BuildArgs, FarmArgs, KernelSourceArgs, MirrorArgs};
 use crate::reporters;
 
 pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
-    let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
+    let drivers = load_drivers(
+        &args.projects,
+        args.source.driver_version.as_deref(),
+        &cache_dir(&args.farm),
+    )?;
     let indexes = run_indexes(&args.source, &args.farm);
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref()).await?;
     let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
@@ -41,18 +45,44 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
     report(&args.farm, &results?)
 }
 
+/// The projects' drivers: each a directory, or a git source (`git+URL[@REF][#subdirectory=DIR]`) checked out
+/// at the commit its ref names now, into `cache`.
 pub(crate) fn load_drivers(
     projects: &[PathBuf],
     version: Option<&str>,
+    cache: &std::path::Path,
 ) -> anyhow::Result<Vec<Arc<Driver>>> {
     projects
         .iter()
         .map(|p| {
-            Driver::load(p, version)
-                .map(Arc::new)
-                .with_context(|| format!("loading driver project {}", p.display()))
+            let (dir, git) = project_dir(p, cache)?;
+            let mut driver = Driver::load(&dir, version)
+                .with_context(|| format!("loading driver project {}", p.display()))?;
+            driver.git = git;
+            Ok(Arc::new(driver))
         })
         .collect()
+}
+
+/// A project argument as a directory: itself, or a git source's checkout in `cache`, with its commit.
+pub(crate) fn project_dir(
+    project: &std::path::Path,
+    cache: &std::path::Path,
+) -> anyhow::Result<(PathBuf, Option<kmf_types::published::GitOrigin>)> {
+    let Some(spec) = project.to_str().filter(|s| kmf_git::GitSpec::is_git(s)) else {
+        return Ok((project.to_path_buf(), None));
+    };
+    let spec = kmf_git::GitSpec::parse(spec)?;
+    let checkout =
+        kmf_git::checkout(&spec, cache).with_context(|| format!("checking out {spec}"))?;
+    match &checkout.upstream_unreachable {
+        Some(why) => eprintln!(
+            "warning: {spec}: the upstream is unreachable ({why}); building commit {} from the cache",
+            checkout.origin.commit
+        ),
+        None => tracing::info!("{spec}: commit {}", checkout.origin.commit),
+    }
+    Ok((checkout.dir, Some(checkout.origin)))
 }
 
 /// The run's package indices of the Debian mirror, when one is configured: the crawl reads through them

@@ -17,7 +17,11 @@ pub async fn build_for_host(
     project: &Path,
     host: &Host,
 ) -> anyhow::Result<String> {
-    let drivers = load_drivers(&[project.to_path_buf()], None)?;
+    let cache = match &args.cache {
+        Some(c) => c.clone(),
+        None => super::build::default_cache_dir(),
+    };
+    let drivers = load_drivers(&[project.to_path_buf()], None, &cache)?;
     let driver = drivers.into_iter().next().context("no driver project")?;
     let farm_args = FarmArgs {
         store: String::new(),

@@ -36,7 +36,7 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
             let local = kmf_store::open(&url).context("opening the fallback store")?;
             let opts = InstallOptions {
                 driver: Some(
-                    load_driver_name(project)
+                    load_driver_name(project, args.cache.as_deref())
                         .unwrap_or_else(|| opts.driver.clone().unwrap_or_default()),
                 ),
                 ..opts
@@ -76,8 +76,11 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The driver name of a project, so that install picks it in a fallback store holding several drivers.
-fn load_driver_name(project: &std::path::Path) -> Option<String> {
-    super::build::load_drivers(&[project.to_path_buf()], None)
+fn load_driver_name(project: &std::path::Path, cache: Option<&std::path::Path>) -> Option<String> {
+    let cache = cache
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(super::build::default_cache_dir);
+    super::build::load_drivers(&[project.to_path_buf()], None, &cache)
         .ok()?
         .first()
         .map(|d| d.name.clone())

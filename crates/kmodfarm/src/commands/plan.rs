@@ -35,7 +35,11 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
              DIR (or --no-prefetch for workers that reach the mirrors themselves)"
         );
     }
-    let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
+    let drivers = load_drivers(
+        &args.projects,
+        args.source.driver_version.as_deref(),
+        &cache_dir(&args.farm),
+    )?;
     let indexes = run_indexes(&args.source, &args.farm);
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?

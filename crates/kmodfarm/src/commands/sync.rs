@@ -2,7 +2,9 @@ use anyhow::Context;
 use kmf_farm::sync::{DriverSync, SyncOptions};
 use kmf_matrix::DiffOptions;
 
-use super::build::{kernel_lists, load_drivers, matrix_for, open_farm, report, run_indexes};
+use super::build::{
+    cache_dir, kernel_lists, load_drivers, matrix_for, open_farm, report, run_indexes,
+};
 use super::{write_output, Outcome};
 use crate::cli::SyncArgs;
 
@@ -13,7 +15,11 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
             args.shrink_threshold
         );
     }
-    let drivers = load_drivers(&args.projects, args.source.driver_version.as_deref())?;
+    let drivers = load_drivers(
+        &args.projects,
+        args.source.driver_version.as_deref(),
+        &cache_dir(&args.farm),
+    )?;
     let indexes = run_indexes(&args.source, &args.farm);
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?

@@ -10,6 +10,7 @@ mod distributed;
 mod docker;
 mod fallback;
 mod families;
+mod git;
 mod hostile;
 mod matrix;
 mod plan;

@@ -1,0 +1,518 @@
+//! A repository's exact commit as a plain source tree, through a local mirror.
+//!
+//! ```text
+//! <cache>/git/mirrors/<key>.git     bare mirror of one repository (branches, tags, the remote HEAD)
+//! <cache>/git/mirrors/<key>.lock    flock(2) held while the mirror is fetched or read
+//! <cache>/git/trees/<commit>/       the commit's tree with its submodules, without .git: what builds see
+//! <cache>/git/tmp/                  trees being made; renamed into trees/ only when complete
+//! ```
+//!
+//! A commit names its tree and its submodules' commits, so a tree under `trees/` is never made twice. The
+//! mirror is fetched when a branch or tag is asked for (they move) and when a commit is not there yet; if
+//! the upstream is unreachable, a mirror that already has the ref is used as it is, and the checkout says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use kmf_types::published::GitOrigin;
+use sha2::{Digest, Sha256};
+
+use crate::spec::GitSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    #[error("fetching {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{url} has no branch, tag or commit {reference}")]
+    RefNotFound { url: String, reference: String },
+    #[error("{url} at {commit}: {message}")]
+    Checkout {
+        url: String,
+        commit: String,
+        message: String,
+    },
+    #[error("{url} at {commit} has no directory {subdirectory}")]
+    NoSubdirectory {
+        url: String,
+        commit: String,
+        subdirectory: String,
+    },
+    #[error("running git: {0} (is git installed?)")]
+    NoGit(std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GitError + '_ {
+    move |source| GitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A source tree checked out of git.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    /// The project directory: the commit's tree, or its subdirectory.
+    pub dir: PathBuf,
+    pub origin: GitOrigin,
+    /// The upstream could not be reached and the mirror's copy of the ref was used: why, when so.
+    pub upstream_unreachable: Option<String>,
+}
+
+/// Checks `spec` out under `cache` (see the module documentation).
+pub fn checkout(spec: &GitSpec, cache: &Path) -> Result<Checkout, GitError> {
+    let root = cache.join("git");
+    let mirrors = root.join("mirrors");
+    std::fs::create_dir_all(&mirrors).map_err(io(&mirrors))?;
+    let key = &hex::encode(Sha256::digest(spec.url.as_bytes()))[..32];
+    let mirror = mirrors.join(format!("{key}.git"));
+    let lock_path = mirrors.join(format!("{key}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        GitError::Io {
+            path: lock_path.clone(),
+            source: e.into(),
+        }
+    })?;
+
+    if !mirror.join("HEAD").is_file() {
+        let tmp = mirrors.join(format!("{key}.git.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        run_git(
+            Command::new("git")
+                .args(["init", "--bare", "--quiet"])
+                .arg(&tmp),
+            |m| GitError::Fetch {
+                url: spec.public_url(),
+                message: m,
+            },
+        )?;
+        std::fs::rename(&tmp, &mirror).map_err(io(&mirror))?;
+    }
+
+    // A commit already in the mirror needs no fetch: it cannot change.
+    let pinned = spec
+        .reference
+        .as_deref()
+        .filter(|r| is_commit_id(r))
+        .and_then(|r| resolve(&mirror, r));
+    let mut upstream_unreachable = None;
+    if pinned.is_none() {
+        if let Err(e) = fetch(&mirror, spec) {
+            let GitError::Fetch { message, .. } = &e else {
+                return Err(e);
+            };
+            // Without the ref in the mirror there is nothing to fall back to.
+            let wanted = spec.reference.as_deref().unwrap_or(DEFAULT_REF);
+            if candidates(wanted)
+                .iter()
+                .all(|c| resolve(&mirror, c).is_none())
+            {
+                return Err(e);
+            }
+            tracing::warn!(
+                "{}: the upstream is unreachable ({message}); using the cached copy of {wanted}",
+                spec.public_url()
+            );
+            upstream_unreachable = Some(message.clone());
+        }
+    }
+    let commit = match pinned {
+        Some(c) => c,
+        None => {
+            let wanted = spec.reference.as_deref().unwrap_or(DEFAULT_REF);
+            candidates(wanted)
+                .iter()
+                .find_map(|c| resolve(&mirror, c))
+                .ok_or_else(|| GitError::RefNotFound {
+                    url: spec.public_url(),
+                    reference: spec.reference.clone().unwrap_or_else(|| "HEAD".into()),
+                })?
+        }
+    };
+
+    let trees = root.join("trees");
+    let tree = trees.join(&commit);
+    if !tree.is_dir() {
+        make_tree(spec, &mirror, &commit, &root, &tree)?;
+    }
+    drop(lock);
+
+    let dir = match &spec.subdirectory {
+        Some(sub) => tree.join(sub),
+        None => tree.clone(),
+    };
+    // A subdirectory that is a link in the tree is not followed out of it.
+    let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return Err(GitError::NoSubdirectory {
+            url: spec.public_url(),
+            commit,
+            subdirectory: spec.subdirectory.clone().unwrap_or_default(),
+        });
+    }
+    Ok(Checkout {
+        dir,
+        origin: GitOrigin {
+            url: spec.public_url(),
+            reference: spec.reference.clone(),
+            commit,
+            subdirectory: spec.subdirectory.clone(),
+        },
+        upstream_unreachable,
+    })
+}
+
+/// The ref that stands for the repository's default branch in a mirror.
+const DEFAULT_REF: &str = "refs/kmodfarm/HEAD";
+
+/// Where a ref may be, in the order git's own lookup would prefer for a name given by a user.
+fn candidates(reference: &str) -> Vec<String> {
+    if reference.starts_with("refs/") {
+        return vec![reference.to_string()];
+    }
+    let mut out = vec![
+        format!("refs/tags/{reference}"),
+        format!("refs/heads/{reference}"),
+    ];
+    if is_commit_id(reference) {
+        out.push(reference.to_string());
+    }
+    out
+}
+
+/// A full or abbreviated (at least 7 hex digits) commit id.
+fn is_commit_id(r: &str) -> bool {
+    (7..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The commit `rev` names in `repo`, if any.
+fn resolve(repo: &Path, rev: &str) -> Option<String> {
+    let out = git_in(repo)
+        .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+        .arg(format!("{rev}^{{commit}}"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && is_commit_id(&id)).then_some(id)
+}
+
+fn git_in(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(dir)
+        // Never ask for a password on a terminal: a CI job would hang.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd`; a failure becomes `err(<git's last lines>)`.
+fn run_git(cmd: &mut Command, err: impl FnOnce(String) -> GitError) -> Result<Output, GitError> {
+    let out = cmd.output().map_err(GitError::NoGit)?;
+    if out.status.success() {
+        return Ok(out);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let message: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(3)
+        .collect();
+    let message: Vec<&str> = message.into_iter().rev().collect();
+    Err(err(if message.is_empty() {
+        format!("git exited with {}", out.status)
+    } else {
+        message.join("; ")
+    }))
+}
+
+/// Brings the mirror up to date with the upstream's branches, tags and default branch.
+fn fetch(mirror: &Path, spec: &GitSpec) -> Result<(), GitError> {
+    let err = |message| GitError::Fetch {
+        url: spec.public_url(),
+        message,
+    };
+    run_git(
+        git_in(mirror)
+            .args([
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--end-of-options",
+            ])
+            .arg(&spec.url)
+            .args([
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+                &format!("+HEAD:{DEFAULT_REF}"),
+            ]),
+        err,
+    )?;
+    // A commit that no branch or tag names (an old one, or one only reachable by id) is fetched by id,
+    // which servers allow for reachable commits (uploadpack.allowReachableSHA1InWant, the default of
+    // protocol v2).
+    if let Some(r) = spec.reference.as_deref().filter(|r| is_commit_id(r)) {
+        if resolve(mirror, r).is_none() && r.len() >= 40 {
+            run_git(
+                git_in(mirror)
+                    .args(["fetch", "--quiet", "--no-tags", "--end-of-options"])
+                    .arg(&spec.url)
+                    .arg(r),
+                |message| GitError::Fetch {
+                    url: spec.public_url(),
+                    message,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks `commit` out of the mirror with its submodules into a temporary directory, copies the files
+/// (not `.git`) into a second one, and renames that to `tree`.
+fn make_tree(
+    spec: &GitSpec,
+    mirror: &Path,
+    commit: &str,
+    root: &Path,
+    tree: &Path,
+) -> Result<(), GitError> {
+    let tmp_root = root.join("tmp");
+    std::fs::create_dir_all(&tmp_root).map_err(io(&tmp_root))?;
+    let tmp = tmp_root.join(format!("{commit}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let work = tmp.join("work");
+    let err = |message| GitError::Checkout {
+        url: spec.public_url(),
+        commit: commit.to_string(),
+        message,
+    };
+    let result = (|| {
+        run_git(
+            Command::new("git")
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .env("LC_ALL", "C")
+                .args([
+                    "clone",
+                    "--quiet",
+                    "--no-checkout",
+                    "--shared",
+                    "--end-of-options",
+                ])
+                .arg(mirror)
+                .arg(&work),
+            err,
+        )?;
+        run_git(
+            git_in(&work).args(["checkout", "--quiet", "--detach", commit, "--"]),
+            err,
+        )?;
+        if work.join(".gitmodules").exists() {
+            // Relative submodule URLs are relative to the upstream, not to the mirror.
+            run_git(
+                git_in(&work)
+                    .args(["remote", "set-url", "origin", "--"])
+                    .arg(&spec.url),
+                err,
+            )?;
+            // A repository on another host must not make kmodfarm read repositories on this one
+            // (submodules with file:// URLs); a local repository may.
+            let file = if spec.is_local() { "always" } else { "never" };
+            run_git(
+                git_in(&work)
+                    .args(["-c", &format!("protocol.file.allow={file}")])
+                    .args(["submodule", "update", "--init", "--recursive", "--quiet"]),
+                err,
+            )?;
+        }
+        let files = tmp.join("tree");
+        copy_tree(&work, &files)?;
+        std::fs::create_dir_all(tree.parent().expect("trees/")).map_err(io(tree))?;
+        match std::fs::rename(&files, tree) {
+            Ok(()) => Ok(()),
+            // Made meanwhile by a process with another cache lock holder: same commit, same tree.
+            Err(_) if tree.is_dir() => Ok(()),
+            Err(e) => Err(io(tree)(e)),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Copies `from` to `to` without any `.git` entry, links as links (never followed), modes kept.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), GitError> {
+    let walker = walkdir::WalkDir::new(from)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git");
+    for entry in walker {
+        let entry = entry.map_err(|e| GitError::Io {
+            path: from.to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = entry.path().strip_prefix(from).expect("under from");
+        let dest = to.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(io(&dest))?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            std::os::unix::fs::symlink(&target, &dest).map_err(io(&dest))?;
+        } else if ft.is_file() {
+            std::fs::copy(entry.path(), &dest).map_err(io(&dest))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@localhost",
+                "-c",
+                "protocol.file.allow=always",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// An upstream repository with one file, committed and tagged `v1`.
+    fn upstream(dir: &Path) -> PathBuf {
+        let repo = dir.join("upstream");
+        std::fs::create_dir_all(repo.join("module")).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("module/hello.c"), "int x;\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "one"]);
+        git(&repo, &["tag", "v1"]);
+        repo
+    }
+
+    fn spec(repo: &Path, tail: &str) -> GitSpec {
+        GitSpec::parse(&format!("git+file://{}{tail}", repo.display())).unwrap()
+    }
+
+    #[test]
+    fn tags_branches_commits_and_subdirectories() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = upstream(dir.path());
+        let cache = dir.path().join("cache");
+        let v1 = git(&repo, &["rev-parse", "HEAD"]);
+        std::fs::write(repo.join("module/hello.c"), "int y;\n").unwrap();
+        git(&repo, &["commit", "-qam", "two"]);
+        let two = git(&repo, &["rev-parse", "HEAD"]);
+
+        let c = checkout(&spec(&repo, "@v1"), &cache).unwrap();
+        assert_eq!(c.origin.commit, v1);
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join("module/hello.c")).unwrap(),
+            "int x;\n"
+        );
+        assert!(!c.dir.join(".git").exists());
+        let c = checkout(&spec(&repo, "@main#subdirectory=module"), &cache).unwrap();
+        assert_eq!(c.origin.commit, two);
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join("hello.c")).unwrap(),
+            "int y;\n"
+        );
+        let c = checkout(&spec(&repo, ""), &cache).unwrap();
+        assert_eq!(c.origin.commit, two, "the default branch");
+        let c = checkout(&spec(&repo, &format!("@{v1}")), &cache).unwrap();
+        assert_eq!(c.origin.commit, v1);
+        let c = checkout(&spec(&repo, &format!("@{}", &v1[..10])), &cache).unwrap();
+        assert_eq!(c.origin.commit, v1, "an abbreviated commit");
+
+        assert!(matches!(
+            checkout(&spec(&repo, "@v9"), &cache),
+            Err(GitError::RefNotFound { .. })
+        ));
+        assert!(matches!(
+            checkout(&spec(&repo, "@v1#subdirectory=nope"), &cache),
+            Err(GitError::NoSubdirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_upstream_falls_back_to_the_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = upstream(dir.path());
+        let cache = dir.path().join("cache");
+        let first = checkout(&spec(&repo, "@main"), &cache).unwrap();
+        assert!(first.upstream_unreachable.is_none());
+        let moved = dir.path().join("gone");
+        std::fs::rename(&repo, &moved).unwrap();
+        let again = checkout(&spec(&repo, "@main"), &cache).unwrap();
+        assert_eq!(again.origin.commit, first.origin.commit);
+        assert!(again.upstream_unreachable.is_some());
+        // A ref the mirror never saw cannot come from anywhere.
+        assert!(matches!(
+            checkout(&spec(&repo, "@other"), &cache),
+            Err(GitError::Fetch { .. })
+        ));
+        // Not a repository at all.
+        let plain = dir.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        let e = checkout(&spec(&plain, ""), &cache).unwrap_err();
+        assert!(matches!(e, GitError::Fetch { .. }), "{e}");
+    }
+
+    #[test]
+    fn submodules_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = upstream(dir.path());
+        let top = dir.path().join("top");
+        std::fs::create_dir_all(&top).unwrap();
+        git(&top, &["init", "-q", "-b", "main"]);
+        git(
+            &top,
+            &[
+                "submodule",
+                "add",
+                "-q",
+                &format!("file://{}", sub.display()),
+                "vendor/sub",
+            ],
+        );
+        git(&top, &["commit", "-qm", "with a submodule"]);
+        let c = checkout(&spec(&top, "@main"), &dir.path().join("cache")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.dir.join("vendor/sub/module/hello.c")).unwrap(),
+            "int x;\n"
+        );
+        assert!(!c.dir.join("vendor/sub/.git").exists());
+    }
+}

@@ -93,7 +93,7 @@ farm=$(url farm)
 # The kernels: one crawl, the selection applied by every plan.
 cache=$work/cache
 crawl=$work/crawl.json
-[ -f "$crawl" ] || "$bin" -q kernels crawl --cache "$cache" --out "$crawl"
+[ -f "$crawl" ] || "$bin" -q kernels crawl --out "$crawl"
 select=(--kernels "$crawl" --distro debian --arch x86_64,aarch64 --flavour amd64,cloud-amd64,arm64 --latest 1)
 
 # The drivers.

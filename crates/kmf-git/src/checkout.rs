@@ -66,13 +66,24 @@ pub struct Checkout {
     pub upstream_unreachable: Option<String>,
 }
 
+fn mirror_key(spec: &GitSpec) -> String {
+    hex::encode(Sha256::digest(spec.url.as_bytes()))[..32].to_string()
+}
+
+/// Where `spec`'s repository is mirrored under `cache` (a bare repository once it exists).
+pub fn mirror_path(spec: &GitSpec, cache: &Path) -> PathBuf {
+    cache
+        .join("git/mirrors")
+        .join(format!("{}.git", mirror_key(spec)))
+}
+
 /// Checks `spec` out under `cache` (see the module documentation).
 pub fn checkout(spec: &GitSpec, cache: &Path) -> Result<Checkout, GitError> {
     let root = cache.join("git");
     let mirrors = root.join("mirrors");
     std::fs::create_dir_all(&mirrors).map_err(io(&mirrors))?;
-    let key = &hex::encode(Sha256::digest(spec.url.as_bytes()))[..32];
-    let mirror = mirrors.join(format!("{key}.git"));
+    let key = &mirror_key(spec);
+    let mirror = mirror_path(spec, cache);
     let lock_path = mirrors.join(format!("{key}.lock"));
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -210,7 +221,7 @@ fn resolve(repo: &Path, rev: &str) -> Option<String> {
     (out.status.success() && is_commit_id(&id)).then_some(id)
 }
 
-fn git_in(dir: &Path) -> Command {
+pub(crate) fn git_in(dir: &Path) -> Command {
     let mut c = Command::new("git");
     c.arg("-C")
         .arg(dir)
@@ -222,7 +233,10 @@ fn git_in(dir: &Path) -> Command {
 }
 
 /// Runs `cmd`; a failure becomes `err(<git's last lines>)`.
-fn run_git(cmd: &mut Command, err: impl FnOnce(String) -> GitError) -> Result<Output, GitError> {
+pub(crate) fn run_git(
+    cmd: &mut Command,
+    err: impl FnOnce(String) -> GitError,
+) -> Result<Output, GitError> {
     let out = cmd.output().map_err(GitError::NoGit)?;
     if out.status.success() {
         return Ok(out);
@@ -243,7 +257,7 @@ fn run_git(cmd: &mut Command, err: impl FnOnce(String) -> GitError) -> Result<Ou
 }
 
 /// Brings the mirror up to date with the upstream's branches, tags and default branch.
-fn fetch(mirror: &Path, spec: &GitSpec) -> Result<(), GitError> {
+pub(crate) fn fetch(mirror: &Path, spec: &GitSpec) -> Result<(), GitError> {
     let err = |message| GitError::Fetch {
         url: spec.public_url(),
         message,

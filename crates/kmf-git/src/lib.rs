@@ -2,8 +2,10 @@
 //! `git+<url>[@<ref>][#subdirectory=<dir>]` ([`GitSpec`]). The ref is resolved to a commit when the
 //! project is loaded (at plan time); the commit's tree, submodules included, is checked out once per
 //! commit into the cache ([`checkout`]) and then loaded like any directory, and the commit is recorded in
-//! the plan, `metadata.json` and the provenance ([`kmf_types::published::GitOrigin`]).
+//! the plan, `metadata.json` and the provenance ([`kmf_types::published::GitOrigin`]). The farm's git cache
+//! ([`cache`]) keeps each repository's mirror in the store for pipelines that restore instead of cloning.
 
+pub mod cache;
 pub mod checkout;
 pub mod spec;
 

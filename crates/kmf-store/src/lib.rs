@@ -64,7 +64,33 @@ pub trait Store: Send + Sync {
         prefix: &str,
     ) -> Result<Vec<(String, std::time::SystemTime)>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The object's bytes as a stream, read as they arrive; `None` when absent.
+    async fn get_reader(&self, key: &str) -> Result<Option<ObjectReader>, StoreError> {
+        Ok(self
+            .get_bytes(key)
+            .await?
+            .map(|b| Box::new(std::io::Cursor::new(b)) as ObjectReader))
+    }
+    /// Publishes what `reader` yields under `key`, atomically, as it is read (S3: a multipart upload
+    /// completed at the end and aborted on error; a local store: a temporary file renamed into place).
+    /// Returns the size.
+    async fn put_reader(&self, key: &str, mut reader: ObjectReader) -> Result<u64, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(StoreError::io("read", Path::new(key)))?;
+        self.put_bytes(key, &bytes).await?;
+        Ok(bytes.len() as u64)
+    }
+    /// Creates `key` only if no object is there (S3: a conditional `If-None-Match: *` write); `false`
+    /// when one is.
+    async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError>;
 }
+
+/// A stream of an object's bytes.
+pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// A temporary name beside `dest` for a download that is renamed into place once complete.
 pub(crate) fn temporary_beside(dest: &Path) -> std::path::PathBuf {
@@ -148,6 +174,9 @@ impl Store for NoStore {
         Err(StoreError::NoStore { key: prefix.into() })
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        Err(StoreError::NoStore { key: key.into() })
+    }
+    async fn put_new(&self, key: &str, _: &[u8]) -> Result<bool, StoreError> {
         Err(StoreError::NoStore { key: key.into() })
     }
 }

@@ -65,8 +65,66 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    /// A fresh temporary path beside `dest`, in a directory that exists.
+    fn temporary_for(&self, key: &str) -> Result<(PathBuf, PathBuf), StoreError> {
+        let dest = self.path(key)?;
+        let dir = dest.parent().expect("validated keys have a parent");
+        std::fs::create_dir_all(dir).map_err(StoreError::io("create", dir))?;
+        let tmp = dir.join(format!(
+            ".kmf-tmp-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        Ok((dest, tmp))
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for LocalStore {
+    async fn get_reader(&self, key: &str) -> Result<Option<crate::ObjectReader>, StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("open", &path)(e)),
+        }
+    }
+
+    async fn put_reader(
+        &self,
+        key: &str,
+        mut reader: crate::ObjectReader,
+    ) -> Result<u64, StoreError> {
+        let (dest, tmp) = self.temporary_for(key)?;
+        let result = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let n = tokio::io::copy(&mut reader, &mut f).await?;
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, &dest).await?;
+            Ok::<u64, std::io::Error>(n)
+        }
+        .await;
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            StoreError::io("write", &dest)(e)
+        })
+    }
+
+    async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        let (dest, tmp) = self.temporary_for(key)?;
+        let written = std::fs::write(&tmp, bytes).and_then(|_| {
+            // A link fails when the name exists: the create-if-absent step is atomic.
+            match std::fs::hard_link(&tmp, &dest) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        });
+        let _ = std::fs::remove_file(&tmp);
+        written.map_err(StoreError::io("write", &dest))
+    }
+
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
     }

@@ -229,6 +229,77 @@ impl Store for RemoteStore {
         self.display.clone()
     }
 
+    async fn get_reader(&self, key: &str) -> Result<Option<crate::ObjectReader>, StoreError> {
+        let target = self.path(key)?;
+        match self.inner.get(&target).await {
+            Ok(result) => {
+                let stream = result
+                    .into_stream()
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                Ok(Some(Box::new(tokio_util::io::StreamReader::new(stream))))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend("get", key)(e)),
+        }
+    }
+
+    async fn put_reader(
+        &self,
+        key: &str,
+        mut reader: crate::ObjectReader,
+    ) -> Result<u64, StoreError> {
+        self.writable()?;
+        let target = self.path(key)?;
+        let err = self.backend("upload", key);
+        let upload = self
+            .inner
+            .put_multipart(&target)
+            .await
+            .map_err(self.backend("upload", key))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    // Nothing becomes visible: the upload is never completed.
+                    let _ = writer.abort().await;
+                    return Err(StoreError::io("read", Path::new(key))(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
+                return Err(err(e));
+            }
+            writer.write(&buf[..n]);
+            total += n as u64;
+        }
+        writer.finish().await.map_err(err)?;
+        Ok(total)
+    }
+
+    async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        self.writable()?;
+        let target = self.path(key)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&target, PutPayload::from(bytes.to_vec()), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.backend("put", key)(e)),
+        }
+    }
+
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         self.writable()?;
         let target = self.path(key)?;

@@ -143,6 +143,10 @@ pub enum Command {
     /// (see examples/farm.toml).
     #[command(subcommand)]
     Ci(CiCommand),
+    /// The farm's git cache: each repository's mirror as a tarball in the store, with the MD5 of its
+    /// `git ls-remote` beside it (see `git-cache update --help`).
+    #[command(subcommand)]
+    GitCache(GitCacheCommand),
     /// Builder images for `--sandbox docker`: import the mmdebstrap builders, build the Dockerfiles in
     /// builders/, list and prune them.
     #[command(subcommand)]
@@ -505,6 +509,10 @@ pub struct FarmArgs {
     /// or /var/cache/kmodfarm as root).
     #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// The farm's store whose git cache (git-cache/, see `kmodfarm git-cache`) seeds the mirrors of git
+    /// sources this cache lacks, before anything is fetched from their upstream.
+    #[arg(long, env = "KMODFARM_GIT_CACHE", value_name = "URL")]
+    pub git_cache: Option<String>,
     /// Where build logs and the reports go: results.json, junit.xml, index.html.
     #[arg(long, default_value = "artifacts/report")]
     pub report_dir: PathBuf,
@@ -861,4 +869,64 @@ pub struct BuilderPruneArgs {
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GitCacheCommand {
+    /// Refresh the cache's copy of each repository (all it holds when none is named): `git ls-remote`, and
+    /// only when its MD5 differs from the stored one, restore the tarball, fetch, and write the new tarball
+    /// (streamed, as a multipart upload) and then the MD5. One updater at a time: a lock object created only
+    /// if absent, taken over once expired; another updater waits up to --wait or exits 2.
+    ///
+    /// The git-cache updater role is the only writer of <store>/git-cache/.
+    ///
+    /// Examples:
+    ///   kmodfarm git-cache update https://git.example/acme/driver.git --store s3://acme-kmods/farm
+    ///   kmodfarm git-cache update --store s3://acme-kmods/farm --wait 600
+    Update(GitCacheUpdateArgs),
+    /// Restore a repository from the cache into DIR as a bare mirror, then fetch what is new upstream (with
+    /// a warning and the cached copy alone when the upstream is unreachable; a clone when the cache lacks
+    /// it).
+    ///
+    /// Example:
+    ///   kmodfarm git-cache restore https://git.example/acme/driver.git driver.git --store s3://acme-kmods/farm
+    Restore(GitCacheRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GitCacheUpdateArgs {
+    /// Repository URLs (`https://…`, `ssh://…`, `git://…`, `file://…`, or a `git+…` source).
+    pub repos: Vec<String>,
+    /// The farm's store (the cache is its git-cache/ prefix).
+    #[arg(long, env = "KMODFARM_FARM", value_name = "URL")]
+    pub store: String,
+    /// Seconds to wait for another updater's lock (0: exit at once).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub wait: u64,
+    /// Seconds after which a lock is considered abandoned (its updater killed) and taken over.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub lock_ttl: u64,
+    /// Largest repository tarball accepted, in MiB.
+    #[arg(long, default_value_t = 16384, value_name = "MIB")]
+    pub max_size: u64,
+    /// Scratch space (default: the cache directory).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GitCacheRestoreArgs {
+    /// The repository URL (or a `git+…` source).
+    pub repo: String,
+    /// Where the bare mirror goes (must not exist).
+    pub dir: PathBuf,
+    /// The farm's store (the cache is its git-cache/ prefix).
+    #[arg(long, env = "KMODFARM_FARM", value_name = "URL")]
+    pub store: String,
+    /// Largest repository tarball accepted, in MiB.
+    #[arg(long, default_value_t = 16384, value_name = "MIB")]
+    pub max_size: u64,
 }

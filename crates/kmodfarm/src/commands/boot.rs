@@ -28,7 +28,7 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
             .cache
             .clone()
             .unwrap_or_else(super::build::default_cache_dir);
-        let (dir, _) = super::build::project_dir(project, &cache)?;
+        let (dir, _) = super::build::project_dir(project, &cache, None).await?;
         let cfg = ProjectConfig::load(&dir)
             .with_context(|| format!("loading driver project {}", project.display()))?;
         configs.insert(

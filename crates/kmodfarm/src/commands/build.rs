@@ -18,7 +18,9 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         &args.projects,
         args.source.driver_version.as_deref(),
         &cache_dir(&args.farm),
-    )?;
+        args.farm.git_cache.as_deref(),
+    )
+    .await?;
     let indexes = run_indexes(&args.source, &args.farm);
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref()).await?;
     let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
@@ -46,35 +48,61 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The projects' drivers: each a directory, or a git source (`git+URL[@REF][#subdirectory=DIR]`) checked out
-/// at the commit its ref names now, into `cache`.
-pub(crate) fn load_drivers(
+/// at the commit its ref names now, into `cache`; a repository the cache lacks is first restored from the
+/// farm's git cache when one is given.
+pub(crate) async fn load_drivers(
     projects: &[PathBuf],
     version: Option<&str>,
     cache: &std::path::Path,
+    git_cache: Option<&str>,
 ) -> anyhow::Result<Vec<Arc<Driver>>> {
-    projects
-        .iter()
-        .map(|p| {
-            let (dir, git) = project_dir(p, cache)?;
-            let mut driver = Driver::load(&dir, version)
-                .with_context(|| format!("loading driver project {}", p.display()))?;
-            driver.git = git;
-            Ok(Arc::new(driver))
-        })
-        .collect()
+    let mut drivers = Vec::new();
+    for p in projects {
+        let (dir, git) = project_dir(p, cache, git_cache).await?;
+        let mut driver = Driver::load(&dir, version)
+            .with_context(|| format!("loading driver project {}", p.display()))?;
+        driver.git = git;
+        drivers.push(Arc::new(driver));
+    }
+    Ok(drivers)
 }
 
 /// A project argument as a directory: itself, or a git source's checkout in `cache`, with its commit.
-pub(crate) fn project_dir(
+pub(crate) async fn project_dir(
     project: &std::path::Path,
     cache: &std::path::Path,
+    git_cache: Option<&str>,
 ) -> anyhow::Result<(PathBuf, Option<kmf_types::published::GitOrigin>)> {
     let Some(spec) = project.to_str().filter(|s| kmf_git::GitSpec::is_git(s)) else {
         return Ok((project.to_path_buf(), None));
     };
     let spec = kmf_git::GitSpec::parse(spec)?;
-    let checkout =
-        kmf_git::checkout(&spec, cache).with_context(|| format!("checking out {spec}"))?;
+    if let Some(url) = git_cache {
+        let mirror = kmf_git::checkout::mirror_path(&spec, cache);
+        if !mirror.join("HEAD").is_file() {
+            let store = kmf_store::open(url).with_context(|| format!("opening {url}"))?;
+            match kmf_git::cache::restore(
+                store.as_ref(),
+                &spec.url,
+                &mirror,
+                &kmf_git::cache::CacheLimits::default(),
+            )
+            .await
+            {
+                Ok(true) => tracing::info!("{spec}: mirror restored from the git cache"),
+                Ok(false) => tracing::info!("{spec}: not in the git cache"),
+                // A bad tarball is the cache's problem, not the build's: clone instead.
+                Err(e) => tracing::warn!("{spec}: {e}; fetching from the upstream instead"),
+            }
+        }
+    }
+    let checkout = {
+        let (job, cache) = (spec.clone(), cache.to_path_buf());
+        tokio::task::spawn_blocking(move || kmf_git::checkout(&job, &cache))
+            .await
+            .expect("the checkout panicked")
+            .with_context(|| format!("checking out {spec}"))?
+    };
     match &checkout.upstream_unreachable {
         Some(why) => eprintln!(
             "warning: {spec}: the upstream is unreachable ({why}); building commit {} from the cache",
@@ -204,6 +232,7 @@ pub(crate) fn open_planning_farm(
         sign_cert: None,
         store: args.store.clone(),
         cache: args.cache.clone(),
+        git_cache: args.git_cache.clone(),
         report_dir: args.report_dir.clone(),
         sandbox: "none".into(),
         ..*args

@@ -21,11 +21,12 @@ pub async fn build_for_host(
         Some(c) => c.clone(),
         None => super::build::default_cache_dir(),
     };
-    let drivers = load_drivers(&[project.to_path_buf()], None, &cache)?;
+    let drivers = load_drivers(&[project.to_path_buf()], None, &cache, None).await?;
     let driver = drivers.into_iter().next().context("no driver project")?;
     let farm_args = FarmArgs {
         store: String::new(),
         cache: args.cache.clone(),
+        git_cache: None,
         report_dir: PathBuf::new(),
         sandbox: args.sandbox.clone(),
         jobs: Some(1),

@@ -37,6 +37,7 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
             let opts = InstallOptions {
                 driver: Some(
                     load_driver_name(project, args.cache.as_deref())
+                        .await
                         .unwrap_or_else(|| opts.driver.clone().unwrap_or_default()),
                 ),
                 ..opts
@@ -76,11 +77,15 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The driver name of a project, so that install picks it in a fallback store holding several drivers.
-fn load_driver_name(project: &std::path::Path, cache: Option<&std::path::Path>) -> Option<String> {
+async fn load_driver_name(
+    project: &std::path::Path,
+    cache: Option<&std::path::Path>,
+) -> Option<String> {
     let cache = cache
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(super::build::default_cache_dir);
-    super::build::load_drivers(&[project.to_path_buf()], None, &cache)
+    super::build::load_drivers(&[project.to_path_buf()], None, &cache, None)
+        .await
         .ok()?
         .first()
         .map(|d| d.name.clone())

@@ -5,6 +5,7 @@ mod build;
 mod builder;
 mod ci;
 mod fallback;
+mod git_cache;
 mod install;
 mod kernels;
 mod matrix;
@@ -18,7 +19,8 @@ use anyhow::Context;
 use kmf_kernels::mirrors::DebianMirrors;
 
 use crate::cli::{
-    CiCommand, Cli, Command, KernelsCommand, MatrixCommand, MirrorArgs, StoreCommand,
+    CiCommand, Cli, Command, GitCacheCommand, KernelsCommand, MatrixCommand, MirrorArgs,
+    StoreCommand,
 };
 
 /// Exit codes: the contract scripts and CI rely on.
@@ -61,6 +63,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Ci(CiCommand::Github(args)) => ci::github(args),
             Command::Ci(CiCommand::Kubernetes(args)) => ci::kubernetes(*args).await,
             Command::Ci(CiCommand::Gitlab(args)) => ci::gitlab(args),
+            Command::GitCache(GitCacheCommand::Update(args)) => git_cache::update(args).await,
+            Command::GitCache(GitCacheCommand::Restore(args)) => git_cache::restore(args).await,
         }
     });
     match result {

@@ -19,7 +19,9 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         &args.projects,
         args.source.driver_version.as_deref(),
         &cache_dir(&args.farm),
-    )?;
+        args.farm.git_cache.as_deref(),
+    )
+    .await?;
     let indexes = run_indexes(&args.source, &args.farm);
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?

@@ -19,6 +19,10 @@ impl GitDaemon {
             .local_addr()
             .unwrap()
             .port();
+        GitDaemon::start_on(base, port)
+    }
+
+    fn start_on(base: &Path, port: u16) -> GitDaemon {
         // git-daemon itself, not `git daemon`, whose wrapper process would outlive a kill of its own.
         let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
         let exec_path = String::from_utf8(exec_path.stdout).unwrap();
@@ -211,4 +215,213 @@ fn drivers_build_from_git_tags_and_commits() {
         &dir.path().join("store-none"),
     );
     assert_eq!(o.status.code(), Some(2), "an unknown ref is bad input");
+}
+
+/// `kmodfarm git-cache` against S3 on loopback and a git daemon: the first update clones, the next one only
+/// runs `ls-remote`, a new commit is fetched into the restored tarball; `restore` and a build with
+/// `--git-cache` on a fresh machine work with the upstream down; a held lock makes a second updater exit
+/// (or wait), an expired one is taken over; a corrupt tarball is refused and cloned again; an updater
+/// killed midway leaves the previous tarball and MD5.
+#[test]
+fn the_git_cache_in_the_store() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let farm = s3.url("kmods", "farm");
+    let objects = s3.root.join("kmods/farm/git-cache");
+    let work = hello_repo(dir.path());
+    let daemon = GitDaemon::start(&dir.path().join("srv"));
+    let url = daemon.url("hello.git");
+    let cache = dir.path().join("updater-cache");
+    let git_cache_at = |store: &std::ffi::OsStr, args: &[&str]| {
+        let mut c = kmodfarm();
+        c.arg("git-cache")
+            .args(args)
+            .arg("--store")
+            .arg(store)
+            .env("KMODFARM_CACHE", &cache);
+        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+            c.env(k, v);
+        }
+        c
+    };
+    let git_cache = |args: &[&str]| git_cache_at(farm.as_ref(), args);
+    let update = |extra: &[&str]| {
+        let mut args = vec!["update", url.as_str(), "--json"];
+        args.extend(extra);
+        let o = run(&mut git_cache(&args));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        (o, report)
+    };
+    let object = |suffix: &str| {
+        let found: Vec<PathBuf> = std::fs::read_dir(&objects)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    };
+
+    // First update: not in the cache, cloned.
+    let (o, report) = update(&[]);
+    assert!(o.status.success());
+    assert_eq!(report[0]["outcome"], "updated");
+    assert_eq!(report[0]["restored"], false);
+    let tar = object(".tar");
+    let md5_before = std::fs::read_to_string(object(".md5")).unwrap();
+    assert!(md5_before.ends_with(&format!("  {url}\n")), "{md5_before}");
+    let tar_written = std::fs::metadata(&tar).unwrap().modified().unwrap();
+
+    // No change upstream: only ls-remote, nothing written.
+    let (o, report) = update(&[]);
+    assert!(o.status.success());
+    assert_eq!(report[0]["outcome"], "unchanged");
+    assert_eq!(
+        std::fs::metadata(&tar).unwrap().modified().unwrap(),
+        tar_written
+    );
+
+    // A new commit: restored from the cache, fetched, written back.
+    std::fs::write(work.join("driver/NEWS"), "0.1.2\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "news"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let new_commit = git(&work, &["rev-parse", "HEAD"]);
+    let (o, report) = update(&[]);
+    assert!(o.status.success());
+    assert_eq!(report[0]["outcome"], "updated");
+    assert_eq!(report[0]["restored"], true);
+    let md5_after = std::fs::read_to_string(object(".md5")).unwrap();
+    assert_ne!(md5_after, md5_before);
+
+    // A held lock: a second updater exits 2 at once, or after --wait; an expired lock is taken over.
+    let lock = objects.join(".lock");
+    let held = |expires: u64| {
+        std::fs::write(
+            &lock,
+            format!(r#"{{"holder":"other:1","acquired":0,"expires":{expires}}}"#),
+        )
+        .unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    held(now + 3600);
+    let (o, _) = update(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("being updated by other:1"));
+    let (o, _) = update(&["--wait", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    held(now - 1);
+    let (o, report) = update(&[]);
+    assert!(o.status.success(), "the expired lock is taken over");
+    assert_eq!(report[0]["outcome"], "unchanged");
+    assert!(!lock.exists(), "released");
+
+    // Two updaters at once after a change: one fetches, the other waits for it and finds nothing to do.
+    // On a local-directory farm, whose create-if-absent is atomic (s3s-fs checks and then writes, so two
+    // creates at the same instant can both succeed there; S3 itself makes them atomic).
+    let local_farm = dir.path().join("local-farm");
+    let seed = run(&mut git_cache_at(
+        local_farm.as_os_str(),
+        &["update", url.as_str()],
+    ));
+    assert!(seed.status.success());
+    std::fs::write(work.join("driver/NEWS"), "0.1.3\n").unwrap();
+    git(&work, &["commit", "-qam", "news 2"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let spawn = || {
+        let mut c = git_cache_at(
+            local_farm.as_os_str(),
+            &["update", url.as_str(), "--json", "--wait", "120"],
+        );
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut outcomes: Vec<String> = [a, b]
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            r[0]["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["unchanged", "updated"]);
+    let latest = git(&work, &["rev-parse", "HEAD"]);
+    assert_ne!(latest, new_commit);
+    let (o, report) = update(&[]);
+    assert!(o.status.success());
+    assert_eq!(report[0]["outcome"], "updated");
+
+    // restore: the mirror as the cache has it, then fetched.
+    let restored = dir.path().join("restored.git");
+    let o = run(git_cache(&["restore", url.as_str()]).arg(&restored));
+    assert!(o.status.success());
+    assert_eq!(git(&restored, &["rev-parse", "refs/heads/main"]), latest);
+
+    // A fresh machine with the upstream down: the build restores the mirror from the cache and goes on.
+    let port = daemon.port;
+    drop(daemon);
+    let o = run(git_cache(&["restore", url.as_str()]).arg(dir.path().join("offline.git")));
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the upstream is unreachable"));
+    // The shared cache has the builders and header packages but no mirror of this URL (its port is new).
+    let fresh = cache_dir();
+    let mut c = kmodfarm();
+    c.args([
+        "build",
+        &format!("git+{url}@main#subdirectory=driver"),
+        "--kernels",
+    ])
+    .arg(&crawl)
+    .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
+    .arg(r"^6\.1\.0-[0-9]+-amd64$")
+    .arg("--cache")
+    .arg(&fresh)
+    .arg("--git-cache")
+    .arg(&farm)
+    .arg("--store")
+    .arg(dir.path().join("store"))
+    .arg("--report-dir")
+    .arg(dir.path().join("report"));
+    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+        c.env(k, v);
+    }
+    let o = run(&mut c);
+    assert!(o.status.success(), "build from the git cache");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the upstream is unreachable") && stderr.contains(&latest),
+        "{stderr}"
+    );
+    assert_eq!(
+        metadata(&dir.path().join("store"))["inputs"]["git"]["commit"],
+        latest.as_str()
+    );
+
+    // A corrupt tarball: refused on restore, cloned again by the next update.
+    let daemon = GitDaemon::start_on(&dir.path().join("srv"), port);
+    let tar = object(".tar");
+    let len = std::fs::metadata(&tar).unwrap().len();
+    let bytes = std::fs::read(&tar).unwrap();
+    std::fs::write(&tar, &bytes[..(len as usize) / 3]).unwrap();
+    let o = run(git_cache(&["restore", url.as_str()]).arg(dir.path().join("bad.git")));
+    assert!(o.status.success(), "restore clones instead");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not usable"));
+    std::fs::write(object(".md5"), "0".repeat(32) + "  " + &url + "\n").unwrap();
+    let (o, report) = update(&[]);
+    assert!(o.status.success());
+    assert_eq!(report[0]["outcome"], "updated");
+    assert_eq!(
+        report[0]["restored"], false,
+        "the corrupt tarball was not used"
+    );
+    drop(daemon);
 }

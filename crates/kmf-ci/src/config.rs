@@ -175,8 +175,12 @@ pub struct RoleIdentity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Driver projects, relative to the repository.
+    /// Driver projects: directories relative to the repository, or `git+URL[@REF][#subdirectory=DIR]`.
+    #[serde(default)]
     pub projects: Vec<String>,
+    /// Drivers in git repositories, one `[[run.sources]]` table each.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
     /// Kernel lists (`--kernels`); empty: `--crawl` of `suites`.
     #[serde(default)]
     pub kernels: Vec<String>,
@@ -194,6 +198,45 @@ pub struct RunConfig {
     /// Cron schedule of the nightly run (UTC).
     #[serde(default = "default_schedule")]
     pub schedule: String,
+}
+
+/// A driver in a git repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The repository URL (`https://…`, `ssh://…`, `git://…`, `file://…`).
+    pub git: String,
+    /// Branch, tag or commit; default the repository's default branch.
+    #[serde(default, rename = "ref")]
+    pub reference: Option<String>,
+    /// The project's directory in the repository.
+    #[serde(default)]
+    pub subdirectory: Option<String>,
+}
+
+impl SourceConfig {
+    /// The source as a project argument: `git+URL[@REF][#subdirectory=DIR]`.
+    pub fn project(&self) -> String {
+        let mut s = format!("git+{}", self.git);
+        if let Some(r) = &self.reference {
+            s.push('@');
+            s.push_str(r);
+        }
+        if let Some(d) = &self.subdirectory {
+            s.push_str("#subdirectory=");
+            s.push_str(d);
+        }
+        s
+    }
+}
+
+impl RunConfig {
+    /// Every project `plan` is given: the directories and git sources of `projects`, then `sources`.
+    pub fn all_projects(&self) -> Vec<String> {
+        let mut all = self.projects.clone();
+        all.extend(self.sources.iter().map(SourceConfig::project));
+        all
+    }
 }
 
 fn default_shard_size() -> usize {
@@ -417,8 +460,8 @@ impl FarmConfig {
                 ));
             }
         }
-        if self.run.projects.is_empty() {
-            return Err("run.projects is empty".into());
+        if self.run.all_projects().is_empty() {
+            return Err("the run has no driver: run.projects and run.sources are empty".into());
         }
         if self.run.kernels.is_empty() && self.run.suites.is_empty() {
             return Err("run: give kernel lists (kernels) or suites to crawl (suites)".into());
@@ -486,6 +529,26 @@ mod tests {
         }
         assert_eq!(c.store_location().bucket, c.farm_location().bucket);
         assert_eq!(c.labels()["environment"], "prod");
+    }
+
+    #[test]
+    fn git_sources_become_plan_projects() {
+        let text = example()
+            + "[[run.sources]]\ngit = \"https://git.acme.example/drivers/acme-telemetry.git\"\nref = \"v4.2.0\"\n\
+               subdirectory = \"kmod\"\n[[run.sources]]\ngit = \"ssh://git@git.acme.example/nic.git\"\n";
+        let c = FarmConfig::parse(&text, "farm.toml").unwrap();
+        assert_eq!(
+            c.run.all_projects(),
+            [
+                "examples/hello",
+                "examples/pair",
+                "git+https://git.acme.example/drivers/acme-telemetry.git@v4.2.0#subdirectory=kmod",
+                "git+ssh://git@git.acme.example/nic.git"
+            ]
+        );
+        assert!(crate::github::plan_args(&c)
+            .iter()
+            .any(|a| a.starts_with("git+https://git.acme.example")));
     }
 
     #[test]

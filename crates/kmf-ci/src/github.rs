@@ -191,7 +191,7 @@ fn setup_steps(install: &str) -> Vec<Step> {
 pub fn plan_args(config: &FarmConfig) -> Vec<String> {
     let run = &config.run;
     let mut args: Vec<String> = vec!["plan".into()];
-    args.extend(run.projects.iter().cloned());
+    args.extend(run.all_projects());
     if run.kernels.is_empty() {
         args.push("--crawl".into());
         args.push("--suite".into());

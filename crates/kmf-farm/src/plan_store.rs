@@ -342,40 +342,71 @@ async fn fetch_bundles_from(
     dest: &Path,
     max_file_bytes: u64,
 ) -> Result<(), PlanStoreError> {
-    let io = |p: PathBuf, e: kmf_build::untrusted::UntrustedError| {
-        PlanStoreError::Io(p, std::io::Error::other(e.to_string()))
-    };
+    use futures::StreamExt;
+    // One listing of the staging prefix (a few requests however many bundles), then each planned
+    // bundle's keys by prefix; keys of no planned bundle are never read.
+    let all = reader.list("").await?;
+    let mut bundles = Vec::new();
     for v in &plan.variants {
         for &shard in &v.shards {
             let rel = bundle_dir(shard, &v.id);
             let prefix = format!("{}/", rel.to_string_lossy());
-            let keys = reader.list(&prefix).await?;
-            if keys.is_empty() {
-                continue;
+            let start = all.partition_point(|k| k.as_str() < prefix.as_str());
+            let keys: Vec<String> = all[start..]
+                .iter()
+                .take_while(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            if !keys.is_empty() {
+                bundles.push((rel, prefix, keys));
             }
-            let local = create_dirs_beneath(dest, &rel).map_err(|e| io(dest.join(&rel), e))?;
-            for key in keys {
-                let name = key.strip_prefix(&prefix).unwrap_or_default();
-                if check_path_component("bundle file", name).is_err() {
-                    tracing::warn!(key = %kmf_types::names::printable(&key), "not a bundle file");
-                    let first = name.split('/').next().unwrap_or_default();
-                    if check_path_component("bundle entry", first).is_ok() {
-                        create_dirs_beneath(&local, Path::new(first))
-                            .map_err(|e| io(local.join(first), e))?;
-                    }
-                    continue;
-                }
-                match reader
-                    .get_file(&key, &local.join(name), max_file_bytes)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(StoreError::TooLarge { .. }) => {
-                        tracing::warn!(key = %key, "left out: larger than {max_file_bytes} bytes");
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+        }
+    }
+    // Each bundle is a few small objects: round trips, fetched many at a time.
+    let mut fetches = futures::stream::iter(bundles)
+        .map(|(rel, prefix, keys)| fetch_bundle(reader, rel, prefix, keys, dest, max_file_bytes))
+        .buffer_unordered(BUNDLE_FETCHES);
+    while let Some(r) = fetches.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Bundles fetched at once by `publish --bundles URL`.
+const BUNDLE_FETCHES: usize = 16;
+
+async fn fetch_bundle(
+    reader: &dyn StoreReader,
+    rel: PathBuf,
+    prefix: String,
+    keys: Vec<String>,
+    dest: &Path,
+    max_file_bytes: u64,
+) -> Result<(), PlanStoreError> {
+    let io = |p: PathBuf, e: kmf_build::untrusted::UntrustedError| {
+        PlanStoreError::Io(p, std::io::Error::other(e.to_string()))
+    };
+    let local = create_dirs_beneath(dest, &rel).map_err(|e| io(dest.join(&rel), e))?;
+    for key in keys {
+        let name = key.strip_prefix(&prefix).unwrap_or_default();
+        if check_path_component("bundle file", name).is_err() {
+            tracing::warn!(key = %kmf_types::names::printable(&key), "not a bundle file");
+            let first = name.split('/').next().unwrap_or_default();
+            if check_path_component("bundle entry", first).is_ok() {
+                create_dirs_beneath(&local, Path::new(first))
+                    .map_err(|e| io(local.join(first), e))?;
             }
+            continue;
+        }
+        match reader
+            .get_file(&key, &local.join(name), max_file_bytes)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::TooLarge { .. }) => {
+                tracing::warn!(key = %key, "left out: larger than {max_file_bytes} bytes");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

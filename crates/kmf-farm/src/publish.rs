@@ -66,10 +66,19 @@ pub async fn publish_plan(
                 r
             }
         })
-        .buffered(publisher.farm.jobs())
+        .buffered(publish_width(publisher.farm))
         .collect()
         .await;
     publish_results(publisher.farm, publisher.plan, results, opts).await
+}
+
+/// Variants published at once. Re-verifying a bundle takes little CPU and writing it to a store is
+/// round trips, so several per core; a boot test is a VM per variant, so one per job then.
+fn publish_width(farm: &Farm) -> usize {
+    match farm.boot() {
+        Some(_) => farm.jobs(),
+        None => (farm.jobs() * 4).max(8),
+    }
 }
 
 /// After the variants: each driver's matrix (unless `opts.matrices` is off) from `results`, one per

@@ -425,3 +425,207 @@ fn the_git_cache_in_the_store() {
     );
     drop(daemon);
 }
+
+/// An updater killed midway through an update (after it took the lock, while it restores, fetches or
+/// uploads) leaves the previous tarball and MD5 in place and consistent; its lock stays until it expires,
+/// then the next updater takes it over and completes the update.
+#[test]
+fn a_killed_update_leaves_a_valid_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let farm = s3.url("kmods", "farm");
+    let objects = s3.root.join("kmods/farm/git-cache");
+    let work = hello_repo(dir.path());
+    // Enough data that restoring and uploading take a while: 64 MiB that does not compress.
+    let mut blob = std::fs::File::create(work.join("firmware.bin")).unwrap();
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 64 << 20),
+        &mut blob,
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "firmware"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let old = git(&work, &["rev-parse", "HEAD"]);
+    let daemon = GitDaemon::start(&dir.path().join("srv"));
+    let url = daemon.url("hello.git");
+    let cache = dir.path().join("cache");
+    let git_cache = |args: &[&str]| {
+        let mut c = kmodfarm();
+        c.arg("git-cache")
+            .args(args)
+            .arg("--store")
+            .arg(&farm)
+            .env("KMODFARM_CACHE", &cache);
+        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+            c.env(k, v);
+        }
+        c
+    };
+    assert!(run(&mut git_cache(&["update", url.as_str()]))
+        .status
+        .success());
+    let md5 = |objects: &Path| {
+        let f = std::fs::read_dir(objects)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "md5"))
+            .unwrap();
+        std::fs::read_to_string(f).unwrap()
+    };
+    let before = md5(&objects);
+
+    std::fs::write(work.join("NEWS"), "new\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "news"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let new = git(&work, &["rev-parse", "HEAD"]);
+    let mut updater = git_cache(&["update", url.as_str(), "--lock-ttl", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = objects.join(".lock");
+    let started = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the updater never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    updater.kill().unwrap();
+    updater.wait().unwrap();
+    assert_eq!(md5(&objects), before, "the MD5 is the previous one");
+    let restored = dir.path().join("restored.git");
+    // Restored without the upstream: the previous tarball, whole.
+    drop(daemon);
+    let o = run(git_cache(&["restore", url.as_str()]).arg(&restored));
+    assert!(o.status.success());
+    assert_eq!(git(&restored, &["rev-parse", "refs/heads/main"]), old);
+    assert!(
+        lock.exists(),
+        "the killed updater's lock stays until it expires"
+    );
+
+    let port: u16 = url
+        .trim_start_matches("git://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _daemon = GitDaemon::start_on(&dir.path().join("srv"), port);
+    let o = run(&mut git_cache(&[
+        "update",
+        url.as_str(),
+        "--wait",
+        "30",
+        "--json",
+    ]));
+    assert!(o.status.success(), "the expired lock is taken over");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report[0]["outcome"], "updated");
+    assert_ne!(md5(&objects), before);
+    let again = dir.path().join("again.git");
+    assert!(run(git_cache(&["restore", url.as_str()]).arg(&again))
+        .status
+        .success());
+    assert_eq!(git(&again, &["rev-parse", "refs/heads/main"]), new);
+}
+
+/// Hostile repositories and tarballs: a link out of the tree is refused when the driver loads; a tarball in
+/// the cache with `..` members or beyond --max-size is refused, nothing is written outside its directory, and
+/// the repository is cloned instead.
+#[test]
+fn hostile_repositories_and_tarballs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
+        return;
+    };
+    let farm = s3.url("kmods", "farm");
+    let work = hello_repo(dir.path());
+    std::os::unix::fs::symlink("/etc/passwd", work.join("driver/passwd")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "a link out"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let daemon = GitDaemon::start(&dir.path().join("srv"));
+    let url = daemon.url("hello.git");
+    let cache = dir.path().join("cache");
+
+    // The link is refused before anything is built.
+    let o = run(kmodfarm()
+        .args([
+            "plan",
+            &format!("git+{url}@main#subdirectory=driver"),
+            "--kernels",
+        ])
+        // The project is loaded first: no kernel list is read.
+        .arg(dir.path().join("kernels.json"))
+        .args(["--no-prefetch", "--cache"])
+        .arg(&cache)
+        .arg("--store")
+        .arg(dir.path().join("store")));
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("passwd"), "{stderr}");
+
+    // A crafted tarball in the cache: a `..` member, and one over the size limit.
+    let git_cache = |args: &[&str]| {
+        let mut c = kmodfarm();
+        c.arg("git-cache")
+            .args(args)
+            .arg("--store")
+            .arg(&farm)
+            .env("KMODFARM_CACHE", &cache);
+        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+            c.env(k, v);
+        }
+        c
+    };
+    assert!(run(&mut git_cache(&["update", url.as_str()]))
+        .status
+        .success());
+    let objects = s3.root.join("kmods/farm/git-cache");
+    let tar = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tar"))
+        .unwrap();
+    let original = std::fs::read(&tar).unwrap();
+    let mut crafted = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut crafted);
+        let mut h = tar::Header::new_gnu();
+        let body = b"escaped\n";
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        // tar::Header::set_path refuses `..`: write the name bytes directly, as an attacker would.
+        let name = b"../../escaped";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &body[..]).unwrap();
+        b.finish().unwrap();
+    }
+    std::fs::write(&tar, &crafted).unwrap();
+    let target = dir.path().join("restores/one.git");
+    let o = run(git_cache(&["restore", url.as_str()]).arg(&target));
+    assert!(o.status.success(), "cloned instead");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not usable"));
+    assert!(!dir.path().join("escaped").exists());
+    assert!(!dir.path().join("restores/escaped").exists());
+    assert!(!target.join("../escaped").exists());
+
+    std::fs::write(&tar, &original).unwrap();
+    let o = run(git_cache(&["restore", url.as_str(), "--max-size", "0"])
+        .arg(dir.path().join("restores/two.git")));
+    assert!(o.status.success(), "cloned instead");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not usable"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

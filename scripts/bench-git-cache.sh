@@ -84,7 +84,7 @@ git config --global user.email bench@localhost
 git config --global init.defaultBranch main
 
 # The store and the daemon.
-rm -rf "$work/s3" "$work/srv" "$work/cache"
+rm -rf "$work/s3" "$work/cache"
 mkdir -p "$work/s3/bench" "$work/srv"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 s3_port=$(free_port)
@@ -103,7 +103,7 @@ export KMODFARM_CACHE=$work/cache
 
 # 1. The large repository, generated through fast-import.
 big=$work/srv/big.git
-if [ ! -f "$work/big-$size-$commits.done" ]; then
+if [ ! -f "$work/big-$size-$commits.done" ] || [ ! -d "$big" ]; then
   rm -rf "$big"
   git init -q --bare "$big"
   python3 - "$size" "$commits" <<'EOF' | git -C "$big" fast-import --quiet
@@ -117,8 +117,6 @@ for n in range(commits):
     out.write(b"commit refs/heads/main\n")
     out.write(f"committer bench <bench@localhost> {1700000000 + n} +0000\n".encode())
     out.write(b"data %d\n%s" % (len(msg), msg))
-    if n:
-        out.write(b"from refs/heads/main^0\n")
     # A quarter of the commits rewrite an existing file, the rest add one.
     path = f"data/{(n // 4) if n % 4 == 0 else n}.bin"
     out.write(f"M 100644 inline {path}\n".encode())

@@ -448,18 +448,34 @@ pub async fn update(
     } else {
         urls.to_vec()
     };
+    // Which repositories changed: `ls-remote` and the stored MD5, several repositories at a time (each is
+    // a round trip to its host and one to the store).
+    use futures::StreamExt;
+    let checks: Vec<(String, std::time::Instant, Result<Option<String>, CacheError>)> =
+        futures::stream::iter(urls.iter().cloned())
+            .map(|url| {
+                let store = store.clone();
+                async move {
+                    let start = std::time::Instant::now();
+                    let changed = changed_md5(store.as_ref(), &url).await;
+                    (url, start, changed)
+                }
+            })
+            .buffered(LS_REMOTES)
+            .collect()
+            .await;
     let mut report = Vec::new();
-    for url in &urls {
-        let start = std::time::Instant::now();
-        let outcome = match update_one(store.as_ref(), url, opts).await {
-            Ok(o) => o,
-            Err(e) => RepoOutcome::Failed {
-                message: e.to_string(),
-            },
+    for (url, start, changed) in checks {
+        let outcome = match changed {
+            Ok(None) => Ok(RepoOutcome::Unchanged),
+            Ok(Some(md5)) => update_one(store.as_ref(), &url, &md5, opts).await,
+            Err(e) => Err(e),
         };
         report.push(RepoUpdate {
-            url: public_url(url),
-            outcome,
+            url: public_url(&url),
+            outcome: outcome.unwrap_or_else(|e| RepoOutcome::Failed {
+                message: e.to_string(),
+            }),
             secs: start.elapsed().as_secs_f64(),
         });
     }
@@ -467,20 +483,24 @@ pub async fn update(
     Ok(report)
 }
 
+/// `ls-remote`s running at once during an update.
+const LS_REMOTES: usize = 8;
+
+/// The repository's new `ls-remote` MD5 when it differs from the stored one; `None` when unchanged.
+async fn changed_md5(store: &dyn Store, url: &str) -> Result<Option<String>, CacheError> {
+    let key = md5_key(url);
+    let (md5, stored) = futures::join!(ls_remote_md5(url), store.get_bytes(&key));
+    let md5 = md5?;
+    let stored = stored?.as_deref().and_then(parse_md5_record);
+    Ok((!stored.is_some_and(|(m, _)| m == md5)).then_some(md5))
+}
+
 async fn update_one(
     store: &dyn Store,
     url: &str,
+    md5: &str,
     opts: &UpdateOptions,
 ) -> Result<RepoOutcome, CacheError> {
-    let md5 = ls_remote_md5(url).await?;
-    let stored = store
-        .get_bytes(&md5_key(url))
-        .await?
-        .as_deref()
-        .and_then(parse_md5_record);
-    if stored.as_ref().is_some_and(|(m, _)| *m == md5) {
-        return Ok(RepoOutcome::Unchanged);
-    }
     let work = opts.work_dir.join(format!("update-{}", std::process::id()));
     let mirror = work.join(format!("{}.git", entry_name(url)));
     let _ = std::fs::remove_dir_all(&mirror);
@@ -501,7 +521,7 @@ async fn update_one(
         let bytes = upload_tarball(store, url, &mirror, &opts.limits).await?;
         // The digest last: until it is written, readers see the previous, consistent pair.
         store
-            .put_bytes(&md5_key(url), md5_record(&md5, url).as_bytes())
+            .put_bytes(&md5_key(url), md5_record(md5, url).as_bytes())
             .await?;
         Ok(RepoOutcome::Updated { bytes, restored })
     }

@@ -137,7 +137,7 @@ tar_mib=$(du -sm "$work/s3/bench/farm/git-cache/"*-big.git.tar | cut -f1)
 work_clone=$work/work-clone
 rm -rf "$work_clone"
 git clone -q "$big" "$work_clone"
-echo "new" >"$work_clone/NEW"
+date +%s.%N >"$work_clone/NEW"
 git -C "$work_clone" add NEW
 git -C "$work_clone" commit -qm "one more"
 git -C "$work_clone" push -q origin main

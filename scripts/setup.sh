@@ -12,6 +12,7 @@ packages=(
   zstd                # builder archives of plans made with prefetch
   kmod                # depmod for `kmodfarm install`
   openssl             # module signing: key checks and signature verification
+  git                 # driver sources from git (git+URL@REF) and the git cache
 )
 
 # `scripts/setup.sh --tests` (the README's test command): what the test suite and benchmarks use too.

@@ -451,19 +451,22 @@ pub async fn update(
     // Which repositories changed: `ls-remote` and the stored MD5, several repositories at a time (each is
     // a round trip to its host and one to the store).
     use futures::StreamExt;
-    let checks: Vec<(String, std::time::Instant, Result<Option<String>, CacheError>)> =
-        futures::stream::iter(urls.iter().cloned())
-            .map(|url| {
-                let store = store.clone();
-                async move {
-                    let start = std::time::Instant::now();
-                    let changed = changed_md5(store.as_ref(), &url).await;
-                    (url, start, changed)
-                }
-            })
-            .buffered(LS_REMOTES)
-            .collect()
-            .await;
+    let checks: Vec<(
+        String,
+        std::time::Instant,
+        Result<Option<String>, CacheError>,
+    )> = futures::stream::iter(urls.iter().cloned())
+        .map(|url| {
+            let store = store.clone();
+            async move {
+                let start = std::time::Instant::now();
+                let changed = changed_md5(store.as_ref(), &url).await;
+                (url, start, changed)
+            }
+        })
+        .buffered(LS_REMOTES)
+        .collect()
+        .await;
     let mut report = Vec::new();
     for (url, start, changed) in checks {
         let outcome = match changed {
@@ -492,7 +495,11 @@ async fn changed_md5(store: &dyn Store, url: &str) -> Result<Option<String>, Cac
     let (md5, stored) = futures::join!(ls_remote_md5(url), store.get_bytes(&key));
     let md5 = md5?;
     let stored = stored?.as_deref().and_then(parse_md5_record);
-    Ok((!stored.is_some_and(|(m, _)| m == md5)).then_some(md5))
+    let changed = match stored {
+        Some((m, _)) => m != md5,
+        None => true,
+    };
+    Ok(changed.then_some(md5))
 }
 
 async fn update_one(

@@ -181,6 +181,7 @@ pub fn checkout(spec: &GitSpec, cache: &Path) -> Result<Checkout, GitError> {
             reference: spec.reference.clone(),
             commit,
             subdirectory: spec.subdirectory.clone(),
+            upstream_unreachable: upstream_unreachable.clone(),
         },
         upstream_unreachable,
     })

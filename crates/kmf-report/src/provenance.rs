@@ -179,6 +179,7 @@ mod tests {
             reference: Some("v1".into()),
             commit: "e".repeat(40),
             subdirectory: Some("module".into()),
+            upstream_unreachable: None,
         });
         let p = provenance(&r);
         let source = &p["predicate"]["buildDefinition"]["resolvedDependencies"][0];

@@ -247,6 +247,9 @@ pub struct GitOrigin {
     pub commit: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdirectory: Option<String>,
+    /// Set when the upstream could not be reached and the ref was taken from the cached mirror: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_unreachable: Option<String>,
 }
 
 impl GitOrigin {
@@ -466,6 +469,7 @@ mod tests {
                     reference: Some("v0.1.1".into()),
                     commit: "0123456789abcdef0123456789abcdef01234567".into(),
                     subdirectory: None,
+                    upstream_unreachable: None,
                 }),
             },
             boot: Some(BootRecord {

@@ -171,6 +171,29 @@ fn drivers_build_from_git_tags_and_commits() {
     git(&work, &["push", "-q", "origin", "main"]);
     let new_commit = git(&work, &["rev-parse", "HEAD"]);
 
+    // A plan of the branch against the store built from the tag: the new commit is to build.
+    let branch = format!("git+{}@main#subdirectory=driver", daemon.url("hello.git"));
+    let plan_dir = dir.path().join("plan-new");
+    let o = run(kmodfarm()
+        .args(["plan", &branch, "--kernels"])
+        .arg(&crawl)
+        .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
+        .arg(r"^6\.1\.0-[0-9]+-amd64$")
+        .args(["--no-prefetch", "--cache"])
+        .arg(cache_dir())
+        .arg("--store")
+        .arg(&store)
+        .arg("--out")
+        .arg(&plan_dir));
+    assert!(o.status.success());
+    let plan = read_json(&plan_dir.join("plan.json"));
+    assert_eq!(plan["drivers"][0]["git"]["commit"], new_commit.as_str());
+    assert_eq!(
+        plan["variants"].as_array().unwrap().len(),
+        1,
+        "the new commit builds"
+    );
+
     // The commit by id, into the store built from the tag: a new source, so it builds again.
     let spec = format!(
         "git+{}@{new_commit}#subdirectory=driver",
@@ -183,7 +206,6 @@ fn drivers_build_from_git_tags_and_commits() {
 
     // `plan` records the commit a branch resolves to; with nothing new, nothing to build.
     let plan_dir = dir.path().join("plan");
-    let branch = format!("git+{}@main#subdirectory=driver", daemon.url("hello.git"));
     let o = run(kmodfarm()
         .args(["plan", &branch, "--kernels"])
         .arg(&crawl)
@@ -208,6 +230,24 @@ fn drivers_build_from_git_tags_and_commits() {
     assert!(
         stderr.contains("the upstream is unreachable") && stderr.contains(&new_commit),
         "{stderr}"
+    );
+    // ... and the plan says so too.
+    let o = run(kmodfarm()
+        .args(["plan", &branch, "--kernels"])
+        .arg(&crawl)
+        .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
+        .arg(r"^6\.1\.0-[0-9]+-amd64$")
+        .args(["--no-prefetch", "--cache"])
+        .arg(cache_dir())
+        .arg("--store")
+        .arg(dir.path().join("store-offline"))
+        .arg("--out")
+        .arg(dir.path().join("plan-offline")));
+    assert!(o.status.success());
+    let plan = read_json(&dir.path().join("plan-offline/plan.json"));
+    assert!(
+        plan["drivers"][0]["git"]["upstream_unreachable"].is_string(),
+        "{plan:#}"
     );
     // A ref it never saw cannot be built.
     let o = build(

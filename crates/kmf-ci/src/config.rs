@@ -490,6 +490,37 @@ impl FarmConfig {
         S3Location::parse(&self.store.farm).expect("checked on load")
     }
 
+    /// The architecture whose runners run the trusted jobs (plan, publish): x86_64 when configured.
+    pub fn trusted_architecture(&self) -> String {
+        self.architectures
+            .keys()
+            .find(|a| *a == "x86_64")
+            .or_else(|| self.architectures.keys().next())
+            .expect("checked on load")
+            .clone()
+    }
+
+    /// What every generated CI job has in its environment: the store, the farm, the region, the
+    /// environment's name and the accounting tags (`KMODFARM_TAG_COST_CENTER`, …).
+    pub fn job_variables(&self) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::from([
+            ("KMODFARM_STORE".to_string(), self.store.url.clone()),
+            ("KMODFARM_FARM".to_string(), self.store.farm.clone()),
+            ("AWS_REGION".to_string(), self.store.region.clone()),
+            ("KMODFARM_ENVIRONMENT".to_string(), self.environment.clone()),
+        ]);
+        for (k, v) in &self.tags {
+            vars.insert(
+                format!(
+                    "KMODFARM_TAG_{}",
+                    k.to_ascii_uppercase().replace(['-', '.'], "_")
+                ),
+                v.clone(),
+            );
+        }
+        vars
+    }
+
     /// The accounting tags plus `environment` and `app`, as every generated resource carries them.
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.tags.clone();

@@ -244,28 +244,8 @@ pub fn workflow(config: &FarmConfig, chunks: usize) -> Workflow {
             config_secret: "kmodfarm-github-app".into(),
         });
     let runner = |arch: &str| config.architectures[arch].github_runner.clone();
-    // The trusted jobs run on the first architecture's runners (x86_64 when configured).
-    let trusted_arch = config
-        .architectures
-        .keys()
-        .find(|a| *a == "x86_64")
-        .or_else(|| config.architectures.keys().next())
-        .expect("checked on load")
-        .clone();
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert("KMODFARM_STORE".into(), config.store.url.clone());
-    env.insert("KMODFARM_FARM".into(), config.store.farm.clone());
-    env.insert("AWS_REGION".into(), config.store.region.clone());
-    env.insert("CI_ENVIRONMENT".into(), config.environment.clone());
-    for (k, v) in &config.tags {
-        env.insert(
-            format!(
-                "KMODFARM_TAG_{}",
-                k.to_ascii_uppercase().replace(['-', '.'], "_")
-            ),
-            v.clone(),
-        );
-    }
+    let trusted_arch = config.trusted_architecture();
+    let env = config.job_variables();
 
     let mut jobs = Vec::new();
     // plan

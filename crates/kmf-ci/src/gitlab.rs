@@ -204,28 +204,8 @@ pub fn pipeline(config: &FarmConfig) -> Result<Pipeline, GitlabError> {
         }
     }
     let tags = |arch: &str| config.architectures[arch].gitlab_tags.clone();
-    // The trusted jobs run on the first architecture's runners (x86_64 when configured).
-    let trusted_arch = config
-        .architectures
-        .keys()
-        .find(|a| *a == "x86_64")
-        .or_else(|| config.architectures.keys().next())
-        .expect("checked on load")
-        .clone();
-    let mut variables: BTreeMap<String, String> = BTreeMap::new();
-    variables.insert("KMODFARM_STORE".into(), config.store.url.clone());
-    variables.insert("KMODFARM_FARM".into(), config.store.farm.clone());
-    variables.insert("AWS_REGION".into(), config.store.region.clone());
-    variables.insert("KMODFARM_ENVIRONMENT".into(), config.environment.clone());
-    for (k, v) in &config.tags {
-        variables.insert(
-            format!(
-                "KMODFARM_TAG_{}",
-                k.to_ascii_uppercase().replace(['-', '.'], "_")
-            ),
-            v.clone(),
-        );
-    }
+    let trusted_arch = config.trusted_architecture();
+    let variables = config.job_variables();
     let plan_job = job_name(config, "plan");
     let mut jobs = Vec::new();
 

@@ -105,6 +105,20 @@ fn hello_repo(base: &Path) -> PathBuf {
     work
 }
 
+/// `kmodfarm git-cache ARGS --store STORE` with its own cache directory and the loopback S3 credentials.
+fn git_cache_command(store: &std::ffi::OsStr, cache: &Path, args: &[&str]) -> Command {
+    let mut c = kmodfarm();
+    c.arg("git-cache")
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env("KMODFARM_CACHE", cache);
+    for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
+        c.env(k, v);
+    }
+    c
+}
+
 fn metadata(store: &Path) -> serde_json::Value {
     let found: Vec<String> = files(store)
         .into_iter()
@@ -275,18 +289,8 @@ fn the_git_cache_in_the_store() {
     let daemon = GitDaemon::start(&dir.path().join("srv"));
     let url = daemon.url("hello.git");
     let cache = dir.path().join("updater-cache");
-    let git_cache_at = |store: &std::ffi::OsStr, args: &[&str]| {
-        let mut c = kmodfarm();
-        c.arg("git-cache")
-            .args(args)
-            .arg("--store")
-            .arg(store)
-            .env("KMODFARM_CACHE", &cache);
-        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
-            c.env(k, v);
-        }
-        c
-    };
+    let git_cache_at =
+        |store: &std::ffi::OsStr, args: &[&str]| git_cache_command(store, &cache, args);
     let git_cache = |args: &[&str]| git_cache_at(farm.as_ref(), args);
     let update = |extra: &[&str]| {
         let mut args = vec!["update", url.as_str(), "--json"];
@@ -492,18 +496,7 @@ fn a_killed_update_leaves_a_valid_cache() {
     let daemon = GitDaemon::start(&dir.path().join("srv"));
     let url = daemon.url("hello.git");
     let cache = dir.path().join("cache");
-    let git_cache = |args: &[&str]| {
-        let mut c = kmodfarm();
-        c.arg("git-cache")
-            .args(args)
-            .arg("--store")
-            .arg(&farm)
-            .env("KMODFARM_CACHE", &cache);
-        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
-            c.env(k, v);
-        }
-        c
-    };
+    let git_cache = |args: &[&str]| git_cache_command(farm.as_ref(), &cache, args);
     assert!(run(&mut git_cache(&["update", url.as_str()]))
         .status
         .success());
@@ -613,18 +606,7 @@ fn hostile_repositories_and_tarballs_are_refused() {
     assert!(stderr.contains("passwd"), "{stderr}");
 
     // A crafted tarball in the cache: a `..` member, and one over the size limit.
-    let git_cache = |args: &[&str]| {
-        let mut c = kmodfarm();
-        c.arg("git-cache")
-            .args(args)
-            .arg("--store")
-            .arg(&farm)
-            .env("KMODFARM_CACHE", &cache);
-        for (k, v) in kmf_store::loopback::S3Server::credentials_env() {
-            c.env(k, v);
-        }
-        c
-    };
+    let git_cache = |args: &[&str]| git_cache_command(farm.as_ref(), &cache, args);
     assert!(run(&mut git_cache(&["update", url.as_str()]))
         .status
         .success());

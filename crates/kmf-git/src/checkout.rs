@@ -165,8 +165,14 @@ pub fn checkout(spec: &GitSpec, cache: &Path) -> Result<Checkout, GitError> {
         Some(sub) => tree.join(sub),
         None => tree.clone(),
     };
-    // A subdirectory that is a link in the tree is not followed out of it.
-    let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    // No component of the subdirectory may be a link: the repository is untrusted, and `a/b` with `a` a
+    // link to `/etc` would make a host directory the project.
+    let mut is_dir = true;
+    let mut at = tree.clone();
+    for component in spec.subdirectory.iter().flat_map(|d| d.split('/')) {
+        at.push(component);
+        is_dir &= std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir());
+    }
     if !is_dir {
         return Err(GitError::NoSubdirectory {
             url: spec.public_url(),
@@ -479,6 +485,21 @@ mod tests {
             checkout(&spec(&repo, "@v1#subdirectory=nope"), &cache),
             Err(GitError::NoSubdirectory { .. })
         ));
+
+        // A link in the repository is never the way to the project.
+        std::fs::create_dir_all(dir.path().join("outside/inner")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), repo.join("out")).unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "a link out"]);
+        for sub in ["out", "out/inner"] {
+            assert!(
+                matches!(
+                    checkout(&spec(&repo, &format!("@main#subdirectory={sub}")), &cache),
+                    Err(GitError::NoSubdirectory { .. })
+                ),
+                "{sub}"
+            );
+        }
     }
 
     #[test]

@@ -183,9 +183,20 @@ pub async fn restore(
         url: public_url(url),
         why,
     };
-    let checked = match unpacked {
-        Err(e) => Err(bad(e.to_string())),
-        Ok(_) => check_bare_repository(&tmp).map_err(bad),
+    // git reads a repository's config and runs its hooks: what came from the store keeps neither, so a
+    // tampered tarball cannot redirect a fetch or run a command.
+    let reset = std::fs::write(
+        tmp.join("config"),
+        "[core]\n\trepositoryformatversion = 0\n\tbare = true\n",
+    )
+    .and_then(|_| match std::fs::remove_dir_all(tmp.join("hooks")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    });
+    let checked = match (unpacked, reset) {
+        (Err(e), _) => Err(bad(e.to_string())),
+        (Ok(_), Err(e)) => Err(bad(e.to_string())),
+        (Ok(_), Ok(())) => check_bare_repository(&tmp).map_err(bad),
     };
     if let Err(e) = checked {
         let _ = std::fs::remove_dir_all(&tmp);

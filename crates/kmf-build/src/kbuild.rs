@@ -12,6 +12,8 @@ use kmf_verify::ModuleInfo;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::applicability::{KernelConfig, KernelFacts};
+use crate::dkms::{self, BuildContext, Decision, DkmsError, DkmsModule, DkmsVariables};
 use crate::untrusted::{Beneath, UntrustedError};
 use crate::workdir::WorkDir;
 use crate::{BuildError, ProjectConfig};
@@ -247,6 +249,10 @@ pub struct BuiltModule {
     pub sha256: String,
     pub size: u64,
     pub modinfo: ModuleInfo,
+    /// Where a host installs it, relative to `/lib/modules/<release>/` (`updates/dkms/hello.ko`); `None`
+    /// for the default (see [`kmf_types::published::DEFAULT_INSTALL_DIR`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 impl From<&BuiltModule> for PublishedModule {
@@ -257,6 +263,7 @@ impl From<&BuiltModule> for PublishedModule {
             sha256: m.sha256.clone(),
             size: Some(m.size),
             modinfo: m.modinfo.clone(),
+            destination: m.destination.clone(),
         }
     }
 }
@@ -265,14 +272,30 @@ impl From<&BuiltModule> for PublishedModule {
 pub struct KbuildOutput {
     pub modules: Vec<BuiltModule>,
     pub failure: Option<(FailureClass, String)>,
+    /// The project's requirements rule the kernel out (the sentence says why): nothing was compiled.
+    pub excluded: Option<String>,
     pub duration: Duration,
+}
+
+impl KbuildOutput {
+    fn excluded(why: String, start: Instant) -> KbuildOutput {
+        KbuildOutput {
+            modules: vec![],
+            failure: None,
+            excluded: Some(why),
+            duration: start.elapsed(),
+        }
+    }
 }
 
 /// How often the disk use of a work directory that is not a tmpfs of its own is measured.
 const DISK_POLL: Duration = Duration::from_millis(500);
 
-/// Copies the source, runs each kbuild step in the sandbox, then copies the modules out and verifies them.
-/// Build failures come back in [`KbuildOutput::failure`] with the log kept; `Err` is for local problems.
+/// Copies the source, runs each kbuild step in the sandbox (or, for a DKMS package, evaluates its
+/// `dkms.conf` and runs the build it describes), then copies the modules out and verifies them. A kernel
+/// the project's requirements rule out comes back in [`KbuildOutput::excluded`] before anything is
+/// compiled. Build failures come back in [`KbuildOutput::failure`] with the log kept; `Err` is for local
+/// problems.
 pub async fn run_kbuild(
     sandbox: &dyn Sandbox,
     job: &KbuildJob<'_>,
@@ -280,17 +303,6 @@ pub async fn run_kbuild(
     let start = Instant::now();
     let work_dir = job.work.path().to_path_buf();
     let src = work_dir.join("src");
-    copy_source(&job.project.source_dir(), &src)?;
-    // `--sandbox none` has no mount namespace: the build sees the host path of the work dir.
-    let build_root = if sandbox.name() == "none" {
-        work_dir.clone()
-    } else {
-        PathBuf::from(SANDBOX_BUILD_DIR)
-    };
-    let sandbox_src = build_root.join("src");
-    let host = Arch::host();
-    let cross = host != Some(job.arch);
-
     let mut log = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -307,90 +319,379 @@ pub async fn run_kbuild(
         job.arch,
         job.tree.sandbox_dir.display()
     );
-    let mut log_used = 0u64;
-    let fail = |failure: (FailureClass, String), log: &mut std::fs::File| {
-        let _ = writeln!(log, "# kmodfarm: {}: {}", failure.0, failure.1);
+    let facts = KernelFacts {
+        release: job.tree.release.clone(),
+        arch: job.arch,
+        config: KernelConfig::of_tree(&job.tree.host_dir),
+    };
+    if let Some(why) = job.project.requirements().exclusion(&facts) {
+        let _ = writeln!(log, "# kmodfarm: excluded: kmodfarm.toml: {why}");
+        return Ok(KbuildOutput::excluded(
+            format!("kmodfarm.toml: {why}"),
+            start,
+        ));
+    }
+    copy_source(&job.project.source_dir(), &src)?;
+    // `--sandbox none` has no mount namespace: the build sees the host path of the work dir.
+    let build_root = if sandbox.name() == "none" {
+        work_dir.clone()
+    } else {
+        PathBuf::from(SANDBOX_BUILD_DIR)
+    };
+    let mut runner = StepRunner {
+        sandbox,
+        job,
+        start,
+        log,
+        log_used: 0,
+        work_dir: work_dir.clone(),
+        build_root: build_root.clone(),
+    };
+    let (runs, wanted) = if job.project.uses_dkms() {
+        match dkms_runs(&mut runner, &facts).await? {
+            DkmsPlan::Runs(runs, wanted) => (runs, Some(wanted)),
+            DkmsPlan::Excluded(why) => {
+                let _ = writeln!(runner.log, "# kmodfarm: excluded: {why}");
+                return Ok(KbuildOutput::excluded(why, start));
+            }
+            DkmsPlan::Failed(failure) => return runner.fail(failure),
+        }
+    } else {
+        (kbuild_runs(job, &build_root), None)
+    };
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(failure) = runner.run(i, run).await? {
+            return runner.fail(failure);
+        }
+    }
+
+    // Every process of the build is gone (each run ends with its whole tree killed); only now is its
+    // directory read, through links never, and into copies of kmodfarm's own.
+    let (modules, failure) = match collect(job, &work_dir, wanted.as_ref()) {
+        Ok(modules) => (modules, None),
+        Err(failure) => (vec![], Some(failure)),
+    };
+    if let Some((class, msg)) = &failure {
+        let _ = writeln!(runner.log, "# kmodfarm: {class}: {msg}");
+    }
+    Ok(KbuildOutput {
+        modules,
+        failure,
+        excluded: None,
+        duration: start.elapsed(),
+    })
+}
+
+/// One command of a build in the sandbox.
+struct SandboxRun {
+    /// What the log calls it (`make M=/build/src/producer`).
+    title: String,
+    argv: Vec<String>,
+    /// Working directory, relative to the source copy (checked to be a real directory before the run).
+    dir: String,
+    /// Added to the build environment.
+    env: Vec<(String, String)>,
+    /// A shorter time limit than what is left of the build's.
+    timeout: Option<Duration>,
+}
+
+/// The kbuild runs of a project without `dkms.conf`: one `make -C <tree> M=<dir> modules` per step.
+fn kbuild_runs(job: &KbuildJob<'_>, build_root: &Path) -> Vec<SandboxRun> {
+    let sandbox_src = build_root.join("src");
+    let cross = Arch::host() != Some(job.arch);
+    job.project
+        .steps()
+        .iter()
+        .map(|step| {
+            let step_dir = sandbox_src.join(&step.dir);
+            let mut argv = vec![
+                "make".to_string(),
+                "-C".into(),
+                job.tree.sandbox_dir.display().to_string(),
+                format!("M={}", step_dir.display()),
+            ];
+            argv.extend(toolchain_make_args(job, cross));
+            if !step.extra_symbols.is_empty() {
+                let files: Vec<String> = step
+                    .extra_symbols
+                    .iter()
+                    .map(|d| {
+                        sandbox_src
+                            .join(d)
+                            .join("Module.symvers")
+                            .display()
+                            .to_string()
+                    })
+                    .collect();
+                argv.push(format!("KBUILD_EXTRA_SYMBOLS={}", files.join(" ")));
+            }
+            argv.extend(job.project.build.make_args.iter().cloned());
+            argv.extend(step.make_args.iter().cloned());
+            argv.push("modules".into());
+            SandboxRun {
+                title: format!("make M={}", step_dir.display()),
+                argv,
+                dir: step.dir.clone(),
+                env: vec![],
+                timeout: None,
+            }
+        })
+        .collect()
+}
+
+/// `-jN ARCH=… [CROSS_COMPILE=…] CC=…`: the same toolchain for every build of the variant.
+fn toolchain_make_args(job: &KbuildJob<'_>, cross: bool) -> Vec<String> {
+    let mut args = vec![
+        format!("-j{}", job.make_jobs.max(1)),
+        format!("ARCH={}", job.arch.kernel_arch()),
+    ];
+    if cross {
+        args.push(format!("CROSS_COMPILE={}-", job.arch.gnu_triplet()));
+    }
+    // Debian's headers name the compiler `$(CROSS_COMPILE)gcc-N` themselves; other trees use plain `gcc`.
+    args.push(format!(
+        "CC={}gcc-{}",
+        if cross {
+            format!("{}-", job.arch.gnu_triplet())
+        } else {
+            String::new()
+        },
+        job.gcc_major
+    ));
+    args
+}
+
+/// How long `dkms.conf` may take to evaluate (it only sets variables; DKMS gives it no limit).
+const DKMS_EVAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the evaluation writes its records, in the work directory.
+const DKMS_RECORDS: &str = "dkms-variables";
+
+enum DkmsPlan {
+    Runs(Vec<SandboxRun>, Vec<DkmsModule>),
+    Excluded(String),
+    Failed((FailureClass, String)),
+}
+
+/// Evaluates `dkms.conf` in the sandbox for this kernel and turns it into the build's run, or an exclusion.
+async fn dkms_runs(
+    runner: &mut StepRunner<'_, '_>,
+    facts: &KernelFacts,
+) -> Result<DkmsPlan, BuildError> {
+    let job = runner.job;
+    let name = job.project.name();
+    let version = job.project.dkms_version();
+    // DKMS builds in `$dkms_tree/<name>/<version>/build` and keeps the source in
+    // `$source_tree/<name>-<version>`; both lead to the source copy here, inside the writable directory.
+    let dkms_tree = runner.build_root.join("dkms");
+    let build_link = runner.work_dir.join("dkms").join(&name).join(&version);
+    std::fs::create_dir_all(&build_link).map_err(BuildError::io("create", &build_link))?;
+    std::os::unix::fs::symlink("../../../src", build_link.join("build"))
+        .map_err(BuildError::io("link", &build_link))?;
+    let source_tree = runner.build_root.join("source");
+    let source_dir = runner.work_dir.join("source");
+    std::fs::create_dir_all(&source_dir).map_err(BuildError::io("create", &source_dir))?;
+    std::os::unix::fs::symlink("../src", source_dir.join(format!("{name}-{version}")))
+        .map_err(BuildError::io("link", &source_dir))?;
+
+    // Debian's and Ubuntu's header packages carry the `/lib/modules/<release>/build` link DKMS expects;
+    // an RPM distribution's kernel-devel does not (its kernel package does): the tree itself then.
+    // (trixie's packages have it under /usr/lib, which the merged-/usr builder shows as /lib).
+    let modules_build = format!("/lib/modules/{}/build", job.tree.release);
+    let has_link = [modules_build.clone(), format!("/usr{modules_build}")]
+        .iter()
+        .any(|p| resolve_merged(&job.package_roots, Path::new(p)).is_some());
+    let kernel_source_dir = if has_link {
+        modules_build
+    } else {
+        job.tree.sandbox_dir.display().to_string()
+    };
+    let kernel_config = if job.tree.host_dir.join("include/config/auto.conf").is_file() {
+        format!("{kernel_source_dir}/include/config/auto.conf")
+    } else {
+        format!("{kernel_source_dir}/.config")
+    };
+    let dkms_build_dir = dkms_tree.join(&name).join(&version).join("build");
+    let dkms_args = vec![
+        job.tree.release.clone(),
+        job.arch.as_str().to_string(),
+        kernel_source_dir.clone(),
+        kernel_config,
+        dkms_tree.display().to_string(),
+        source_tree.display().to_string(),
+        "/lib/modules".to_string(),
+        name.clone(),
+        version.clone(),
+    ];
+    let records = runner.build_root.join(DKMS_RECORDS);
+    let mut argv = vec![
+        "bash".to_string(),
+        "-c".into(),
+        dkms::eval_harness(),
+        "kmodfarm-dkms-eval".into(),
+    ];
+    argv.extend(dkms_args.iter().cloned());
+    argv.push(records.display().to_string());
+    let eval = SandboxRun {
+        title: "evaluating dkms.conf".into(),
+        argv,
+        dir: ".".into(),
+        env: vec![],
+        timeout: Some(DKMS_EVAL_TIMEOUT),
+    };
+    if let Some((class, msg)) = runner.run(0, &eval).await? {
+        let class = match class {
+            FailureClass::CompileError => FailureClass::ConfigError,
+            other => other,
+        };
+        return Ok(DkmsPlan::Failed((
+            class,
+            format!("evaluating dkms.conf: {msg}"),
+        )));
+    }
+    let conf_error = |e: DkmsError| DkmsPlan::Failed((FailureClass::ConfigError, e.to_string()));
+    let bytes = match Beneath::open(&runner.work_dir)
+        .and_then(|b| b.read(Path::new(DKMS_RECORDS), dkms::MAX_DKMS_BYTES))
+    {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(conf_error(DkmsError::Unfinished(e.to_string()))),
+    };
+    let variables = match DkmsVariables::parse(&bytes) {
+        Ok(v) => v,
+        Err(e) => return Ok(conf_error(e)),
+    };
+    let cross = Arch::host() != Some(job.arch);
+    let mut make_prefix = format!("make KERNELRELEASE={}", job.tree.release);
+    for a in toolchain_make_args(job, cross) {
+        make_prefix.push(' ');
+        make_prefix.push_str(&a);
+    }
+    let ctx = BuildContext {
+        kernel_source_dir,
+        dkms_build_dir: dkms_build_dir.display().to_string(),
+        make_prefix,
+    };
+    let build = match variables.decide(facts, &ctx) {
+        Ok(Decision::Excluded(why)) => return Ok(DkmsPlan::Excluded(why)),
+        Ok(Decision::Build(b)) => *b,
+        Err(e) => return Ok(conf_error(e)),
+    };
+    if let (Some(n), Some(v)) = variables.package() {
+        if n != name || v != version {
+            let _ = writeln!(
+                runner.log,
+                "# kmodfarm: dkms.conf evaluates to {} {} for this kernel; the build uses {name} {version}",
+                names::printable(n),
+                names::printable(v)
+            );
+        }
+    }
+    let strip: Vec<String> = build
+        .modules
+        .iter()
+        .filter(|m| m.strip)
+        .map(|m| m.built_path())
+        .collect();
+    let strip_tool = if cross {
+        format!("{}-strip", job.arch.gnu_triplet())
+    } else {
+        "strip".to_string()
+    };
+    let mut argv = vec![
+        "bash".to_string(),
+        "-c".into(),
+        dkms::BUILD_HARNESS.to_string(),
+        "kmodfarm-dkms-build".into(),
+    ];
+    argv.extend(dkms_args);
+    argv.extend([
+        build.make.clone(),
+        build.pre_build.clone().unwrap_or_default(),
+        build.post_build.clone().unwrap_or_default(),
+        build.patches.join("\n"),
+        strip.join("\n"),
+        strip_tool,
+    ]);
+    let mut env = vec![("ARCH".to_string(), job.arch.kernel_arch().to_string())];
+    if cross {
+        env.push((
+            "CROSS_COMPILE".into(),
+            format!("{}-", job.arch.gnu_triplet()),
+        ));
+    }
+    let run = SandboxRun {
+        title: format!("dkms build: {}", build.make),
+        argv,
+        dir: ".".into(),
+        env,
+        timeout: None,
+    };
+    Ok(DkmsPlan::Runs(vec![run], build.modules))
+}
+
+/// Runs a build's commands one after another in the sandbox, with one log and one budget of time and
+/// log bytes.
+struct StepRunner<'s, 'j> {
+    sandbox: &'s dyn Sandbox,
+    job: &'s KbuildJob<'j>,
+    start: Instant,
+    log: std::fs::File,
+    log_used: u64,
+    work_dir: PathBuf,
+    build_root: PathBuf,
+}
+
+impl StepRunner<'_, '_> {
+    fn fail(&mut self, failure: (FailureClass, String)) -> Result<KbuildOutput, BuildError> {
+        let _ = writeln!(self.log, "# kmodfarm: {}: {}", failure.0, failure.1);
         Ok(KbuildOutput {
             modules: vec![],
             failure: Some(failure),
-            duration: start.elapsed(),
+            excluded: None,
+            duration: self.start.elapsed(),
         })
-    };
-    let steps = job.project.steps();
-    for (i, step) in steps.iter().enumerate() {
-        // An earlier step may have turned this step's directory into a link: refuse it before the sandbox
+    }
+
+    /// Runs `run` as step `i` (0-based); `Some` is why the build failed.
+    async fn run(
+        &mut self,
+        i: usize,
+        run: &SandboxRun,
+    ) -> Result<Option<(FailureClass, String)>, BuildError> {
+        let job = self.job;
+        let n = i + 1;
+        // An earlier run may have turned this run's directory into a link: refuse it before the sandbox
         // (or the container engine, which would follow it on the host) is asked to go there.
-        let beneath = Beneath::open(&work_dir).map_err(|e| BuildError::Io {
+        let beneath = Beneath::open(&self.work_dir).map_err(|e| BuildError::Io {
             op: "open",
-            path: work_dir.clone(),
+            path: self.work_dir.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        if let Err(e) = beneath.require_dir(&Path::new("src").join(&step.dir)) {
+        if let Err(e) = beneath.require_dir(&Path::new("src").join(&run.dir)) {
             let class = if e.is_content() {
                 FailureClass::UnsafeOutput
             } else {
                 FailureClass::Internal
             };
-            return fail(
-                (class, format!("step {}'s directory: {e}", i + 1)),
-                &mut log,
-            );
+            return Ok(Some((class, format!("step {n}'s directory: {e}"))));
         }
-        let remaining_time = job.limits.timeout.saturating_sub(start.elapsed());
-        let remaining_log = job.limits.max_log_bytes.saturating_sub(log_used);
+        let mut remaining_time = job.limits.timeout.saturating_sub(self.start.elapsed());
+        if let Some(cap) = run.timeout {
+            remaining_time = remaining_time.min(cap);
+        }
+        let remaining_log = job.limits.max_log_bytes.saturating_sub(self.log_used);
         if remaining_time.is_zero() {
-            return fail(
-                (
-                    FailureClass::Timeout,
-                    format!(
-                        "the build ran out of its {}s before step {}",
-                        job.limits.timeout.as_secs(),
-                        i + 1
-                    ),
+            return Ok(Some((
+                FailureClass::Timeout,
+                format!(
+                    "the build ran out of its {}s before step {n}",
+                    job.limits.timeout.as_secs()
                 ),
-                &mut log,
-            );
+            )));
         }
-        let step_dir = sandbox_src.join(&step.dir);
-        let mut argv = vec![
-            "make".to_string(),
-            "-C".into(),
-            job.tree.sandbox_dir.display().to_string(),
-            format!("M={}", step_dir.display()),
-            format!("-j{}", job.make_jobs.max(1)),
-            format!("ARCH={}", job.arch.kernel_arch()),
-        ];
-        if cross {
-            argv.push(format!("CROSS_COMPILE={}-", job.arch.gnu_triplet()));
-        }
-        // Debian's headers name the compiler `$(CROSS_COMPILE)gcc-N` themselves; other trees use plain `gcc`.
-        argv.push(format!(
-            "CC={}gcc-{}",
-            if cross {
-                format!("{}-", job.arch.gnu_triplet())
-            } else {
-                String::new()
-            },
-            job.gcc_major
-        ));
-        if !step.extra_symbols.is_empty() {
-            let files: Vec<String> = step
-                .extra_symbols
-                .iter()
-                .map(|d| {
-                    sandbox_src
-                        .join(d)
-                        .join("Module.symvers")
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            argv.push(format!("KBUILD_EXTRA_SYMBOLS={}", files.join(" ")));
-        }
-        argv.extend(job.project.build.make_args.iter().cloned());
-        argv.extend(step.make_args.iter().cloned());
-        argv.push("modules".into());
-
+        let cwd = self.build_root.join("src").join(&run.dir);
+        let mut env = build_env(&self.build_root, job.source_date_epoch);
+        env.extend(run.env.iter().cloned());
         // Outside the writable mount: the build must not be able to swap the log for a symlink.
         let step_log = job.log_path.with_extension(format!("step-{i}.log"));
         let spec = SandboxSpec {
@@ -398,12 +699,12 @@ pub async fn run_kbuild(
             overlays: job.package_roots.clone(),
             ro_mounts: vec![],
             rw_mounts: vec![Mount {
-                src: work_dir.clone(),
+                src: self.work_dir.clone(),
                 dest: PathBuf::from(SANDBOX_BUILD_DIR),
             }],
-            argv,
-            env: build_env(&build_root, job.source_date_epoch),
-            cwd: step_dir.clone(),
+            argv: run.argv.clone(),
+            env,
+            cwd,
             limits: Limits {
                 timeout: remaining_time,
                 max_log_bytes: remaining_log,
@@ -411,38 +712,33 @@ pub async fn run_kbuild(
             },
             log_path: step_log.clone(),
         };
-        let (outcome, over_disk) = run_watching_disk(sandbox, &spec, job).await;
-        let _ = writeln!(log, "# step {}: make M={}", i + 1, step_dir.display());
+        let (outcome, over_disk) = run_watching_disk(self.sandbox, &spec, job).await;
+        let _ = writeln!(self.log, "# step {n}: {}", run.title);
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&step_log)
         {
-            let _ = std::io::copy(&mut f, &mut log);
+            let _ = std::io::copy(&mut f, &mut self.log);
         }
         let _ = std::fs::remove_file(&step_log);
         if let Some(used) = over_disk {
-            return fail(
-                (
-                    FailureClass::ResourceLimit,
-                    format!(
-                        "step {} used {used} bytes of disk, more than the limit of {} bytes; it was stopped",
-                        i + 1,
-                        job.output_limits.disk_bytes
-                    ),
+            return Ok(Some((
+                FailureClass::ResourceLimit,
+                format!(
+                    "step {n} used {used} bytes of disk, more than the limit of {} bytes; it was stopped",
+                    job.output_limits.disk_bytes
                 ),
-                &mut log,
-            );
+            )));
         }
         let outcome = outcome?;
-        log_used += outcome.log_bytes;
-        let _ = writeln!(log, "# step {} result: {:?}", i + 1, outcome.exit);
-        let failure = if outcome.log_limit_exceeded {
+        self.log_used += outcome.log_bytes;
+        let _ = writeln!(self.log, "# step {n} result: {:?}", outcome.exit);
+        Ok(if outcome.log_limit_exceeded {
             Some((
                 FailureClass::ResourceLimit,
                 format!(
-                    "step {} printed more than the build's log limit of {} bytes; it was stopped",
-                    i + 1,
+                    "step {n} printed more than the build's log limit of {} bytes; it was stopped",
                     job.limits.max_log_bytes
                 ),
             ))
@@ -450,8 +746,7 @@ pub async fn run_kbuild(
             Some((
                 FailureClass::OutOfMemory,
                 format!(
-                    "step {}: the kernel killed a process at the build's memory limit ({} bytes)",
-                    i + 1,
+                    "step {n}: the kernel killed a process at the build's memory limit ({} bytes)",
                     job.limits.memory_bytes.unwrap_or(0)
                 ),
             ))
@@ -459,8 +754,7 @@ pub async fn run_kbuild(
             Some((
                 FailureClass::ResourceLimit,
                 format!(
-                    "step {} filled the build directory's {} bytes (the disk limit)",
-                    i + 1,
+                    "step {n} filled the build directory's {} bytes (the disk limit)",
                     job.output_limits.disk_bytes
                 ),
             ))
@@ -470,40 +764,21 @@ pub async fn run_kbuild(
                 ExitKind::TimedOut => Some((
                     FailureClass::Timeout,
                     format!(
-                        "step {} ran past the build's limit of {}s",
-                        i + 1,
-                        job.limits.timeout.as_secs()
+                        "step {n} ran past its limit of {}s",
+                        remaining_time.as_secs()
                     ),
                 )),
                 ExitKind::Exited(code) => Some((
                     FailureClass::CompileError,
-                    format!("make exited with status {code} (step {})", i + 1),
+                    format!("{} exited with status {code} (step {n})", run.argv[0]),
                 )),
                 ExitKind::Signaled(sig) => Some((
                     FailureClass::CompileError,
-                    format!("make was killed by signal {sig} (step {})", i + 1),
+                    format!("{} was killed by signal {sig} (step {n})", run.argv[0]),
                 )),
             }
-        };
-        if let Some(failure) = failure {
-            return fail(failure, &mut log);
-        }
+        })
     }
-
-    // Every process of the build is gone (each run ends with its whole tree killed); only now is its
-    // directory read, through links never, and into copies of kmodfarm's own.
-    let (modules, failure) = match collect(job, &work_dir) {
-        Ok(modules) => (modules, None),
-        Err(failure) => (vec![], Some(failure)),
-    };
-    if let Some((class, msg)) = &failure {
-        let _ = writeln!(log, "# kmodfarm: {class}: {msg}");
-    }
-    Ok(KbuildOutput {
-        modules,
-        failure,
-        duration: start.elapsed(),
-    })
 }
 
 /// Runs one step; where the work directory is not a tmpfs of its own size, measures its use meanwhile and
@@ -559,12 +834,17 @@ fn build_env(home: &Path, epoch: u64) -> Vec<(String, String)> {
 /// Most entries a build directory is searched through for modules when the project names none.
 const MAX_WALK_ENTRIES: usize = 1_000_000;
 
+/// A module to collect, relative to the work directory, and where a host installs it (when the project
+/// says).
+type WantedModule = (PathBuf, Option<String>);
+
 /// The modules to take, relative to the work directory: the configured ones, or every `.ko` the build left
 /// (a `.ko` that is a link or a special file is refused, not skipped: kbuild never makes one).
 fn wanted_modules(
     job: &KbuildJob<'_>,
     work_dir: &Path,
-) -> Result<Vec<PathBuf>, (FailureClass, String)> {
+    dkms: Option<&Vec<DkmsModule>>,
+) -> Result<Vec<WantedModule>, (FailureClass, String)> {
     let limit = job.output_limits.modules;
     let too_many = |n: String| {
         (
@@ -572,6 +852,18 @@ fn wanted_modules(
             format!("the build produced {n} modules, more than the limit of {limit}"),
         )
     };
+    if let Some(modules) = dkms {
+        if modules.len() > limit {
+            return Err(too_many(modules.len().to_string()));
+        }
+        return Ok(modules
+            .iter()
+            .map(|m| {
+                let dest = format!("{}/{}.ko", m.dest_location.trim_matches('/'), m.dest_name);
+                (Path::new("src").join(m.built_path()), Some(dest))
+            })
+            .collect());
+    }
     if !job.project.build.modules.is_empty() {
         let n = job.project.build.modules.len();
         if n > limit {
@@ -582,7 +874,7 @@ fn wanted_modules(
             .build
             .modules
             .iter()
-            .map(|m| Path::new("src").join(m))
+            .map(|m| (Path::new("src").join(m), None))
             .collect());
     }
     let mut found = Vec::new();
@@ -608,7 +900,7 @@ fn wanted_modules(
                 ),
             ));
         }
-        found.push(rel);
+        found.push((rel, None));
         if found.len() > limit {
             return Err(too_many(format!("at least {}", found.len())));
         }
@@ -626,14 +918,15 @@ fn wanted_modules(
 fn collect(
     job: &KbuildJob<'_>,
     work_dir: &Path,
+    dkms: Option<&Vec<DkmsModule>>,
 ) -> Result<Vec<BuiltModule>, (FailureClass, String)> {
     let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
-    let wanted = wanted_modules(job, work_dir)?;
+    let wanted = wanted_modules(job, work_dir, dkms)?;
     let beneath = Beneath::open(work_dir).map_err(|e| internal(&e))?;
     let mut missing = Vec::new();
     let mut names_seen = std::collections::BTreeSet::new();
     let mut modules = Vec::new();
-    for rel in wanted {
+    for (rel, destination) in wanted {
         let shown_rel = rel.strip_prefix("src").unwrap_or(&rel).to_path_buf();
         let file_name = rel
             .file_name()
@@ -650,9 +943,16 @@ fn collect(
                 ),
             ));
         }
+        // `[install] dest` in kmodfarm.toml wins over dkms.conf's destinations.
+        let destination = match &job.project.install.dest {
+            Some(dir) => Some(format!("{}/{file_name}", dir.trim_matches('/'))),
+            None => destination,
+        };
         let staged = job.staging.join(&file_name);
         match beneath.stage(&rel, &staged, job.output_limits.module_bytes) {
-            Ok((sha256, size)) => modules.push((shown_rel, file_name, staged, sha256, size)),
+            Ok((sha256, size)) => {
+                modules.push((shown_rel, file_name, staged, sha256, size, destination))
+            }
             Err(UntrustedError::Missing { .. }) => {
                 missing.push(shown_rel.display().to_string());
             }
@@ -673,7 +973,7 @@ fn collect(
         ));
     }
     let mut built = Vec::new();
-    for (rel, file_name, path, sha256, size) in modules {
+    for (rel, file_name, path, sha256, size, destination) in modules {
         let info = kmf_verify::verify_module(&path, job.arch, &job.tree.release)
             .map_err(|e| (FailureClass::VerificationFailed, e.to_string()))?;
         built.push(BuiltModule {
@@ -683,6 +983,7 @@ fn collect(
             sha256,
             size,
             modinfo: info,
+            destination,
         });
     }
     Ok(built)
@@ -862,6 +1163,7 @@ mod tests {
                 elf_machine: 62,
                 ..ModuleInfo::default()
             },
+            destination: Some("updates/dkms/hello.ko".into()),
         };
         let published = PublishedModule::from(&built);
         assert_eq!(published.size, Some(4096));

@@ -6,12 +6,18 @@
 //! * [`builder_images`]: the container images `--sandbox docker` builds in: builders imported into the
 //!   engine, the Dockerfiles under `builders/`, and pruning what neither produces any more.
 //! * [`project`]: the driver's `kmodfarm.toml`.
+//! * [`dkms`]: the driver's `dkms.conf`, evaluated per kernel in the sandbox.
+//! * [`init`]: `kmodfarm init`, a commented `kmodfarm.toml` for a project.
+//! * [`applicability`]: which kernels a driver applies to (`requires_config`, `BUILD_EXCLUSIVE_*`).
 //! * [`kbuild`]: find the kernel tree in the extracted header packages, run `make M=...` in a sandbox, collect
 //!   and verify the modules.
 
+pub mod applicability;
 pub mod builder;
 pub mod builder_images;
+pub mod dkms;
 mod error;
+pub mod init;
 pub mod kbuild;
 pub mod project;
 pub mod sign;
@@ -25,5 +31,5 @@ pub use kbuild::{
     check_host_tools, find_kernel_tree, resolve_merged, run_kbuild, BuiltModule, KbuildJob,
     KbuildOutput, KernelTree,
 };
-pub use project::{BootSection, BuildStep, ProjectConfig};
+pub use project::{BootSection, BuildStep, InstallSection, ProjectConfig};
 pub use toolchain::{builder_for, BuilderSpec};

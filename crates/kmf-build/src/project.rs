@@ -18,6 +18,26 @@
 //! dir = "consumer"
 //! extra_symbols = ["producer"]  # KBUILD_EXTRA_SYMBOLS=<producer>/Module.symvers
 //!
+//! # Optional: which kernels the driver applies to. A kernel they rule out is *excluded* (not built, not a
+//! # failure), decided from the kernel's release, architecture and `.config` before anything is compiled.
+//! requires_config = ["CONFIG_KALLSYMS_ALL", "!CONFIG_PREEMPT_RT"]
+//! arches = ["x86_64", "aarch64"]
+//! kernel_min = "5.10"
+//! kernel_max = "6.12"
+//! # With a dkms.conf beside kmodfarm.toml, the build is the one dkms.conf describes; `dkms = false`
+//! # ignores it.
+//! dkms = true
+//!
+//! # Optional: what a host needs to load the modules (`kmodfarm install`).
+//! [install]
+//! dest = "updates/pair"          # under /lib/modules/<release>/ (default extra/<driver>)
+//! load_order = ["pair_producer", "pair_consumer"]
+//! unload_first = ["in_tree_pair"] # in-tree modules the driver replaces
+//! firmware = ["firmware/pair.bin"] # project files installed under /lib/firmware/
+//! modprobe_conf = "pair.conf"    # a project file installed as /etc/modprobe.d/<driver>.conf
+//! [install.params]
+//! pair_producer = "greeting=hello"   # becomes `options pair_producer greeting=hello`
+//!
 //! # Optional: the boot test (`kmodfarm boot-test`, `--boot-test`).
 //! [boot]
 //! check = "tests/check.sh"      # run in the guest after loading; non-zero exit fails the test
@@ -30,6 +50,11 @@ use serde::{Deserialize, Serialize};
 
 use kmf_types::names;
 
+use kmf_types::published::{Delivery, FirmwareFile};
+use kmf_types::Arch;
+
+use crate::applicability::{valid_config_requirement, Requirements};
+use crate::dkms::{Literal, LiteralNames, DKMS_CONF, MAX_DKMS_BYTES};
 use crate::untrusted::{Beneath, UntrustedError};
 use crate::BuildError;
 
@@ -37,6 +62,10 @@ use crate::BuildError;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Largest `[boot] check` script read.
 const MAX_CHECK_SCRIPT_BYTES: u64 = 1 << 20;
+/// Largest `[install] modprobe_conf` file read.
+const MAX_MODPROBE_CONF_BYTES: u64 = 64 << 10;
+/// Largest firmware file read (the largest in linux-firmware are tens of MiB).
+const MAX_FIRMWARE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,12 +77,31 @@ pub struct ProjectConfig {
     /// Boot-test settings; separate from `build` so that they do not enter build keys.
     #[serde(default)]
     pub boot: BootSection,
+    /// What a host needs to load the modules; separate from `build` so that it does not enter build keys
+    /// (it is published with the modules).
+    #[serde(default)]
+    pub install: InstallSection,
     /// Directory of the kmodfarm.toml (not read from the file).
     #[serde(skip)]
     pub root: PathBuf,
+    /// The `dkms.conf` the build follows, when the project has one and does not say `dkms = false`: what
+    /// can be read of it without running it.
+    #[serde(skip)]
+    pub dkms: Option<LiteralNames>,
     /// The `[boot] check` script's content, read at load time without following links.
     #[serde(skip)]
     pub boot_check: Option<Vec<u8>>,
+    /// The driver version the build runs as, once the command line, kmodfarm.toml and dkms.conf have
+    /// been weighed ([`ProjectConfig::resolve_version`]).
+    #[serde(skip)]
+    pub resolved_version: Option<String>,
+    /// `[install]` as published: the modprobe configuration's text and the firmware files' digests,
+    /// read at load time without following links.
+    #[serde(skip)]
+    pub delivery: Delivery,
+    /// The firmware files' content, in the order of `delivery.firmware`.
+    #[serde(skip)]
+    pub firmware: Vec<std::sync::Arc<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +124,19 @@ pub struct BuildSection {
     pub timeout_secs: Option<u64>,
     #[serde(default, rename = "step")]
     pub steps: Vec<BuildStep>,
+    /// `CONFIG_X` the kernel must have (`y` or `m`), `!CONFIG_X` it must not.
+    #[serde(default)]
+    pub requires_config: Vec<String>,
+    /// Architectures the driver builds for (default: all).
+    #[serde(default)]
+    pub arches: Vec<Arch>,
+    #[serde(default)]
+    pub kernel_min: Option<String>,
+    #[serde(default)]
+    pub kernel_max: Option<String>,
+    /// Follow the project's `dkms.conf` (default: when it has one).
+    #[serde(default)]
+    pub dkms: Option<bool>,
 }
 
 impl Default for BuildSection {
@@ -86,8 +147,38 @@ impl Default for BuildSection {
             modules: vec![],
             timeout_secs: None,
             steps: vec![],
+            requires_config: vec![],
+            arches: vec![],
+            kernel_min: None,
+            kernel_max: None,
+            dkms: None,
         }
     }
+}
+
+/// The `[install]` section: how a host installs and loads the modules.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InstallSection {
+    /// Directory under `/lib/modules/<release>/` (`updates/pair`); starts with `kernel`, `updates` or
+    /// `extra`.
+    #[serde(default)]
+    pub dest: Option<String>,
+    /// Module names in the order they load (the rest after them, in record order).
+    #[serde(default)]
+    pub load_order: Vec<String>,
+    /// Loaded (in-tree) modules to unload before loading the driver's.
+    #[serde(default)]
+    pub unload_first: Vec<String>,
+    /// Project files installed under `/lib/firmware/` by their file name.
+    #[serde(default)]
+    pub firmware: Vec<String>,
+    /// A project file installed as `/etc/modprobe.d/<driver>.conf` (after the `params` lines).
+    #[serde(default)]
+    pub modprobe_conf: Option<String>,
+    /// Module name → its options, written as `options <module> <value>` lines.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 fn dot() -> String {
@@ -163,6 +254,26 @@ impl ProjectConfig {
         project
             .require_dir(Path::new(&cfg.build.source_dir))
             .map_err(|e| in_project("build.source_dir", e))?;
+        if cfg.build.dkms != Some(false) {
+            let conf = Path::new(&cfg.build.source_dir).join(DKMS_CONF);
+            match project.read(&conf, MAX_DKMS_BYTES) {
+                Ok(bytes) => {
+                    if !cfg.build.steps.is_empty() || !cfg.build.make_args.is_empty() {
+                        return Err(config_err(
+                            "the project has a dkms.conf, which says how to build it, and kmodfarm.toml \
+                             sets [[build.step]] or make_args: set `dkms = false` in [build] to build with \
+                             the steps instead"
+                                .into(),
+                        ));
+                    }
+                    cfg.dkms = Some(LiteralNames::read(&String::from_utf8_lossy(&bytes)));
+                }
+                Err(UntrustedError::Missing { .. }) if cfg.build.dkms.is_none() => {}
+                Err(e) => return Err(in_project(DKMS_CONF, e)),
+            }
+        }
+        cfg.read_delivery(&project)
+            .map_err(|(what, e)| in_project(&what, e))?;
         if let Some(check) = &cfg.boot.check {
             cfg.boot_check = Some(
                 project
@@ -205,6 +316,71 @@ impl ProjectConfig {
         if let Some(check) = &self.boot.check {
             relative("boot.check", check)?;
         }
+        for c in &self.build.requires_config {
+            if !valid_config_requirement(c) {
+                return Err(BuildError::Config {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "build.requires_config: `{}` is not CONFIG_NAME or !CONFIG_NAME",
+                        names::printable(c)
+                    ),
+                });
+            }
+        }
+        if let Some(dest) = &self.install.dest {
+            let probe = format!("{}/x.ko", dest.trim_end_matches('/'));
+            if !kmf_types::published::valid_destination(&probe) {
+                return Err(BuildError::Config {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "install.dest `{}` must be kernel/…, updates/… or extra/… with plain directory names",
+                        names::printable(dest)
+                    ),
+                });
+            }
+        }
+        let mut firmware_names = std::collections::BTreeSet::new();
+        for f in &self.install.firmware {
+            relative("install.firmware entry", f)?;
+            let name = Path::new(f)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !kmf_types::published::valid_firmware_name(&name) || !firmware_names.insert(name) {
+                return Err(BuildError::Config {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "install.firmware `{}`: firmware files install under /lib/firmware by their file \
+                         name, which must be a plain name of its own",
+                        names::printable(f)
+                    ),
+                });
+            }
+        }
+        if let Some(f) = &self.install.modprobe_conf {
+            relative("install.modprobe_conf", f)?;
+        }
+        for (what, list) in [
+            ("install.load_order", &self.install.load_order),
+            ("install.unload_first", &self.install.unload_first),
+        ] {
+            for m in list.iter().chain(self.install.params.keys()) {
+                if !kmf_types::published::valid_module_name(m) {
+                    return Err(BuildError::Config {
+                        path: path.to_path_buf(),
+                        msg: format!("{what}: `{}` is not a module name", names::printable(m)),
+                    });
+                }
+            }
+        }
+        for (module, value) in &self.install.params {
+            if value.contains(['\n', '\r', '\0']) {
+                return Err(BuildError::Config {
+                    path: path.to_path_buf(),
+                    msg: format!("install.params.{module}: one line of options"),
+                });
+            }
+        }
         for s in &self.build.steps {
             relative("build.step.dir", &s.dir)?;
             for e in &s.extra_symbols {
@@ -214,7 +390,114 @@ impl ProjectConfig {
         Ok(())
     }
 
+    /// Reads what `[install]` names into [`ProjectConfig::delivery`] and the firmware's bytes.
+    fn read_delivery(&mut self, project: &Beneath) -> Result<(), (String, UntrustedError)> {
+        use sha2::{Digest, Sha256};
+        let install = &self.install;
+        let mut conf = String::new();
+        for (module, options) in &install.params {
+            conf.push_str(&format!("options {module} {options}\n"));
+        }
+        if let Some(file) = &install.modprobe_conf {
+            let bytes = project
+                .read(Path::new(file), MAX_MODPROBE_CONF_BYTES)
+                .map_err(|e| ("install.modprobe_conf".to_string(), e))?;
+            conf.push_str(&String::from_utf8_lossy(&bytes));
+            if !conf.ends_with('\n') {
+                conf.push('\n');
+            }
+        }
+        let mut firmware = Vec::new();
+        let mut bytes_of = Vec::new();
+        for path in &install.firmware {
+            let bytes = project
+                .read(Path::new(path), MAX_FIRMWARE_BYTES)
+                .map_err(|e| (format!("install.firmware `{}`", names::printable(path)), e))?;
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            firmware.push(FirmwareFile {
+                file_name: format!("firmware-{name}"),
+                name,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                size: bytes.len() as u64,
+            });
+            bytes_of.push(std::sync::Arc::new(bytes));
+        }
+        self.delivery = Delivery {
+            load_order: install.load_order.clone(),
+            unload_first: install.unload_first.clone(),
+            modprobe_conf: (!conf.is_empty()).then_some(conf),
+            firmware,
+        };
+        self.firmware = bytes_of;
+        Ok(())
+    }
+
+    /// Settles the driver version: the command line's, else kmodfarm.toml's, else a plain
+    /// `PACKAGE_VERSION=` of dkms.conf, else `0.0.0`. A dkms.conf that computes its version needs one of
+    /// the first two, since the version names the store's directories before any kernel is evaluated.
+    pub fn resolve_version(&mut self, command_line: Option<&str>) -> Result<String, BuildError> {
+        let version = match (
+            command_line,
+            &self.driver.version,
+            self.dkms_literal_version(),
+        ) {
+            (Some(v), _, _) => v.to_string(),
+            (None, Some(v), _) => v.clone(),
+            (None, None, Some(Literal::Plain(v))) => v.clone(),
+            (None, None, Some(Literal::Computed(raw))) => {
+                return Err(BuildError::Config {
+                    path: self.root.join(DKMS_CONF),
+                    msg: format!(
+                        "PACKAGE_VERSION={} is computed when dkms.conf runs; give the version with \
+                         --driver-version or [driver] version in kmodfarm.toml",
+                        names::printable(raw)
+                    ),
+                })
+            }
+            (None, None, None) => "0.0.0".to_string(),
+        };
+        self.resolved_version = Some(version.clone());
+        Ok(version)
+    }
+
+    /// The kernels the driver applies to, from `[build]`.
+    pub fn requirements(&self) -> Requirements {
+        Requirements {
+            config: self.build.requires_config.clone(),
+            arches: self.build.arches.clone(),
+            kernel_min: self.build.kernel_min.clone(),
+            kernel_max: self.build.kernel_max.clone(),
+        }
+    }
+
+    /// True when the build follows the project's `dkms.conf`.
+    pub fn uses_dkms(&self) -> bool {
+        self.dkms.is_some()
+    }
+
+    /// The version `dkms.conf` gives in a plain `PACKAGE_VERSION=` line, for a DKMS package without a
+    /// version in `kmodfarm.toml`.
+    pub fn dkms_literal_version(&self) -> Option<&Literal> {
+        self.dkms.as_ref()?.version.as_ref()
+    }
+
+    /// The version a DKMS build runs as (`$module_version`): kmodfarm.toml's, else dkms.conf's plain one.
+    pub fn dkms_version(&self) -> String {
+        self.resolved_version
+            .clone()
+            .unwrap_or_else(|| "0.0.0".into())
+    }
+
     pub fn name(&self) -> String {
+        if let Some(name) = &self.driver.name {
+            return name.clone();
+        }
+        if let Some(Literal::Plain(name)) = self.dkms.as_ref().and_then(|d| d.name.as_ref()) {
+            return name.clone();
+        }
         self.driver.name.clone().unwrap_or_else(|| {
             self.root
                 .canonicalize()
@@ -337,5 +620,78 @@ mod tests {
         assert!(ProjectConfig::load(dir.path()).is_err());
         std::fs::write(&toml, "[boot]\nbogus=1\n").unwrap();
         assert!(ProjectConfig::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn dkms_conf_requirements_and_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("dkms.conf"),
+            "PACKAGE_NAME=kmf-x\nPACKAGE_VERSION=\"$(cat VERSION)\"\n",
+        )
+        .unwrap();
+        // dkms.conf alone: followed; its computed version needs one from elsewhere.
+        let mut cfg = ProjectConfig::load(p).unwrap();
+        assert!(cfg.uses_dkms());
+        assert_eq!(cfg.name(), "kmf-x");
+        let err = cfg.resolve_version(None).unwrap_err().to_string();
+        assert!(err.contains("--driver-version"), "{err}");
+        assert_eq!(cfg.resolve_version(Some("1.0.0")).unwrap(), "1.0.0");
+        // Steps beside dkms.conf are a conflict; `dkms = false` settles it.
+        let toml = p.join("kmodfarm.toml");
+        std::fs::write(&toml, "[[build.step]]\ndir = '.'\n").unwrap();
+        let err = ProjectConfig::load(p).unwrap_err().to_string();
+        assert!(err.contains("dkms = false"), "{err}");
+        std::fs::write(&toml, "[build]\ndkms = false\n[[build.step]]\ndir = '.'\n").unwrap();
+        assert!(!ProjectConfig::load(p).unwrap().uses_dkms());
+        // `dkms = true` without the file is an error, not a silent kbuild.
+        std::fs::remove_file(p.join("dkms.conf")).unwrap();
+        std::fs::write(&toml, "[build]\ndkms = true\n").unwrap();
+        assert!(ProjectConfig::load(p).is_err());
+
+        std::fs::write(
+            &toml,
+            "[build]\nrequires_config = ['CONFIG_KALLSYMS_ALL', '!CONFIG_PREEMPT_RT']\n\
+             arches = ['aarch64']\nkernel_min = '5.10'\n",
+        )
+        .unwrap();
+        let r = ProjectConfig::load(p).unwrap().requirements();
+        assert_eq!(r.config.len(), 2);
+        assert_eq!(r.arches, [Arch::Aarch64]);
+        assert_eq!(r.kernel_min.as_deref(), Some("5.10"));
+        for bad in [
+            "[build]\nrequires_config = ['KALLSYMS']\n",
+            "[build]\narches = ['sparc']\n",
+            "[install]\ndest = '/etc'\n",
+            "[install]\ndest = 'updates/../../etc'\n",
+            "[install]\nload_order = ['a b']\n",
+            "[install]\nfirmware = ['../secret.bin']\n",
+            "[install.params]\nhello = \"x=1\\ninstall hello /bin/sh\"\n",
+        ] {
+            std::fs::write(&toml, bad).unwrap();
+            assert!(ProjectConfig::load(p).is_err(), "{bad}");
+        }
+
+        std::fs::create_dir_all(p.join("fw")).unwrap();
+        std::fs::write(p.join("fw/x.bin"), b"FW").unwrap();
+        std::fs::write(p.join("x.conf"), "blacklist y").unwrap();
+        std::fs::write(
+            &toml,
+            "[install]\ndest = 'updates/x'\nfirmware = ['fw/x.bin']\nmodprobe_conf = 'x.conf'\n\
+             load_order = ['x_core', 'x']\n[install.params]\nx = 'debug=1'\n",
+        )
+        .unwrap();
+        let cfg = ProjectConfig::load(p).unwrap();
+        let d = &cfg.delivery;
+        assert_eq!(
+            d.modprobe_conf.as_deref(),
+            Some("options x debug=1\nblacklist y\n")
+        );
+        assert_eq!(d.firmware[0].name, "x.bin");
+        assert_eq!(d.firmware[0].file_name, "firmware-x.bin");
+        assert_eq!(d.firmware[0].size, 2);
+        assert_eq!(cfg.firmware[0].as_slice(), b"FW");
+        assert_eq!(d.load_order, ["x_core", "x"]);
     }
 }

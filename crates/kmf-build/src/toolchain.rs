@@ -166,6 +166,8 @@ fn spec(suite: &str, major: u32) -> BuilderSpec {
         format!("gcc-{major}-aarch64-linux-gnu"),
         "make".into(),
         "libc6-dev".into(),
+        // DKMS packages' PATCH[#] entries are applied with patch(1) in the sandbox.
+        "patch".into(),
         // pahole: kernels with CONFIG_DEBUG_INFO_BTF_MODULES (Debian 6.12 on) add BTF to every module.
         "dwarves".into(),
         libelf.into(),

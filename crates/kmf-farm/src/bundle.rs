@@ -23,6 +23,7 @@ use kmf_build::workdir::PrivateDir;
 use kmf_build::BuiltModule;
 use kmf_report::{BootRecord, Durations, InputPackage, Toolchain, VariantResult};
 use kmf_types::names::{check_path_component, printable};
+use kmf_types::published::FirmwareFile;
 use kmf_types::FailureClass;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,9 @@ pub struct BundleModule {
     pub file_name: String,
     /// Path relative to the project's source root.
     pub relative_path: String,
+    /// Where a host installs it (see [`kmf_types::published::PublishedModule::destination`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     pub sha256: String,
     pub size: u64,
 }
@@ -72,7 +76,7 @@ pub struct BundleRecord {
     /// The plan's variant id (`<driver>/<output>`).
     pub variant: String,
     pub input_key: String,
-    /// `success` or `failed`.
+    /// `success`, `failed` or `excluded`.
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<FailureClass>,
@@ -137,11 +141,26 @@ impl BundleRecord {
                 .map(|m| BundleModule {
                     file_name: m.file_name.clone(),
                     relative_path: m.relative_path.clone(),
+                    destination: m.destination.clone(),
                     sha256: m.sha256.clone(),
                     size: m.size,
                 })
                 .collect(),
             boot,
+            ..BundleRecord::base(sink, result, input_key)
+        }
+    }
+
+    /// The record of a variant whose kernel the project's requirements rule out.
+    pub(crate) fn excluded(
+        sink: &BundleSink,
+        result: &VariantResult,
+        input_key: &str,
+        reason: &str,
+    ) -> BundleRecord {
+        BundleRecord {
+            result: "excluded".into(),
+            message: Some(reason.to_string()),
             ..BundleRecord::base(sink, result, input_key)
         }
     }
@@ -168,6 +187,7 @@ pub fn write_bundle(
     sink: &BundleSink,
     record: &BundleRecord,
     modules: &[BuiltModule],
+    firmware: &[(&FirmwareFile, &[u8])],
     log: &Path,
     boot_log: Option<&Path>,
 ) -> std::io::Result<PathBuf> {
@@ -182,6 +202,12 @@ pub fn write_bundle(
     };
     for m in modules {
         copy(&m.path, &m.file_name)?;
+    }
+    // The project's firmware, as the planner hashed it: the publisher takes it from here.
+    for (f, bytes) in firmware {
+        let mut out = create_nofollow(&dir.join(&f.file_name))?;
+        std::io::Write::write_all(&mut out, bytes)?;
+        out.sync_all()?;
     }
     if log.exists() {
         copy(log, BUILD_LOG)?;
@@ -206,6 +232,8 @@ pub struct VerifiedBundle {
     pub modules: Vec<BuiltModule>,
     pub log: Option<PathBuf>,
     pub boot_log: Option<PathBuf>,
+    /// Verified copies of the project's firmware files (the plan's digests).
+    pub firmware: Vec<(FirmwareFile, PathBuf)>,
     pub toolchain: Toolchain,
     pub build_key: String,
     pub kernel_release: String,
@@ -221,6 +249,12 @@ pub enum BundleVerdict {
     Failed {
         class: FailureClass,
         message: String,
+        log: Option<PathBuf>,
+        _staging: Option<PrivateDir>,
+    },
+    /// The worker found the kernel ruled out by the project's requirements (the reason made printable).
+    Excluded {
+        reason: String,
         log: Option<PathBuf>,
         _staging: Option<PrivateDir>,
     },
@@ -345,6 +379,14 @@ fn check(
                 printable(&format!("{extra:?}"))
             ));
         }
+        if record.result == "excluded" {
+            return Ok(BundleVerdict::Excluded {
+                reason: printable(record.message.as_deref().unwrap_or("no reason given"))
+                    .into_owned(),
+                log,
+                _staging: Some(staging),
+            });
+        }
         return Ok(BundleVerdict::Failed {
             class: record.class.unwrap_or(FailureClass::Internal),
             message: printable(record.message.as_deref().unwrap_or("no message")).into_owned(),
@@ -353,10 +395,19 @@ fn check(
         });
     }
 
-    // Exactly the files the record names, nothing else.
+    // Exactly the files the record names and the plan's firmware, nothing else.
+    let planned_firmware: &[FirmwareFile] = plan
+        .drivers
+        .iter()
+        .find(|d| d.name == variant.driver)
+        .map(|d| d.delivery.firmware.as_slice())
+        .unwrap_or_default();
     let mut allowed: Vec<&str> = vec![RECORD_FILE, BUILD_LOG, BOOT_LOG];
     for m in &record.modules {
         allowed.push(&m.file_name);
+    }
+    for f in planned_firmware {
+        allowed.push(&f.file_name);
     }
     for (name, _) in &entries {
         if !allowed.contains(&name.as_str()) {
@@ -440,6 +491,15 @@ fn check(
                 m.size
             ));
         }
+        if let Some(d) = &m.destination {
+            if !kmf_types::published::valid_destination(d) {
+                return Err(format!(
+                    "{}: destination `{}` is not kernel/, updates/ or extra/ then names ending in .ko",
+                    printable(&m.file_name),
+                    printable(d)
+                ));
+            }
+        }
         let modinfo = kmf_verify::verify_module(&dest, variant.entry.architecture, &release)
             .map_err(|e| format!("{}: {e}", printable(&m.file_name)))?;
         modules.push(BuiltModule {
@@ -449,9 +509,26 @@ fn check(
             sha256,
             size,
             modinfo,
+            destination: m.destination.clone(),
         });
     }
     let boot_log = take_log(BOOT_LOG)?;
+    let mut firmware = Vec::new();
+    for f in planned_firmware {
+        let dest = staging.path().join(&f.file_name);
+        let (sha256, size) = dir
+            .stage(Path::new(&f.file_name), &dest, f.size)
+            .map_err(|e| format!("firmware {}: {e}", printable(&f.name)))?;
+        if sha256 != f.sha256 || size != f.size {
+            return Err(format!(
+                "firmware {}: the file has SHA256 {sha256} ({size} bytes), the plan says {} ({} bytes)",
+                printable(&f.name),
+                f.sha256,
+                f.size
+            ));
+        }
+        firmware.push((f.clone(), dest));
+    }
     Ok(BundleVerdict::Verified(Box::new(VerifiedBundle {
         build_key,
         kernel_release: release,
@@ -459,6 +536,7 @@ fn check(
         modules,
         log,
         boot_log,
+        firmware,
         record,
         _staging: staging,
     })))

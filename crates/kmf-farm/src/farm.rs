@@ -37,11 +37,8 @@ impl Driver {
     /// kmodfarm.toml) become directory names in the report and the store: they are checked here, before any
     /// work, as is every link in the source tree.
     pub fn load(dir: &Path, version: Option<&str>) -> Result<Driver, kmf_build::BuildError> {
-        let project = ProjectConfig::load(dir)?;
-        let version = version
-            .map(str::to_string)
-            .or_else(|| project.driver.version.clone())
-            .unwrap_or_else(|| "0.0.0".to_string());
+        let mut project = ProjectConfig::load(dir)?;
+        let version = project.resolve_version(version)?;
         let name = project.name();
         let config_err = |e: kmf_types::names::NameError| kmf_build::BuildError::Config {
             path: dir.to_path_buf(),
@@ -299,15 +296,27 @@ impl Farm {
         let start = Instant::now();
         let outcome = match self.log_dir(&result.store_prefix) {
             Ok(log_dir) => self.pipeline(job, &mut result, &log_dir, reporter).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
-        if let Err((class, message)) = outcome {
+        if let Err(Stop::Excluded(reason)) = &outcome {
+            let input_key = self.input_key(driver, &result.entry);
+            let record =
+                crate::bundle::BundleRecord::excluded(&job.sink, &result, &input_key, reason);
+            let log = result.log.clone().unwrap_or_default();
+            if let Err(e) = crate::bundle::write_bundle(&job.sink, &record, &[], &[], &log, None) {
+                tracing::warn!(variant = %result.store_prefix, "writing the exclusion's bundle: {e}");
+            }
+            result.status = Status::Excluded {
+                reason: reason.clone(),
+            };
+        }
+        if let Err(Stop::Failed(class, message)) = outcome {
             let input_key = self.input_key(driver, &result.entry);
             let record = crate::bundle::BundleRecord::failure(
                 &job.sink, &result, &input_key, class, &message,
             );
             let log = result.log.clone().unwrap_or_default();
-            if let Err(e) = crate::bundle::write_bundle(&job.sink, &record, &[], &log, None) {
+            if let Err(e) = crate::bundle::write_bundle(&job.sink, &record, &[], &[], &log, None) {
                 tracing::warn!(variant = %result.store_prefix, "writing the failure's bundle: {e}");
             }
             result.status = Status::Failed { class, message };
@@ -346,7 +355,7 @@ impl Farm {
         result: &mut VariantResult,
         log_dir: &Path,
         reporter: &dyn FarmReporter,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Stop> {
         let driver = job.driver.as_ref();
         let log_path = start_log(result, log_dir)?;
         let entry = result.entry.clone();
@@ -381,10 +390,19 @@ impl Farm {
             self.opts.sandbox.name(),
             boot,
         );
+        let firmware: Vec<_> = driver
+            .project
+            .delivery
+            .firmware
+            .iter()
+            .zip(&driver.project.firmware)
+            .map(|(f, bytes)| (f, bytes.as_slice()))
+            .collect();
         crate::bundle::write_bundle(
             &job.sink,
             &record,
             &result.modules,
+            &firmware,
             &log_path,
             result.boot_log.as_deref(),
         )
@@ -582,7 +600,7 @@ impl Farm {
         result: &mut VariantResult,
         log_path: &Path,
         reporter: &dyn FarmReporter,
-    ) -> Result<Built, Failure> {
+    ) -> Result<Built, Stop> {
         let internal = |e: &dyn std::fmt::Display| (FailureClass::Internal, e.to_string());
         if self.opts.sandbox.name() == "none" {
             crate::host_layout::install(&prepared.roots).map_err(|e| internal(&e))?;
@@ -624,9 +642,12 @@ impl Farm {
         // Nothing is read from the build directory any more.
         drop(work);
         result.durations.build_secs = t.elapsed().as_secs_f64();
+        if let Some(reason) = out.excluded {
+            return Err(Stop::Excluded(reason));
+        }
         reporter.stage(&result.label, Stage::Verify);
         if let Some(failure) = out.failure {
-            return Err(failure);
+            return Err(failure.into());
         }
         result.modules = out.modules;
         Ok(Built { _staging: staging })
@@ -738,6 +759,20 @@ impl Farm {
             }
         }
         Some(published)
+    }
+
+    /// The reason the store's exclusion record gives for this variant, when it was decided for the same
+    /// input key (a new driver source or header package decides again).
+    pub async fn excluded_before(
+        &self,
+        driver: &Driver,
+        store_prefix: &str,
+        entry: &MatrixEntry,
+    ) -> Option<String> {
+        let key = kmf_types::published::excluded_key(store_prefix);
+        let bytes = self.opts.store.get_bytes(&key).await.ok()??;
+        let record = kmf_types::published::ExcludedVariant::parse(&bytes).ok()?;
+        (record.input_key == self.input_key(driver, entry)).then_some(record.reason)
     }
 
     async fn toolchain(
@@ -893,6 +928,7 @@ impl Farm {
         &self,
         prefix: &str,
         modules: &[kmf_build::BuiltModule],
+        firmware: &[(kmf_types::published::FirmwareFile, PathBuf)],
         log: &Path,
         boot_log: Option<&Path>,
         record: &PublishedVariant,
@@ -905,6 +941,9 @@ impl Farm {
         for m in modules {
             publish_pause().await;
             store.put_file(&key(&m.file_name), &m.path).await?;
+        }
+        for (f, path) in firmware {
+            store.put_file(&key(&f.file_name), path).await?;
         }
         store.put_file(&key("build.log"), log).await?;
         if let Some(boot_log) = boot_log {
@@ -938,6 +977,20 @@ async fn publish_pause() {
 }
 
 type Failure = (FailureClass, String);
+
+/// Why a variant's handling stopped before its bundle: it failed, or the project's requirements rule its
+/// kernel out (not a failure).
+#[derive(Debug, Clone)]
+pub(crate) enum Stop {
+    Failed(FailureClass, String),
+    Excluded(String),
+}
+
+impl From<Failure> for Stop {
+    fn from((class, message): Failure) -> Stop {
+        Stop::Failed(class, message)
+    }
+}
 
 /// A variant's header packages fetched and unpacked, its kernel tree, and the builder for its compiler.
 pub(crate) struct Prepared {

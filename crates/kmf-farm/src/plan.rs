@@ -84,6 +84,13 @@ pub struct PlannedDriver {
     pub source: Option<crate::sources::SourceArchive>,
     /// The modules the project expects (`[build] modules`; empty: whatever `.ko` files the build makes).
     pub modules: Vec<String>,
+    /// What hosts need to load the modules (`[install]`), published with every variant; the firmware's
+    /// digests are what the publisher checks the workers' copies against.
+    #[serde(
+        default,
+        skip_serializing_if = "kmf_types::published::Delivery::is_empty"
+    )]
+    pub delivery: kmf_types::published::Delivery,
     /// Store key of its published matrix.
     pub matrix_key: String,
     /// Entries of the matrix published before the plan.
@@ -92,6 +99,10 @@ pub struct PlannedDriver {
     pub generated: usize,
     /// Generated variants the store already has with the same keys: published as they are.
     pub up_to_date: Vec<MatrixEntry>,
+    /// Generated variants the store has exclusion records for with the same input keys: not built, not in
+    /// the matrix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<PlannedExclusion>,
     /// Groups that vanished or shrank past the threshold, and the old entries kept for them.
     pub held: Vec<HeldGroup>,
     pub kept: Vec<MatrixEntry>,
@@ -478,6 +489,20 @@ impl Plan {
 /// How many store records the planner reads at once.
 const CHECKS_IN_FLIGHT: usize = 16;
 
+/// A variant left out of a plan because its kernel was found ruled out before, with the same inputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlannedExclusion {
+    pub entry: MatrixEntry,
+    pub reason: String,
+}
+
+/// What the store says of a variant before it is planned.
+enum Known {
+    UpToDate(Box<kmf_types::published::PublishedVariant>),
+    Excluded(String),
+    Unknown,
+}
+
 /// Plans a run: for each driver and its freshly generated matrix, diffs against the published matrix, leaves
 /// out what the store has with the same keys ([`crate::Farm::up_to_date`]: one record read per variant, no
 /// download) and shards the rest. Planning with prefetch is done by the caller on top of this.
@@ -498,33 +523,40 @@ pub async fn plan(
         for w in diff.warnings() {
             tracing::warn!(driver = %driver.name, "{w}");
         }
-        let checks: Vec<(MatrixEntry, Option<kmf_types::published::PublishedVariant>)> =
-            futures::stream::iter(generated.iter().cloned())
-                .map(|entry| {
-                    let driver = driver.clone();
-                    async move {
-                        let prefix =
-                            kmf_types::published::variant_prefix(&driver.name, &entry.output);
-                        let published = match farm.rebuild() {
-                            true => None,
-                            false => farm.up_to_date(&driver, &prefix, &entry).await,
-                        };
-                        (entry, published)
-                    }
-                })
-                .buffered(CHECKS_IN_FLIGHT)
-                .collect()
-                .await;
+        let checks: Vec<(MatrixEntry, Known)> = futures::stream::iter(generated.iter().cloned())
+            .map(|entry| {
+                let driver = driver.clone();
+                async move {
+                    let prefix = kmf_types::published::variant_prefix(&driver.name, &entry.output);
+                    let known = if farm.rebuild() {
+                        Known::Unknown
+                    } else if let Some(p) = farm.up_to_date(&driver, &prefix, &entry).await {
+                        Known::UpToDate(Box::new(p))
+                    } else if let Some(reason) =
+                        farm.excluded_before(&driver, &prefix, &entry).await
+                    {
+                        Known::Excluded(reason)
+                    } else {
+                        Known::Unknown
+                    };
+                    (entry, known)
+                }
+            })
+            .buffered(CHECKS_IN_FLIGHT)
+            .collect()
+            .await;
         let mut up_to_date = Vec::new();
-        for (entry, published) in checks {
-            match published {
-                Some(p) => {
+        let mut excluded = Vec::new();
+        for (entry, known) in checks {
+            match known {
+                Known::UpToDate(p) => {
                     let mut e = entry;
                     e.builder = Some(p.toolchain.builder_identity);
                     e.buildkey = Some(p.build_key);
                     up_to_date.push(e);
                 }
-                None => {
+                Known::Excluded(reason) => excluded.push(PlannedExclusion { entry, reason }),
+                Known::Unknown => {
                     let group = release_group(&entry);
                     variants.push(PlannedVariant {
                         id: kmf_types::published::variant_prefix(&driver.name, &entry.output),
@@ -559,10 +591,12 @@ pub async fn plan(
             source_sha256: driver.source_sha256.clone(),
             git: driver.git.clone(),
             modules: driver.project.build.modules.clone(),
+            delivery: driver.project.delivery.clone(),
             matrix_key,
             previous: previous.len(),
             generated: generated.len(),
             up_to_date,
+            excluded,
             held: diff.held.clone(),
             kept: diff.kept.clone(),
             removed: diff.removed.iter().map(|e| e.output.clone()).collect(),

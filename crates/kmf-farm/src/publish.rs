@@ -18,7 +18,9 @@ use std::time::Instant;
 use futures::StreamExt;
 use kmf_build::untrusted::create_nofollow;
 use kmf_report::{Inputs, Status, VariantResult};
-use kmf_types::published::{artifacts_dir, PublishedModule, PublishedVariant};
+use kmf_types::published::{
+    artifacts_dir, excluded_key, ExcludedVariant, PublishedModule, PublishedVariant,
+};
 use kmf_types::FailureClass;
 
 use crate::bundle::{verify_bundle, BundleVerdict, VerifiedBundle};
@@ -27,6 +29,7 @@ use crate::sync::{DriverSync, SyncError, SyncOptions};
 use crate::{keys, Driver, Farm, FarmReporter};
 
 type Failure = (FailureClass, String);
+use crate::farm::Stop;
 
 /// How a plan is published.
 #[derive(Debug, Clone)]
@@ -106,6 +109,14 @@ pub(crate) async fn publish_results(
             generated.push(e.clone());
             mine.push(up_to_date_result(planned, e));
         }
+        for x in &planned.excluded {
+            generated.push(x.entry.clone());
+            let mut r = VariantResult::started(&planned.name, &planned.version, x.entry.clone());
+            r.status = Status::Excluded {
+                reason: x.reason.clone(),
+            };
+            mine.push(r);
+        }
         for (v, r) in plan.variants.iter().zip(&results) {
             if v.driver == planned.name {
                 generated.push(v.entry.clone());
@@ -167,14 +178,55 @@ impl Publisher<'_> {
         let driver = planned_driver(self.plan, variant);
         let mut result =
             VariantResult::started(&driver.name, &driver.version, variant.entry.clone());
-        if let Err((class, message)) = self
+        match self
             .publish_checked(driver, variant, &mut result, reporter)
             .await
         {
-            result.status = Status::Failed { class, message };
+            Ok(()) => {}
+            Err(Stop::Failed(class, message)) => result.status = Status::Failed { class, message },
+            Err(Stop::Excluded(reason)) => result.status = Status::Excluded { reason },
         }
         result.durations.total_secs = start.elapsed().as_secs_f64();
         result
+    }
+
+    /// Writes the variant's exclusion record, so that runs with the same inputs skip it.
+    async fn record_exclusion(
+        &self,
+        driver: &PlannedDriver,
+        variant: &PlannedVariant,
+        reason: &str,
+        log_path: &Path,
+    ) -> Result<(), Failure> {
+        let record = ExcludedVariant {
+            schema: crate::RESULTS_SCHEMA,
+            kmodfarm_version: env!("CARGO_PKG_VERSION").into(),
+            driver: driver.name.clone(),
+            driver_version: driver.version.clone(),
+            variant: variant.entry.clone(),
+            kernel_release: variant.kernel_release.clone(),
+            input_key: self.published_input_key(variant),
+            reason: reason.to_string(),
+            decided_at: crate::farm::now_rfc3339(),
+        };
+        let key = excluded_key(&variant.id);
+        let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
+        self.farm
+            .store()
+            .put_bytes(&key, &json)
+            .await
+            .map_err(|e| (FailureClass::Internal, format!("writing {key}: {e}")))?;
+        note(log_path, &format!("publisher: exclusion recorded in {key}"));
+        Ok(())
+    }
+
+    /// The input key a published record of `variant` carries: with the signing certificate when this
+    /// publisher signs and the plan was made without it.
+    fn published_input_key(&self, variant: &PlannedVariant) -> String {
+        match (self.farm.signing(), &self.plan.options.signing_cert) {
+            (Some(key), None) => keys::signed_input_key(&variant.input_key, &key.cert_sha256),
+            _ => variant.input_key.clone(),
+        }
     }
 
     async fn publish_checked(
@@ -183,7 +235,7 @@ impl Publisher<'_> {
         variant: &PlannedVariant,
         result: &mut VariantResult,
         reporter: &dyn FarmReporter,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Stop> {
         let (farm, plan) = (self.farm, self.plan);
         let log_dir = farm.log_dir(&variant.id)?;
         let log_path = log_dir.join("build.log");
@@ -213,7 +265,15 @@ impl Publisher<'_> {
             .await
             .map_err(|e| (FailureClass::Internal, e.to_string()))?
         };
-        let bundle = decide(&verdicts, &log_path, self.in_process)?;
+        let bundle = match decide(&verdicts, &log_path, self.in_process) {
+            Ok(b) => b,
+            Err(Stop::Excluded(reason)) => {
+                self.record_exclusion(driver, variant, &reason, &log_path)
+                    .await?;
+                return Err(Stop::Excluded(reason));
+            }
+            Err(stop) => return Err(stop),
+        };
 
         copy_log(bundle.log.as_deref(), &log_path);
         note(
@@ -323,10 +383,12 @@ impl Publisher<'_> {
             durations: result.durations.clone(),
             built_at: record.built_at.clone(),
             log: "build.log".into(),
+            delivery: driver.delivery.clone(),
         };
         farm.publish(
             &variant.id,
             &modules,
+            &bundle.firmware,
             &log_path,
             boot_log.as_deref(),
             &record,
@@ -344,10 +406,10 @@ fn decide<'a>(
     verdicts: &'a [(usize, BundleVerdict)],
     log_path: &Path,
     in_process: bool,
-) -> Result<&'a VerifiedBundle, Failure> {
+) -> Result<&'a VerifiedBundle, Stop> {
     let fail = |class: FailureClass, message: String| {
         note(log_path, &format!("publisher: {class}: {message}"));
-        Err((class, message))
+        Err(Stop::Failed(class, message))
     };
     for (shard, v) in verdicts {
         if let BundleVerdict::Refused(why) = v {
@@ -368,9 +430,16 @@ fn decide<'a>(
             copy_log(log.as_deref(), log_path);
             if in_process {
                 // The log already says it; the message is the build's own.
-                return Err((*class, message.clone()));
+                return Err(Stop::Failed(*class, message.clone()));
             }
             return fail(*class, format!("on the worker of shard {shard}: {message}"));
+        }
+    }
+    for (_, v) in verdicts {
+        if let BundleVerdict::Excluded { reason, log, .. } = v {
+            copy_log(log.as_deref(), log_path);
+            note(log_path, &format!("publisher: excluded: {reason}"));
+            return Err(Stop::Excluded(reason.clone()));
         }
     }
     for (shard, v) in verdicts {

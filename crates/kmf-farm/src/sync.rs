@@ -71,6 +71,8 @@ pub struct DriverSync {
     /// Variants whose build key matched the store: nothing downloaded or built.
     pub up_to_date: usize,
     pub failed: usize,
+    /// Variants the driver's requirements rule out: not built, not in the matrix, not failures.
+    pub excluded: usize,
     /// Entries in the matrix this run published.
     pub published: usize,
     /// Store prefixes of removed variants: deleted with pruning, else left in place and listed here.
@@ -144,7 +146,7 @@ pub(crate) async fn publish_matrix(
         .map(|e| (e.output.as_str(), e))
         .collect();
     let mut published: Vec<MatrixEntry> = Vec::new();
-    let (mut built, mut up_to_date, mut failed) = (0, 0, 0);
+    let (mut built, mut up_to_date, mut failed, mut excluded) = (0, 0, 0, 0);
     for (entry, result) in plan.generated.iter().zip(results) {
         match &result.status {
             crate::Status::Success | crate::Status::UpToDate => {
@@ -158,6 +160,8 @@ pub(crate) async fn publish_matrix(
                 e.buildkey = result.build_key.clone();
                 published.push(e);
             }
+            // Not applicable to the kernel: out of the matrix, whatever was published before.
+            crate::Status::Excluded { .. } => excluded += 1,
             crate::Status::Failed { .. } => {
                 failed += 1;
                 if let Some(old) = previous_by_output.get(entry.output.as_str()) {
@@ -229,6 +233,7 @@ pub(crate) async fn publish_matrix(
         built,
         up_to_date,
         failed,
+        excluded,
         published: published.len(),
         removed_prefixes,
         pruned: opts.prune,

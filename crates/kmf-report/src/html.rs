@@ -56,6 +56,7 @@ table.grid{border-collapse:collapse;margin:.4rem 0 1rem}
 a{color:#0a3069}
 .ok{background:#aceebb}
 .up-to-date{background:#e1e4e8}
+.excluded{background:#c8ccd1;color:#24292f}
 .failed{background:#ff9a9a}
 .f-compile-error{background:#ff8182}
 .f-verification-failed{background:#ffa8c5}
@@ -170,6 +171,13 @@ fn summary(out: &mut String, c: &Counts, class: &str) {
             c.up_to_date
         );
     }
+    if c.excluded > 0 {
+        let _ = write!(
+            out,
+            "<span class=\"pill excluded\">{} excluded</span> ",
+            c.excluded
+        );
+    }
     let _ = write!(
         out,
         "<span class=\"total\">of {} variant{}</span>",
@@ -199,6 +207,12 @@ fn legend(out: &mut String, c: &Counts) {
             "<li class=\"up-to-date\">= up to date: already in the store, not rebuilt</li>\n",
         );
     }
+    if c.excluded > 0 {
+        out.push_str(
+            "<li class=\"excluded\">– excluded: the driver's requirements (dkms.conf BUILD_EXCLUSIVE_*, \
+             kmodfarm.toml [build]) rule the kernel out; not built, not a failure</li>\n",
+        );
+    }
     for class in c.by_class.keys() {
         let help = CLASS_HELP
             .iter()
@@ -221,6 +235,7 @@ fn status_style(status: &Status) -> (String, String, &'static str) {
     match status {
         Status::Success => ("ok".into(), "ok".into(), "✓"),
         Status::UpToDate => ("up-to-date".into(), "up to date".into(), "="),
+        Status::Excluded { .. } => ("excluded".into(), "excluded".into(), "–"),
         Status::Failed { class, .. } => (
             format!("failed f-{}", slug(class.as_str())),
             class.as_str().to_string(),
@@ -354,6 +369,7 @@ fn cell_html(
             Status::Failed { class, message } => {
                 format!("{class}: {}", strip_ansi(message))
             }
+            Status::Excluded { reason } => format!("excluded: {}", strip_ansi(reason)),
             _ => label.clone(),
         };
         let _ = write!(

@@ -20,6 +20,7 @@
 //!   [`LOG_TAIL_LINES`] lines of the build log. Every failure class is a `<failure>` (no `<error>`), so CI
 //!   totals are simply built vs. not built.
 //! * A variant found up to date is `<skipped message="up to date: not rebuilt"/>`.
+//! * A variant the project's requirements rule out is `<skipped message="excluded: <reason>"/>`.
 //!
 //! Text is escaped by hand (the format is tiny): markup characters become references, and characters XML 1.0
 //! cannot carry at all (most C0 controls, U+FFFE/U+FFFF — common in compiler output and binary junk in logs)
@@ -49,7 +50,7 @@ pub fn junit_xml(results: &[VariantResult]) -> String {
         "<testsuites name=\"kmodfarm\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{}\">",
         all.total,
         all.failed,
-        all.up_to_date,
+        all.up_to_date + all.excluded,
         fmt_secs(total_time)
     );
     for group in by_driver(results) {
@@ -65,7 +66,7 @@ pub fn junit_xml(results: &[VariantResult]) -> String {
             xml_attr(&group.title()),
             counts.total,
             counts.failed,
-            counts.up_to_date,
+            counts.up_to_date + counts.excluded,
             fmt_secs(time)
         );
         out.push_str("    <properties>\n");
@@ -99,6 +100,14 @@ fn write_testcase(out: &mut String, r: &VariantResult, name: &str) {
         Status::Success => {}
         Status::UpToDate => {
             out.push_str("      <skipped message=\"up to date: not rebuilt\"/>\n");
+        }
+        Status::Excluded { reason } => {
+            let summary = format!("excluded: {}", strip_ansi(reason));
+            let _ = writeln!(
+                out,
+                "      <skipped message=\"{}\"/>",
+                xml_attr(&truncate_chars(&summary, MESSAGE_ATTR_CHARS))
+            );
         }
         Status::Failed { class, message } => {
             let summary = format!("{class}: {}", strip_ansi(message));

@@ -87,6 +87,8 @@ pub(crate) struct Counts {
     pub ok: usize,
     pub up_to_date: usize,
     pub failed: usize,
+    /// Not applicable to the kernel (the project's requirements rule it out).
+    pub excluded: usize,
     /// Failures per class, in the order of [`kmf_types::FailureClass`].
     pub by_class: BTreeMap<kmf_types::FailureClass, usize>,
 }
@@ -99,6 +101,7 @@ impl Counts {
             match &r.status {
                 Status::Success => c.ok += 1,
                 Status::UpToDate => c.up_to_date += 1,
+                Status::Excluded { .. } => c.excluded += 1,
                 Status::Failed { class, .. } => {
                     c.failed += 1;
                     *c.by_class.entry(*class).or_default() += 1;

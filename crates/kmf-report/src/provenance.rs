@@ -21,6 +21,13 @@ pub fn sha256sums(metadata: &PublishedVariant) -> String {
         .modules
         .iter()
         .map(|m| format!("{}  {}\n", m.sha256, m.file_name))
+        .chain(
+            metadata
+                .delivery
+                .firmware
+                .iter()
+                .map(|f| format!("{}  {}\n", f.sha256, f.file_name)),
+        )
         .collect();
     lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
     lines.concat()

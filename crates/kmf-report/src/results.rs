@@ -20,6 +20,9 @@ pub enum Status {
         class: FailureClass,
         message: String,
     },
+    /// Not applicable: the project's requirements rule the kernel out (`reason` says which). Not built, not
+    /// a failure, not in the published matrix.
+    Excluded { reason: String },
 }
 
 /// What happened to one variant: the element of `results.json`.
@@ -71,5 +74,10 @@ impl VariantResult {
     /// date ([`Status::UpToDate`]).
     pub fn is_success(&self) -> bool {
         matches!(self.status, Status::Success | Status::UpToDate)
+    }
+
+    /// True for variants the project's requirements rule out.
+    pub fn is_excluded(&self) -> bool {
+        matches!(self.status, Status::Excluded { .. })
     }
 }

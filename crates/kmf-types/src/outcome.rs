@@ -15,8 +15,11 @@ pub enum FailureClass {
     ExtractFailed,
     /// No builder for the kernel's compiler, or the builder could not be created.
     ToolchainUnavailable,
-    /// `make` exited non-zero.
+    /// `make` exited non-zero (or, for a DKMS package, a patch, `PRE_BUILD` or `POST_BUILD` did).
     CompileError,
+    /// The project's `dkms.conf` could not be evaluated for the kernel, or set a value kmodfarm refuses
+    /// (a path out of the project, a module without a name, an invalid regular expression).
+    ConfigError,
     /// The build exceeded its wall-clock limit.
     Timeout,
     /// A module is missing, for the wrong architecture, or has the wrong vermagic.
@@ -64,6 +67,7 @@ impl FailureClass {
             FailureClass::ExtractFailed => "extract failed",
             FailureClass::ToolchainUnavailable => "toolchain unavailable",
             FailureClass::CompileError => "compile error",
+            FailureClass::ConfigError => "config error",
             FailureClass::Timeout => "timeout",
             FailureClass::VerificationFailed => "verification failed",
             FailureClass::UnsafeOutput => "unsafe output",

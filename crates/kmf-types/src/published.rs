@@ -61,6 +61,43 @@ pub fn metadata_key(prefix: &str) -> String {
     format!("{prefix}/{METADATA}")
 }
 
+/// The file name of a variant's exclusion record.
+pub const EXCLUDED: &str = "excluded.json";
+
+/// The key of the exclusion record of the variant under `prefix` (`<driver>/<output>`).
+pub fn excluded_key(prefix: &str) -> String {
+    format!("{prefix}/{EXCLUDED}")
+}
+
+/// `<driver>/<output>/excluded.json`: the project's requirements (`BUILD_EXCLUSIVE_*` in `dkms.conf`,
+/// `requires_config`, `arches`, `kernel_min`/`kernel_max` in `kmodfarm.toml`) rule the kernel out. Written
+/// by the publisher so that later runs with the same inputs skip the variant without building it; a new
+/// input key (another driver source, another header package) decides again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedVariant {
+    pub schema: u32,
+    #[serde(default)]
+    pub kmodfarm_version: String,
+    pub driver: String,
+    pub driver_version: String,
+    pub variant: MatrixEntry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_release: Option<String>,
+    /// The inputs the decision was made for.
+    pub input_key: String,
+    /// Which requirement rules the kernel out, in a sentence.
+    pub reason: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub decided_at: String,
+}
+
+impl ExcludedVariant {
+    pub fn parse(bytes: &[u8]) -> Result<ExcludedVariant, RecordError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
 /// The prefix of the variant whose record `key` is (`<prefix>/metadata.json`), or `None` when it is no
 /// record.
 pub fn parse_metadata_key(key: &str) -> Option<&str> {
@@ -174,6 +211,63 @@ pub struct PublishedVariant {
     /// The build log's file name in the artifacts directory.
     #[serde(default)]
     pub log: String,
+    /// What a host needs to load the modules besides the files (`[install]` in `kmodfarm.toml`).
+    #[serde(default, skip_serializing_if = "Delivery::is_empty")]
+    pub delivery: Delivery,
+}
+
+/// How a host installs and loads a variant's modules (`kmodfarm install`): from the project's
+/// `[install]` section; each module's destination is in [`PublishedModule::destination`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Delivery {
+    /// Module names in the order they load; modules not named load after them, in record order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub load_order: Vec<String>,
+    /// Modules (in-tree ones the driver replaces) to unload before loading the driver's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unload_first: Vec<String>,
+    /// The content of `/etc/modprobe.d/<driver>.conf`: `options` lines for the modules' parameters,
+    /// then the project's own modprobe configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modprobe_conf: Option<String>,
+    /// Firmware files published beside the modules, installed under `/lib/firmware/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firmware: Vec<FirmwareFile>,
+}
+
+impl Delivery {
+    pub fn is_empty(&self) -> bool {
+        *self == Delivery::default()
+    }
+}
+
+/// A firmware file of the driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareFile {
+    /// Path under `/lib/firmware/` (`kmf/pair.bin`): names checked like module destinations.
+    pub name: String,
+    /// The file in the variant's artifacts directory (`firmware-<n>.bin`, flat).
+    pub file_name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A firmware path under `/lib/firmware/`: `/`-separated plain names, nothing that could leave it.
+pub fn valid_firmware_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|p| {
+            crate::names::check_path_component("firmware file", p).is_ok() && !p.starts_with('.')
+        })
+}
+
+/// A module name as the kernel knows it (`modprobe` takes it): letters, digits, `_` and `-`.
+pub fn valid_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 56
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A published module.
@@ -189,6 +283,30 @@ pub struct PublishedModule {
     pub size: Option<u64>,
     #[serde(default)]
     pub modinfo: ModuleInfo,
+    /// Where a host installs the module, relative to `/lib/modules/<release>/`
+    /// (`updates/dkms/hello.ko`, from `dkms.conf`'s `DEST_MODULE_LOCATION`/`DEST_MODULE_NAME`, or
+    /// `[install] dest` in `kmodfarm.toml`). Absent: [`DEFAULT_INSTALL_DIR`]`/<driver>/<file_name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// Where `kmodfarm install` puts a module whose record names no destination, under
+/// `/lib/modules/<release>/` (followed by `<driver>/<file_name>`).
+pub const DEFAULT_INSTALL_DIR: &str = "extra";
+
+/// A module destination: `kernel/`, `updates/` or `extra/` then plain names, ending in `.ko`; nothing that
+/// could leave the kernel's module tree.
+pub fn valid_destination(dest: &str) -> bool {
+    let mut parts = dest.split('/');
+    let top_ok = matches!(parts.next(), Some("kernel" | "updates" | "extra"));
+    let rest: Vec<&str> = parts.collect();
+    top_ok
+        && rest
+            .last()
+            .is_some_and(|f| f.ends_with(".ko") && f.len() > 3)
+        && rest
+            .iter()
+            .all(|p| crate::names::check_path_component("module destination", p).is_ok())
 }
 
 /// What a module's `.modinfo` (and its appended signature) says, as `modinfo` shows it. Every part reads
@@ -322,6 +440,12 @@ pub enum RecordError {
     BadArtifactsDir(String),
     #[error("bad module file name {0:?}")]
     BadModuleFileName(String),
+    #[error(
+        "bad module destination {0:?} (kernel/, updates/ or extra/ then names, ending in .ko)"
+    )]
+    BadDestination(String),
+    #[error("bad delivery: {0}")]
+    BadDelivery(String),
 }
 
 impl PublishedVariant {
@@ -339,6 +463,28 @@ impl PublishedVariant {
             let f = &m.file_name;
             if f.is_empty() || f.contains('/') || f.starts_with('.') || !f.ends_with(".ko") {
                 return Err(RecordError::BadModuleFileName(f.clone()));
+            }
+            if let Some(dest) = &m.destination {
+                if !valid_destination(dest) {
+                    return Err(RecordError::BadDestination(dest.clone()));
+                }
+            }
+        }
+        let d = &v.delivery;
+        for m in d.load_order.iter().chain(&d.unload_first) {
+            if !valid_module_name(m) {
+                return Err(RecordError::BadDelivery(format!("module name {m:?}")));
+            }
+        }
+        for f in &d.firmware {
+            let flat = f.file_name.starts_with("firmware-")
+                && !f.file_name.contains('/')
+                && !f.file_name.contains("..");
+            if !valid_firmware_name(&f.name) || !flat || f.sha256.len() != 64 {
+                return Err(RecordError::BadDelivery(format!(
+                    "firmware {:?} ({:?})",
+                    f.name, f.file_name
+                )));
             }
         }
         Ok(v)
@@ -448,6 +594,7 @@ mod tests {
                         ("alias".into(), "b".into()),
                     ],
                 },
+                destination: None,
             }],
             toolchain: Toolchain {
                 builder: "debian-bookworm-gcc-12".into(),
@@ -496,6 +643,7 @@ mod tests {
             },
             built_at: "2026-11-29T12:00:00Z".into(),
             log: "build.log".into(),
+            delivery: Delivery::default(),
         }
     }
 

@@ -136,6 +136,17 @@ pub enum Command {
     /// Exit status: 0 installed; 2 when nothing matches (the message names the nearest kernels available),
     /// a download does not verify, or another error.
     Install(Box<InstallArgs>),
+    /// Write a commented kmodfarm.toml for a driver project, filled in from its dkms.conf when it has one.
+    ///
+    /// With a dkms.conf, the template names the package (PACKAGE_NAME, PACKAGE_VERSION when it is a plain
+    /// value), lists the modules and BUILD_EXCLUSIVE_* rules it declares, and keeps `dkms = true`: builds
+    /// follow dkms.conf, evaluated per kernel in the sandbox. Nothing of dkms.conf runs here; only its plain
+    /// assignments are read. Refuses to replace an existing kmodfarm.toml without --force.
+    ///
+    /// Examples:
+    ///   kmodfarm init examples/dkms-pair
+    ///   kmodfarm init . --force
+    Init(InitArgs),
     /// Store maintenance: `store gc` lists (and with --delete removes) artifacts no published matrix references.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -619,6 +630,19 @@ pub struct BootTestArgs {
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     /// Print results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The driver project's directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Replace an existing kmodfarm.toml.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was written as JSON.
     #[arg(long)]
     pub json: bool,
 }

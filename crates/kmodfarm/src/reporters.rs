@@ -109,6 +109,9 @@ impl FarmReporter for FarmProgress {
         let line = match &r.status {
             Status::Success => format!("ok     {label} ({:.1}s)", r.durations.total_secs),
             Status::UpToDate => format!("same   {label} (up to date)"),
+            Status::Excluded { reason } => {
+                format!("skip   {label} (excluded: {})", printable(reason))
+            }
             Status::Failed { class, message } => {
                 format!("FAILED {label} [{class}]: {}", printable(message))
             }
@@ -189,6 +192,7 @@ pub fn summary_table(results: &[VariantResult]) -> String {
         let result = match &r.status {
             Status::Success => "ok".to_string(),
             Status::UpToDate => "up to date".to_string(),
+            Status::Excluded { .. } => "excluded".to_string(),
             Status::Failed { class, .. } => class.to_string(),
         };
         out.push_str(&format!(
@@ -200,9 +204,10 @@ pub fn summary_table(results: &[VariantResult]) -> String {
     }
     let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     out.push_str(&format!(
-        "{} variant(s) built, {} up to date, {} failed\n",
+        "{} variant(s) built, {} up to date, {} excluded, {} failed\n",
         count(|s| *s == Status::Success),
         count(|s| *s == Status::UpToDate),
+        count(|s| matches!(s, Status::Excluded { .. })),
         count(|s| matches!(s, Status::Failed { .. }))
     ));
     out

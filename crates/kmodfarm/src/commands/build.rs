@@ -366,11 +366,14 @@ pub(crate) fn report(args: &FarmArgs, results: &[VariantResult]) -> anyhow::Resu
             files.html.display()
         );
     }
-    Ok(if results.iter().all(VariantResult::is_success) {
-        Outcome::Success
-    } else {
-        Outcome::SomeFailed
-    })
+    // An excluded variant is not applicable to its kernel: not a failure.
+    Ok(
+        if results.iter().all(|r| r.is_success() || r.is_excluded()) {
+            Outcome::Success
+        } else {
+            Outcome::SomeFailed
+        },
+    )
 }
 
 /// The matrix of a kernel list for one driver version, with --latest applied.
@@ -426,4 +429,24 @@ fn parallelism(requested: Option<usize>) -> (usize, usize) {
         .unwrap_or_else(|| cores.min((mem_gib / 2).max(1)))
         .max(1);
     (jobs, (cores / jobs).max(1))
+}
+
+/// `kmodfarm init`: a commented kmodfarm.toml for the project.
+pub(crate) fn init(args: crate::cli::InitArgs) -> anyhow::Result<Outcome> {
+    let report = kmf_build::init::init_project(&args.dir, args.force)?;
+    if args.json {
+        write_output(None, &serde_json::to_string_pretty(&report)?)?;
+    } else {
+        eprintln!(
+            "wrote {} for {}{}",
+            report.path.display(),
+            kmf_types::names::printable(&report.name),
+            if report.from_dkms_conf {
+                " from its dkms.conf (builds follow dkms.conf)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(Outcome::Success)
 }

@@ -65,7 +65,16 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
         for m in &report.modules {
             eprintln!("  {} (sha256 {} verified)", m.path.display(), m.sha256);
         }
+        for f in &report.firmware {
+            eprintln!("  firmware {} (sha256 verified)", f.display());
+        }
+        if let Some(conf) = &report.modprobe_conf {
+            eprintln!("  modprobe configuration {}", conf.display());
+        }
         eprintln!("  depmod: {}", report.depmod);
+        for m in &report.unloaded {
+            eprintln!("  unloaded {m}");
+        }
         for m in &report.loaded {
             eprintln!("  loaded {m}");
         }

@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::BootTest(args) => boot::boot_test(*args).await,
             Command::Builder(cmd) => builder::run(cmd).await,
             Command::Install(args) => install::install(*args).await,
+            Command::Init(args) => build::init(args),
             Command::Store(StoreCommand::Gc(args)) => install::gc(args).await,
             Command::Ci(CiCommand::Iam(args)) => ci::iam(args),
             Command::Ci(CiCommand::Github(args)) => ci::github(args),

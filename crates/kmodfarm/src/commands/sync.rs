@@ -57,7 +57,7 @@ fn summary(s: &DriverSync) -> String {
     let d = &s.diff;
     let mut out = format!(
         "{} {}: matrix {} -> {} entries (+{} added, ~{} modified, -{} removed, {} kept in held groups, {} \
-         unchanged); built {}, up to date {}, failed {}; published {} entries to {}\n",
+         unchanged); built {}, up to date {}, excluded {}, failed {}; published {} entries to {}\n",
         s.driver,
         s.driver_version,
         s.previous,
@@ -69,6 +69,7 @@ fn summary(s: &DriverSync) -> String {
         d.unchanged,
         s.built,
         s.up_to_date,
+        s.excluded,
         s.failed,
         s.published,
         s.matrix

@@ -38,11 +38,19 @@ fn bash(script: &str, env: &[(&str, &Path)]) {
         c.env(k, v);
     }
     let out = c.output().unwrap();
+    // Short, and the error first: a long message is cut in its middle by CI logs.
+    let tail = |b: &[u8], n: usize| -> String {
+        let text = String::from_utf8_lossy(b);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
     assert!(
         out.status.success(),
-        "{script}\nfailed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "fixture script failed ({}):\nstderr: {}\nstdout: {}\nscript starts: {}",
+        out.status,
+        tail(&out.stderr, 30),
+        tail(&out.stdout, 10),
+        script.trim_start().lines().next().unwrap_or("")
     );
 }
 

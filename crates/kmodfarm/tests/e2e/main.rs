@@ -7,6 +7,7 @@ mod boot;
 mod ci;
 mod debian;
 mod distributed;
+mod dkms;
 mod docker;
 mod fallback;
 mod families;

@@ -763,10 +763,15 @@ impl StepRunner<'_, '_> {
                 ExitKind::Exited(0) => None,
                 ExitKind::TimedOut => Some((
                     FailureClass::Timeout,
-                    format!(
-                        "step {n} ran past its limit of {}s",
-                        remaining_time.as_secs()
-                    ),
+                    match run.timeout {
+                        Some(cap) if cap == remaining_time => {
+                            format!("step {n} ran past its limit of {}s", cap.as_secs())
+                        }
+                        _ => format!(
+                            "step {n} ran past the build's limit of {}s",
+                            job.limits.timeout.as_secs()
+                        ),
+                    },
                 )),
                 ExitKind::Exited(code) => Some((
                     FailureClass::CompileError,

@@ -56,15 +56,6 @@ fn module_source(name: &str, init_body: &str) -> String {
     )
 }
 
-fn by_driver<'a>(results: &'a serde_json::Value, driver: &str) -> Vec<&'a serde_json::Value> {
-    results
-        .as_array()
-        .expect("boot-test --json prints an array")
-        .iter()
-        .filter(|r| r["driver"] == driver)
-        .collect()
-}
-
 /// QEMU processes started for boot tests of this cache that are still running.
 fn leftover_qemus() -> Vec<String> {
     let marker = cache_dir().join("boot/work").display().to_string();

@@ -219,13 +219,7 @@ fn plan_work_publish_install_and_a_shard_that_never_ran() {
         "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
         meta["variant"]["packageversion"].as_str().unwrap()
     );
-    let root = dir.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "ID=debian\nVERSION_CODENAME=bookworm\n",
-    )
-    .unwrap();
+    let root = debian_host_root(dir.path());
     let driver = missing[0].split('/').next().unwrap().to_string();
     let o = run(kmodfarm()
         .arg("install")
@@ -552,13 +546,7 @@ fn offline_unprivileged_workers_and_a_publisher_on_s3() {
         .find(|e| e["architecture"] == "x86_64")
         .unwrap()
         .clone();
-    let root = dir.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "ID=debian\nVERSION_CODENAME=bookworm\n",
-    )
-    .unwrap();
+    let root = debian_host_root(dir.path());
     let release = entry["kversion"].as_str().unwrap();
     let o = run(with_aws(kmodfarm())
         .args(["install", "--store", &store, "--driver", "hello"])

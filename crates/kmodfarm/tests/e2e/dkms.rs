@@ -8,15 +8,6 @@ use crate::util::*;
 /// Debian's 6.1 (bookworm) and 6.12 (trixie) kernels, both architectures.
 const BOOKWORM_AND_TRIXIE: &str = r"^(6\.1\.0-[0-9]+|6\.12\.[0-9]+\+deb13)-(amd64|arm64)$";
 
-fn by_driver<'a>(results: &'a serde_json::Value, driver: &str) -> Vec<&'a serde_json::Value> {
-    results
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["driver"] == driver)
-        .collect()
-}
-
 fn is_bookworm(r: &serde_json::Value) -> bool {
     r["entry"]["kversion"]
         .as_str()
@@ -328,6 +319,22 @@ fn delivery_metadata_is_published_and_installed() {
         .status()
         .unwrap();
     assert!(copy.success());
+    // `kmodfarm init` fills a kmodfarm.toml in from dkms.conf, and refuses to replace it.
+    let out = run(kmodfarm().arg("init").arg(&project).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(init["name"], "kmf-pair");
+    assert_eq!(init["from_dkms_conf"], true);
+    let written = std::fs::read_to_string(project.join("kmodfarm.toml")).unwrap();
+    assert!(written.contains("version = \"2.0.1\""), "{written}");
+    assert!(
+        written.contains("kmf_core (/updates/dkms), kmf_client (/extra/kmf)"),
+        "{written}"
+    );
+    assert_eq!(
+        run(kmodfarm().arg("init").arg(&project)).status.code(),
+        Some(2)
+    );
     std::fs::create_dir_all(project.join("fw")).unwrap();
     std::fs::write(project.join("fw/kmf-pair.bin"), b"KMF FIRMWARE\x00\x01\x02").unwrap();
     std::fs::write(project.join("kmf-pair.conf"), "blacklist kmf_legacy\n").unwrap();
@@ -370,13 +377,7 @@ fn delivery_metadata_is_published_and_installed() {
     let sums = std::fs::read_to_string(published_file(&prefix, "SHA256SUMS")).unwrap();
     assert!(sums.contains("firmware-kmf-pair.bin"), "{sums}");
 
-    let root = dir.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    let root = debian_host_root(dir.path());
     let release = entry["kversion"].as_str().unwrap();
     let version = format!(
         "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
@@ -402,4 +403,57 @@ fn delivery_metadata_is_published_and_installed() {
         std::fs::read_to_string(root.join("etc/modprobe.d/kmf-pair.conf")).unwrap(),
         "options kmf_client verbose=1\nblacklist kmf_legacy\n"
     );
+}
+
+/// The same class for any project: `[build]` requirements in `kmodfarm.toml` are checked against the
+/// kernel's release, architecture and `.config` before anything is compiled.
+#[test]
+fn kmodfarm_toml_requirements_exclude_before_compiling() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = (dir.path().join("store"), dir.path().join("report"));
+    let project = dir.path().join("hello");
+    std::fs::create_dir_all(&project).unwrap();
+    for f in ["Kbuild", "hello.c"] {
+        std::fs::copy(workspace().join("examples/hello").join(f), project.join(f)).unwrap();
+    }
+    std::fs::write(
+        project.join("kmodfarm.toml"),
+        "[driver]\nname = \"hello\"\nversion = \"0.1.0\"\n\n[build]\n\
+         requires_config = [\"CONFIG_DAMON\", \"!CONFIG_PREEMPT_RT\"]\narches = [\"x86_64\"]\n",
+    )
+    .unwrap();
+    let sync = Sync {
+        crawl: &crawl,
+        store: &store,
+        report: &report,
+    };
+    let code = sync.run(
+        &[project.as_path()],
+        "x86_64,aarch64",
+        BOOKWORM_AND_TRIXIE,
+        &[],
+    );
+    let results = read_json(&report.join("results.json"));
+    assert_eq!(code, 0, "{results:#}");
+    let all = by_driver(&results, "hello");
+    assert_eq!(all.len(), 4, "{results:#}");
+    for r in all {
+        let arm = r["entry"]["architecture"] == "aarch64";
+        let reason = r["reason"].as_str().unwrap_or("");
+        if arm {
+            assert_eq!(r["result"], "excluded", "{r:#}");
+            assert!(reason.contains("x86_64 only"), "{reason}");
+        } else if is_bookworm(r) {
+            assert_eq!(r["result"], "excluded", "{r:#}");
+            assert!(reason.contains("lacks CONFIG_DAMON"), "{reason}");
+            // Decided before the source was copied or anything compiled.
+            let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
+            assert!(!log.contains("# step 1"), "{log}");
+        } else {
+            assert_eq!(r["result"], "success", "{r:#}");
+        }
+    }
+    let matrix = read_json(&store.join("hello/0.1.0/matrix.json"));
+    assert_eq!(matrix.as_array().unwrap().len(), 1, "{matrix:#}");
 }

@@ -83,7 +83,13 @@ fn docker_builds_examples_for_current_bookworm_and_trixie_kernels() {
     let ws = workspace();
     let dir = tempfile::tempdir().unwrap();
     let (store, report) = (dir.path().join("store"), dir.path().join("report"));
-    let projects = [ws.join("examples/hello"), ws.join("examples/pair")];
+    // dkms-subdir: dkms.conf evaluated and its build (patch, PRE_BUILD, make in a subdirectory) run in the
+    // container, with /lib/modules/<release>/build leading to the headers there too.
+    let projects = [
+        ws.join("examples/hello"),
+        ws.join("examples/pair"),
+        ws.join("examples/dkms-subdir"),
+    ];
     let projects: Vec<&Path> = projects.iter().map(|p| p.as_path()).collect();
     let bookworm = build(
         &projects,
@@ -117,8 +123,8 @@ fn docker_builds_examples_for_current_bookworm_and_trixie_kernels() {
     assert_eq!(trixie.status.code(), Some(0));
 
     let mods = modules(&store);
-    // hello (1) and pair (2) × (bookworm amd64, bookworm arm64, trixie amd64)
-    assert_eq!(mods.len(), 9, "{:#?}", files(&store));
+    // hello (1), pair (2) and kmf-subdir (1) × (bookworm amd64, bookworm arm64, trixie amd64)
+    assert_eq!(mods.len(), 12, "{:#?}", files(&store));
     for (ko, m) in &mods {
         assert_eq!(m["toolchain"]["sandbox"], "docker");
         let release = m["kernel_release"].as_str().unwrap();
@@ -134,6 +140,11 @@ fn docker_builds_examples_for_current_bookworm_and_trixie_kernels() {
         assert_eq!(machine, if arch == "x86_64" { 62 } else { 183 });
         if ko.ends_with("pair_consumer.ko") {
             assert_eq!(modinfo(&path, "depends"), "pair_producer");
+        }
+        if ko.ends_with("kmf_subdir.ko") {
+            // PATCH_MATCH: the 6.1 series only.
+            let series = modinfo(&path, "kmf_series");
+            assert_eq!(series == "6.1", release.starts_with("6.1.0-"), "{release}");
         }
         let log = store.join(ko.parent().unwrap()).join("build.log");
         let log = std::fs::read_to_string(log).unwrap();

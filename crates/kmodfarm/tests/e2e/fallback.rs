@@ -68,13 +68,7 @@ fn a_kernel_missing_from_the_store_is_built_on_the_host() {
         "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
         host_kernel["packageversion"].as_str().unwrap()
     );
-    let root = w.join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
-    )
-    .unwrap();
+    let root = debian_host_root(w);
 
     let out = install(&store, &root, release, &version, &[]);
     assert_ne!(out.status.code(), Some(0));

@@ -138,13 +138,7 @@ fn signed_modules_verify_boot_and_name_their_signer() {
         "#1 SMP PREEMPT_DYNAMIC Debian {} (2025-01-01)",
         m["variant"]["packageversion"].as_str().unwrap()
     );
-    let host = w.join("host");
-    std::fs::create_dir_all(host.join("etc")).unwrap();
-    std::fs::write(
-        host.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    let host = debian_host_root(w);
     let install = |cert: &Path, dest: &Path| {
         let mut c = kmodfarm();
         c.arg("install")

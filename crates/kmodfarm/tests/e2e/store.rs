@@ -168,13 +168,7 @@ fn sync_to_s3_then_install_from_s3_and_http() {
     );
 
     // Install from S3 into a host root whose os-release says Debian.
-    let root = dir.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    let root = debian_host_root(dir.path());
     let out = install(&store, &root, &release, &uname_v(&entry), &[]);
     assert_eq!(out.status.code(), Some(0));
     let installed = root.join(format!("lib/modules/{release}/extra/hello/hello.ko"));

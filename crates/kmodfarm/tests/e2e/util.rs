@@ -178,3 +178,25 @@ pub fn with_aws(mut c: Command) -> Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     c
 }
+
+/// The results of `driver` in a `results.json` or `boot-test --json` array.
+pub fn by_driver<'a>(results: &'a serde_json::Value, driver: &str) -> Vec<&'a serde_json::Value> {
+    results
+        .as_array()
+        .expect("an array of results")
+        .iter()
+        .filter(|r| r["driver"] == driver)
+        .collect()
+}
+
+/// `<dir>/host`: a host root whose `/etc/os-release` says Debian 12 (bookworm), for `kmodfarm install`.
+pub fn debian_host_root(dir: &Path) -> PathBuf {
+    let root = dir.join("host");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    root
+}

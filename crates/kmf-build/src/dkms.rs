@@ -434,20 +434,27 @@ impl DkmsVariables {
             }
         }
 
-        let count = self
-            .indices("BUILT_MODULE_NAME")
-            .into_iter()
-            .chain(self.indices("DEST_MODULE_LOCATION"))
-            .max()
-            .map(|m| m + 1)
-            .ok_or(DkmsError::Missing(
-                "BUILT_MODULE_NAME[0] or DEST_MODULE_LOCATION[0]",
-            ))?;
-        let strip_default = self.set("STRIP", 0).unwrap_or("yes").to_string();
+        // As DKMS counts modules: any of the per-module arrays set at an index.
+        let count = [
+            "BUILT_MODULE_NAME",
+            "BUILT_MODULE_LOCATION",
+            "DEST_MODULE_NAME",
+            "DEST_MODULE_LOCATION",
+        ]
+        .iter()
+        .flat_map(|v| self.indices(v))
+        .max()
+        .map(|m| m + 1)
+        .ok_or(DkmsError::Missing(
+            "BUILT_MODULE_NAME[0] or DEST_MODULE_LOCATION[0]",
+        ))?;
+        // STRIP[0] is every module's default; a value starting with n or N means no, as in DKMS.
+        let strips = |v: &str| !v.starts_with(['n', 'N']);
+        let strip_default = self.set("STRIP", 0).is_none_or(strips);
         let mut modules = Vec::new();
         for i in 0..count {
             let built_name = match self.set("BUILT_MODULE_NAME", i) {
-                Some(n) => n.trim_end_matches(".ko").to_string(),
+                Some(n) => n.to_string(),
                 None if count == 1 => self.set("PACKAGE_NAME", 0).unwrap_or("").to_string(),
                 None => {
                     return Err(invalid(
@@ -457,6 +464,15 @@ impl DkmsVariables {
                 }
             };
             let check_name = |var: String, n: &str| {
+                if n.ends_with(".ko") || n.ends_with(".o") {
+                    return Err(invalid(
+                        var,
+                        format!(
+                            "`{}` names a file; DKMS wants the module name without .o or .ko",
+                            names::printable(n)
+                        ),
+                    ));
+                }
                 names::check_path_component(&var, n).map_err(|e| invalid(var, e.to_string()))
             };
             check_name(format!("BUILT_MODULE_NAME[{i}]"), &built_name)?;
@@ -469,18 +485,14 @@ impl DkmsVariables {
             }
             let dest_name = self
                 .set("DEST_MODULE_NAME", i)
-                .map(|n| n.trim_end_matches(".ko").to_string())
+                .map(str::to_string)
                 .unwrap_or_else(|| built_name.clone());
             check_name(format!("DEST_MODULE_NAME[{i}]"), &dest_name)?;
-            let dest_location = self
-                .set("DEST_MODULE_LOCATION", i)
-                .unwrap_or(DEFAULT_DEST)
-                .to_string();
-            check_destination(&format!("DEST_MODULE_LOCATION[{i}]"), &dest_location)?;
-            let strip = !self
-                .set("STRIP", i)
-                .unwrap_or(&strip_default)
-                .eq_ignore_ascii_case("no");
+            let dest_location = destination(
+                &format!("DEST_MODULE_LOCATION[{i}]"),
+                self.set("DEST_MODULE_LOCATION", i).unwrap_or(DEFAULT_DEST),
+            )?;
+            let strip = self.set("STRIP", i).map_or(strip_default, strips);
             modules.push(DkmsModule {
                 built_name,
                 built_location: location,
@@ -522,22 +534,25 @@ fn relative_inside(variable: &str, p: &str) -> Result<(), DkmsError> {
     }
 }
 
-/// `DEST_MODULE_LOCATION`: `/kernel`, `/updates` or `/extra`, then plain directory names, as DKMS
-/// requires; it is a directory under `/lib/modules/<release>` on the host that installs the module.
-pub fn check_destination(variable: &str, dest: &str) -> Result<(), DkmsError> {
+/// `DEST_MODULE_LOCATION` as kmodfarm publishes it: `/kernel`, `/updates` or `/extra` then plain directory
+/// names, as DKMS requires, normalised (`/updates/dkms`). A location under `/kernel` becomes
+/// [`DEFAULT_DEST`], as Debian's and Ubuntu's DKMS rewrite every location (Fedora's and SUSE's to `/extra`
+/// and `/updates`): a package's module must not replace the distribution's in-tree file of the same name;
+/// depmod's search order makes it win without that.
+pub fn destination(variable: &str, dest: &str) -> Result<String, DkmsError> {
     let bad = |why: &str| invalid(variable, format!("`{}` {why}", names::printable(dest)));
     let rest = dest
         .strip_prefix('/')
         .ok_or_else(|| bad("must start with /"))?;
-    let mut parts = rest.split('/').filter(|p| !p.is_empty());
-    match parts.next() {
-        Some("kernel" | "updates" | "extra") => {}
-        _ => return Err(bad("must start with /kernel, /updates or /extra")),
-    }
-    for p in parts {
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    for p in &parts {
         names::check_path_component(variable, p).map_err(|e| invalid(variable, e.to_string()))?;
     }
-    Ok(())
+    match parts.first() {
+        Some(&"kernel") => Ok(DEFAULT_DEST.to_string()),
+        Some(&("updates" | "extra")) => Ok(format!("/{}", parts.join("/"))),
+        _ => Err(bad("must start with /kernel, /updates or /extra")),
+    }
 }
 
 /// DKMS's rewrite of a command whose first word is `make`: parallel jobs and `KERNELRELEASE`, here with
@@ -805,9 +820,12 @@ mod tests {
         let items = with(&[
             ("BUILT_MODULE_NAME", "0", "a"),
             ("BUILT_MODULE_LOCATION", "0", "src/a/"),
-            ("BUILT_MODULE_NAME", "1", "b.ko"),
+            ("BUILT_MODULE_NAME", "1", "b"),
             ("DEST_MODULE_NAME", "1", "b_renamed"),
             ("DEST_MODULE_LOCATION", "1", "/kernel/drivers/misc"),
+            ("BUILT_MODULE_NAME", "2", "c"),
+            ("DEST_MODULE_LOCATION", "2", "/extra//kmf/"),
+            ("STRIP", "2", ""),
             ("STRIP", "0", "no"),
             ("STRIP", "1", "yes"),
         ]);
@@ -818,8 +836,18 @@ mod tests {
         assert!(!b.modules[0].strip);
         assert_eq!(b.modules[1].built_path(), "b.ko");
         assert_eq!(b.modules[1].dest_name, "b_renamed");
-        assert_eq!(b.modules[1].dest_location, "/kernel/drivers/misc");
+        // Never over an in-tree module: /kernel becomes /updates/dkms, as Debian's DKMS has it.
+        assert_eq!(b.modules[1].dest_location, "/updates/dkms");
         assert!(b.modules[1].strip);
+        assert_eq!(b.modules[2].dest_location, "/extra/kmf");
+        assert!(!b.modules[2].strip, "an empty STRIP[2] takes STRIP[0]'s no");
+        let strip0 = |v: &'static str| {
+            let Decision::Build(b) = build(&with(&[("STRIP", "0", v)])).unwrap() else {
+                panic!()
+            };
+            b.modules[0].strip
+        };
+        assert!(!strip0("n") && !strip0("No") && strip0("yes") && strip0("y"));
         for (var, value) in [
             ("BUILT_MODULE_LOCATION", "../../.."),
             ("BUILT_MODULE_LOCATION", "/etc"),
@@ -827,6 +855,8 @@ mod tests {
             ("DEST_MODULE_LOCATION", "/../../etc"),
             ("DEST_MODULE_LOCATION", "/etc/modprobe.d"),
             ("DEST_MODULE_NAME", "a/b"),
+            ("BUILT_MODULE_NAME", "x.ko"),
+            ("BUILT_MODULE_NAME", "x.o"),
         ] {
             let items: Vec<_> = BASE
                 .iter()

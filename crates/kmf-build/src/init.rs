@@ -81,15 +81,20 @@ fn comment_text(s: &str) -> String {
     names::printable(s).replace(['\n', '\r'], " ")
 }
 
+/// The directory's name when it is a driver name, else `driver`.
+fn dir_name_or_default(dir_name: &str) -> String {
+    if names::check_name("name", dir_name).is_ok() {
+        dir_name.to_string()
+    } else {
+        "driver".to_string()
+    }
+}
+
 /// The template and the driver name it gives.
 pub fn template(dir_name: &str, dkms_conf: Option<&str>) -> (String, String) {
     let mut out = String::new();
     let Some(conf) = dkms_conf else {
-        let name = if names::check_name("name", dir_name).is_ok() {
-            dir_name.to_string()
-        } else {
-            "driver".to_string()
-        };
+        let name = dir_name_or_default(dir_name);
         out.push_str(&format!(
             "# kmodfarm.toml for {name}, written by `kmodfarm init`. Every setting is optional.\n\n\
              [driver]\nname = {}\nversion = \"0.1.0\"                 # --driver-version overrides\n\n\
@@ -120,18 +125,24 @@ pub fn template(dir_name: &str, dkms_conf: Option<&str>) -> (String, String) {
     };
     let name = plain("PACKAGE_NAME", 0)
         .filter(|n| names::check_name("name", n).is_ok())
-        .unwrap_or_else(|| dir_name.to_string());
+        .unwrap_or_else(|| dir_name_or_default(dir_name));
+    // Name and version stay dkms.conf's (commented out here): set here, they would win over it, and a
+    // version bump in dkms.conf would go unseen.
     out.push_str(&format!(
         "# kmodfarm.toml for {}, written by `kmodfarm init` from its dkms.conf.\n\
          # The build follows dkms.conf (MAKE/MAKE_MATCH, PATCH/PATCH_MATCH, PRE_BUILD/POST_BUILD, BUILT_MODULE_*,\n\
          # DEST_MODULE_*, STRIP, BUILD_EXCLUSIVE_*), evaluated for every kernel inside the build sandbox.\n\
-         # What is set here takes precedence over it.\n\n[driver]\nname = {}                   # PACKAGE_NAME\n",
+         # What is set here takes precedence over it.\n\n[driver]\n\
+         # name = {}                 # default: dkms.conf's PACKAGE_NAME\n",
         comment_text(&name),
         quoted(&name)
     ));
     match plain("PACKAGE_VERSION", 0).filter(|v| names::check_name("version", v).is_ok()) {
         Some(v) if !computed("PACKAGE_VERSION") => {
-            out.push_str(&format!("version = {}                # PACKAGE_VERSION\n", quoted(&v)));
+            out.push_str(&format!(
+                "# version = {}              # default: dkms.conf's PACKAGE_VERSION\n",
+                quoted(&v)
+            ));
         }
         _ => out.push_str(
             "# dkms.conf computes PACKAGE_VERSION (or it is no plain version): give one here or with\n\
@@ -191,7 +202,7 @@ const COMMON_TAIL: &str =
 # load_order = []                   # module names, in the order they load\n\
 # unload_first = []                 # in-tree modules to unload first\n\
 # firmware = []                     # project files installed under /lib/firmware/\n\
-# modprobe_conf = \"modprobe.conf\"   # installed as /etc/modprobe.d/<driver>.conf\n\
+# modprobe_conf = \"modprobe.conf\"   # options/alias/softdep/blacklist lines -> /etc/modprobe.d/kmodfarm-<driver>.conf\n\
 # [install.params]\n# module_name = \"option=value\"\n\
 \n# The boot test (`--boot-test`): the target kernel boots in QEMU and loads the modules.\n[boot]\n\
 # check = \"tests/check.sh\"         # run in the guest after loading; non-zero fails the test\n\
@@ -209,8 +220,8 @@ mod tests {
                     DEST_MODULE_LOCATION[1]=\"/extra\"\nBUILD_EXCLUSIVE_ARCH=\"x86_64\"\n";
         let (text, name) = template("dir", Some(conf));
         assert_eq!(name, "kmf-pair");
-        assert!(text.contains("name = \"kmf-pair\""), "{text}");
-        assert!(text.contains("version = \"2.0.1\""), "{text}");
+        assert!(text.contains("# name = \"kmf-pair\""), "{text}");
+        assert!(text.contains("# version = \"2.0.1\""), "{text}");
         assert!(
             text.contains("kmf_core (/updates/dkms), kmf_client (/extra)"),
             "{text}"
@@ -225,6 +236,7 @@ mod tests {
         let conf = "PACKAGE_NAME='x\"\n[evil]'\nPACKAGE_VERSION=\"$(cat VERSION)\"\n";
         let (text, name) = template("mydrv", Some(conf));
         assert_eq!(name, "mydrv", "no name, the directory's");
+        assert_eq!(template("my drv", Some(conf)).1, "driver");
         assert!(text.contains("# version = \"1.0.0\""), "{text}");
         toml::from_str::<crate::ProjectConfig>(&text).unwrap();
         let (text, name) = template("hello", None);

@@ -30,11 +30,12 @@
 //!
 //! # Optional: what a host needs to load the modules (`kmodfarm install`).
 //! [install]
-//! dest = "updates/pair"          # under /lib/modules/<release>/ (default extra/<driver>)
+//! dest = "updates/pair"          # under /lib/modules/<release>/: updates/… or extra/… (default extra/<driver>)
 //! load_order = ["pair_producer", "pair_consumer"]
 //! unload_first = ["in_tree_pair"] # in-tree modules the driver replaces
 //! firmware = ["firmware/pair.bin"] # project files installed under /lib/firmware/
-//! modprobe_conf = "pair.conf"    # a project file installed as /etc/modprobe.d/<driver>.conf
+//! modprobe_conf = "pair.conf"    # options/alias/softdep/blacklist lines, installed as
+//!                                # /etc/modprobe.d/kmodfarm-<driver>.conf
 //! [install.params]
 //! pair_producer = "greeting=hello"   # becomes `options pair_producer greeting=hello`
 //!
@@ -124,18 +125,20 @@ pub struct BuildSection {
     pub timeout_secs: Option<u64>,
     #[serde(default, rename = "step")]
     pub steps: Vec<BuildStep>,
+    // The fields below enter input keys only when set, so that the keys of projects without them stay
+    // what they were.
     /// `CONFIG_X` the kernel must have (`y` or `m`), `!CONFIG_X` it must not.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires_config: Vec<String>,
     /// Architectures the driver builds for (default: all).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arches: Vec<Arch>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_min: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_max: Option<String>,
     /// Follow the project's `dkms.conf` (default: when it has one).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkms: Option<bool>,
 }
 
@@ -160,8 +163,8 @@ impl Default for BuildSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct InstallSection {
-    /// Directory under `/lib/modules/<release>/` (`updates/pair`); starts with `kernel`, `updates` or
-    /// `extra`.
+    /// Directory under `/lib/modules/<release>/` (`updates/pair`); starts with `updates` or `extra`
+    /// (never over the distribution's in-tree modules under `kernel`).
     #[serde(default)]
     pub dest: Option<String>,
     /// Module names in the order they load (the rest after them, in record order).
@@ -173,7 +176,8 @@ pub struct InstallSection {
     /// Project files installed under `/lib/firmware/` by their file name.
     #[serde(default)]
     pub firmware: Vec<String>,
-    /// A project file installed as `/etc/modprobe.d/<driver>.conf` (after the `params` lines).
+    /// A project file installed as `/etc/modprobe.d/kmodfarm-<driver>.conf` (after the `params` lines):
+    /// `options`, `alias`, `softdep` and `blacklist` lines only.
     #[serde(default)]
     pub modprobe_conf: Option<String>,
     /// Module name → its options, written as `options <module> <value>` lines.
@@ -258,11 +262,14 @@ impl ProjectConfig {
             let conf = Path::new(&cfg.build.source_dir).join(DKMS_CONF);
             match project.read(&conf, MAX_DKMS_BYTES) {
                 Ok(bytes) => {
-                    if !cfg.build.steps.is_empty() || !cfg.build.make_args.is_empty() {
+                    if !cfg.build.steps.is_empty()
+                        || !cfg.build.make_args.is_empty()
+                        || !cfg.build.modules.is_empty()
+                    {
                         return Err(config_err(
-                            "the project has a dkms.conf, which says how to build it, and kmodfarm.toml \
-                             sets [[build.step]] or make_args: set `dkms = false` in [build] to build with \
-                             the steps instead"
+                            "the project has a dkms.conf, which says how to build it and which modules \
+                             it makes, and kmodfarm.toml sets [[build.step]], make_args or modules: set \
+                             `dkms = false` in [build] to build with those instead"
                                 .into(),
                         ));
                     }
@@ -272,8 +279,7 @@ impl ProjectConfig {
                 Err(e) => return Err(in_project(DKMS_CONF, e)),
             }
         }
-        cfg.read_delivery(&project)
-            .map_err(|(what, e)| in_project(&what, e))?;
+        cfg.read_delivery(&project).map_err(config_err)?;
         if let Some(check) = &cfg.boot.check {
             cfg.boot_check = Some(
                 project
@@ -333,7 +339,7 @@ impl ProjectConfig {
                 return Err(BuildError::Config {
                     path: path.to_path_buf(),
                     msg: format!(
-                        "install.dest `{}` must be kernel/…, updates/… or extra/… with plain directory names",
+                        "install.dest `{}` must be updates/… or extra/… with plain directory names",
                         names::printable(dest)
                     ),
                 });
@@ -391,7 +397,7 @@ impl ProjectConfig {
     }
 
     /// Reads what `[install]` names into [`ProjectConfig::delivery`] and the firmware's bytes.
-    fn read_delivery(&mut self, project: &Beneath) -> Result<(), (String, UntrustedError)> {
+    fn read_delivery(&mut self, project: &Beneath) -> Result<(), String> {
         use sha2::{Digest, Sha256};
         let install = &self.install;
         let mut conf = String::new();
@@ -401,18 +407,21 @@ impl ProjectConfig {
         if let Some(file) = &install.modprobe_conf {
             let bytes = project
                 .read(Path::new(file), MAX_MODPROBE_CONF_BYTES)
-                .map_err(|e| ("install.modprobe_conf".to_string(), e))?;
+                .map_err(|e| format!("install.modprobe_conf: {e}"))?;
             conf.push_str(&String::from_utf8_lossy(&bytes));
             if !conf.ends_with('\n') {
                 conf.push('\n');
             }
         }
+        // Installed as root on every host: no `install`/`remove` commands (see check_modprobe_conf).
+        kmf_types::published::check_modprobe_conf(&conf)
+            .map_err(|e| format!("install.modprobe_conf/params: {e}"))?;
         let mut firmware = Vec::new();
         let mut bytes_of = Vec::new();
         for path in &install.firmware {
             let bytes = project
                 .read(Path::new(path), MAX_FIRMWARE_BYTES)
-                .map_err(|e| (format!("install.firmware `{}`", names::printable(path)), e))?;
+                .map_err(|e| format!("install.firmware `{}`: {e}", names::printable(path)))?;
             let name = Path::new(path)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -640,9 +649,14 @@ mod tests {
         assert_eq!(cfg.resolve_version(Some("1.0.0")).unwrap(), "1.0.0");
         // Steps beside dkms.conf are a conflict; `dkms = false` settles it.
         let toml = p.join("kmodfarm.toml");
-        std::fs::write(&toml, "[[build.step]]\ndir = '.'\n").unwrap();
-        let err = ProjectConfig::load(p).unwrap_err().to_string();
-        assert!(err.contains("dkms = false"), "{err}");
+        for conflict in [
+            "[[build.step]]\ndir = '.'\n",
+            "[build]\nmodules = ['x.ko']\n",
+        ] {
+            std::fs::write(&toml, conflict).unwrap();
+            let err = ProjectConfig::load(p).unwrap_err().to_string();
+            assert!(err.contains("dkms = false"), "{err}");
+        }
         std::fs::write(&toml, "[build]\ndkms = false\n[[build.step]]\ndir = '.'\n").unwrap();
         assert!(!ProjectConfig::load(p).unwrap().uses_dkms());
         // `dkms = true` without the file is an error, not a silent kbuild.
@@ -668,10 +682,24 @@ mod tests {
             "[install]\nload_order = ['a b']\n",
             "[install]\nfirmware = ['../secret.bin']\n",
             "[install.params]\nhello = \"x=1\\ninstall hello /bin/sh\"\n",
+            "[install]\ndest = 'kernel/fs'\n",
         ] {
             std::fs::write(&toml, bad).unwrap();
             assert!(ProjectConfig::load(p).is_err(), "{bad}");
         }
+
+        // A modprobe file may not run commands on hosts.
+        std::fs::write(
+            p.join("evil.conf"),
+            "install x /bin/sh -c 'id > /tmp/pwned'\n",
+        )
+        .unwrap();
+        std::fs::write(&toml, "[install]\nmodprobe_conf = 'evil.conf'\n").unwrap();
+        let err = ProjectConfig::load(p).unwrap_err().to_string();
+        assert!(
+            err.contains("only options, alias, softdep and blacklist"),
+            "{err}"
+        );
 
         std::fs::create_dir_all(p.join("fw")).unwrap();
         std::fs::write(p.join("fw/x.bin"), b"FW").unwrap();

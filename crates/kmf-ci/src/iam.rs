@@ -183,19 +183,13 @@ pub fn trust_policy(config: &FarmConfig, role: Role) -> PolicyDocument {
             Role::Worker => None,
         };
         if let Some(subject) = subject {
-            statements.push(Statement {
-                sid: "GithubActions".into(),
-                effect: "Allow",
-                principal: Some(json!({
-                    "Federated": format!("arn:aws:iam::{account}:oidc-provider/{GITHUB_OIDC_ISSUER}")
-                })),
-                action: vec!["sts:AssumeRoleWithWebIdentity".into()],
-                resource: vec![],
-                condition: Some(json!({ "StringEquals": {
-                    format!("{GITHUB_OIDC_ISSUER}:aud"): "sts.amazonaws.com",
-                    format!("{GITHUB_OIDC_ISSUER}:sub"): subject,
-                }})),
-            });
+            statements.push(web_identity(
+                "GithubActions",
+                account,
+                GITHUB_OIDC_ISSUER,
+                "sts.amazonaws.com",
+                &subject,
+            ));
         }
     }
     if let Some(gl) = &config.gitlab {
@@ -206,45 +200,51 @@ pub fn trust_policy(config: &FarmConfig, role: Role) -> PolicyDocument {
             Role::Planner | Role::Publisher | Role::BootTester | Role::GitCache
         );
         if let (true, Some(issuer), Some(project)) = (trusted, &gl.oidc_issuer, &gl.project_path) {
-            statements.push(Statement {
-                sid: "GitlabCi".into(),
-                effect: "Allow",
-                principal: Some(json!({
-                    "Federated": format!("arn:aws:iam::{account}:oidc-provider/{issuer}")
-                })),
-                action: vec!["sts:AssumeRoleWithWebIdentity".into()],
-                resource: vec![],
-                condition: Some(json!({ "StringEquals": {
-                    format!("{issuer}:aud"): config.name(role),
-                    format!("{issuer}:sub"): format!(
-                        "project_path:{project}:ref_type:branch:ref:{}", gl.branch
-                    ),
-                }})),
-            });
+            statements.push(web_identity(
+                "GitlabCi",
+                account,
+                issuer,
+                &config.name(role),
+                &format!("project_path:{project}:ref_type:branch:ref:{}", gl.branch),
+            ));
         }
     }
     if let Some(k8s) = &config.kubernetes {
         if let Some(issuer) = &k8s.oidc_provider {
-            statements.push(Statement {
-                sid: "KubernetesServiceAccount".into(),
-                effect: "Allow",
-                principal: Some(json!({
-                    "Federated": format!("arn:aws:iam::{account}:oidc-provider/{issuer}")
-                })),
-                action: vec!["sts:AssumeRoleWithWebIdentity".into()],
-                resource: vec![],
-                condition: Some(json!({ "StringEquals": {
-                    format!("{issuer}:aud"): "sts.amazonaws.com",
-                    format!("{issuer}:sub"): format!(
-                        "system:serviceaccount:{}:{}", k8s.namespace, config.name(role)
-                    ),
-                }})),
-            });
+            statements.push(web_identity(
+                "KubernetesServiceAccount",
+                account,
+                issuer,
+                "sts.amazonaws.com",
+                &format!(
+                    "system:serviceaccount:{}:{}",
+                    k8s.namespace,
+                    config.name(role)
+                ),
+            ));
         }
     }
     PolicyDocument {
         version: "2012-10-17",
         statement: statements,
+    }
+}
+
+/// Trust in tokens of the OIDC provider `issuer` registered in `account`, for the audience `aud` and the
+/// subject `sub` exactly: the one shape GitHub's, GitLab's and a Kubernetes cluster's tokens take.
+fn web_identity(sid: &str, account: &str, issuer: &str, aud: &str, sub: &str) -> Statement {
+    Statement {
+        sid: sid.into(),
+        effect: "Allow",
+        principal: Some(json!({
+            "Federated": format!("arn:aws:iam::{account}:oidc-provider/{issuer}")
+        })),
+        action: vec!["sts:AssumeRoleWithWebIdentity".into()],
+        resource: vec![],
+        condition: Some(json!({ "StringEquals": {
+            format!("{issuer}:aud"): aud,
+            format!("{issuer}:sub"): sub,
+        }})),
     }
 }
 

@@ -158,24 +158,15 @@ fn pod_running(
         node_selector.extend(config.architectures[arch].node_selector.clone());
         node_selector.insert("kubernetes.io/arch".into(), kube_arch(arch).into());
     }
+    // The same variables as the GitHub and GitLab jobs get, plus the pod's cache volume.
     let mut env = env;
-    env.extend([
-        EnvVar {
-            name: "KMODFARM_STORE".into(),
-            value: Some(config.store.url.clone()),
-            ..Default::default()
-        },
-        EnvVar {
-            name: "KMODFARM_CACHE".into(),
-            value: Some("/cache".into()),
-            ..Default::default()
-        },
-        EnvVar {
-            name: "AWS_REGION".into(),
-            value: Some(config.store.region.clone()),
-            ..Default::default()
-        },
-    ]);
+    let mut vars = config.job_variables();
+    vars.insert("KMODFARM_CACHE".into(), "/cache".into());
+    env.extend(vars.into_iter().map(|(name, value)| EnvVar {
+        name,
+        value: Some(value),
+        ..Default::default()
+    }));
     let unconfined = builds;
     PodTemplateSpec {
         metadata: Some(ObjectMeta {

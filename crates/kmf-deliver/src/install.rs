@@ -5,9 +5,12 @@
 //! tampered store leaves the host as it was. Then, each file replaced atomically:
 //!
 //! * firmware files go to `<root>/lib/firmware/<name>`;
-//! * the record's modprobe configuration to `<root>/etc/modprobe.d/<driver>.conf`;
+//! * the record's modprobe configuration to `<root>/etc/modprobe.d/kmodfarm-<driver>.conf`;
 //! * modules to `<root>/lib/modules/<release>/<destination>` (without a destination,
-//!   `extra/<driver>/<file_name>`), or flat into `--dest DIR`.
+//!   `extra/<driver>/<file_name>`).
+//!
+//! With `--dest DIR` everything goes under DIR instead, nothing under the root: the modules flat, the
+//! firmware under `DIR/firmware/`, the modprobe configuration under `DIR/modprobe.d/`.
 //!
 //! The directories the record names (a destination's, a firmware name's) are created without following a
 //! symlink: a store decides file names, not where on the host a link leads. `depmod` runs when the modules
@@ -24,8 +27,9 @@ use std::process::Command;
 use kmf_store::{Store, StoreError};
 use kmf_types::names::check_name;
 use kmf_types::published::{
-    driver_index_key, matrix_key, metadata_key, parse_driver_index_key, parse_matrix_key,
-    variant_prefix, DriverIndex, PublishedModule, PublishedVariant, DEFAULT_INSTALL_DIR,
+    driver_index_key, matrix_key, metadata_key, modprobe_conf_file, parse_driver_index_key,
+    parse_matrix_key, variant_prefix, DriverIndex, PublishedModule, PublishedVariant,
+    DEFAULT_INSTALL_DIR,
 };
 use kmf_types::{output_version, MatrixEntry};
 use serde::Serialize;
@@ -47,8 +51,8 @@ pub struct InstallOptions {
     /// The host's root directory (`/`): modules go under `<root>/lib/modules/<release>/`, firmware under
     /// `<root>/lib/firmware/`, the modprobe configuration into `<root>/etc/modprobe.d/`.
     pub root: PathBuf,
-    /// Install the modules flat into this directory instead, each under its destination's file name
-    /// (firmware and modprobe configuration still go under `root`).
+    /// Install into this directory instead of the root: the modules flat, each under its destination's
+    /// file name, the firmware under `firmware/`, the modprobe configuration under `modprobe.d/`.
     pub dest: Option<PathBuf>,
     /// Unload the in-tree modules the record names, then load the modules with modprobe (only when `root`
     /// is `/`).
@@ -68,7 +72,7 @@ pub struct InstallReport {
     pub variant: String,
     /// In record order, each with the path it was installed to.
     pub modules: Vec<InstalledModule>,
-    /// `<root>/etc/modprobe.d/<driver>.conf`, when the record carries a modprobe configuration.
+    /// `<root>/etc/modprobe.d/kmodfarm-<driver>.conf`, when the record carries a modprobe configuration.
     pub modprobe_conf: Option<PathBuf>,
     /// The firmware files installed, in record order.
     pub firmware: Vec<PathBuf>,
@@ -441,7 +445,10 @@ pub async fn install(
         ));
     }
 
-    let firmware_dir = opts.root.join("lib/firmware");
+    let firmware_dir = match &opts.dest {
+        Some(dir) => dir.join("firmware"),
+        None => opts.root.join("lib/firmware"),
+    };
     let mut firmware: Vec<(Placement, Vec<u8>)> = Vec::new();
     for f in &delivery.firmware {
         let key = record.object_key(&prefix, &f.file_name);
@@ -472,8 +479,11 @@ pub async fn install(
 
     let modprobe_conf = delivery.modprobe_conf.as_ref().map(|text| {
         let placement = Placement {
-            base: opts.root.join("etc/modprobe.d"),
-            rel: PathBuf::from(format!("{driver}.conf")),
+            base: match &opts.dest {
+                Some(dir) => dir.join("modprobe.d"),
+                None => opts.root.join("etc/modprobe.d"),
+            },
+            rel: PathBuf::from(modprobe_conf_file(&driver)),
         };
         (placement, text.as_bytes())
     });
@@ -1077,7 +1087,7 @@ mod tests {
         assert_eq!(report.firmware, std::slice::from_ref(&firmware));
         assert_eq!(std::fs::read(&firmware).unwrap(), FIRMWARE);
 
-        let conf = opts.root.join("etc/modprobe.d/hello.conf");
+        let conf = opts.root.join("etc/modprobe.d/kmodfarm-hello.conf");
         assert_eq!(report.modprobe_conf.as_ref(), Some(&conf));
         assert_eq!(
             std::fs::read_to_string(&conf).unwrap(),
@@ -1112,6 +1122,16 @@ mod tests {
             dir.path().join("modules/kmf_hello.ko")
         );
         assert!(report.depmod.starts_with("skipped: "), "{}", report.depmod);
+        // Nothing of it outside the directory: firmware and modprobe configuration go under it too.
+        assert!(report.firmware[0].starts_with(dir.path().join("modules/firmware")));
+        assert_eq!(
+            report.modprobe_conf.as_deref(),
+            Some(
+                dir.path()
+                    .join("modules/modprobe.d/kmodfarm-hello.conf")
+                    .as_path()
+            )
+        );
     }
 
     #[tokio::test]

@@ -396,10 +396,8 @@ fn check(
     }
 
     // Exactly the files the record names and the plan's firmware, nothing else.
-    let planned_firmware: &[FirmwareFile] = plan
-        .drivers
-        .iter()
-        .find(|d| d.name == variant.driver)
+    let planned_driver = plan.drivers.iter().find(|d| d.name == variant.driver);
+    let planned_firmware: &[FirmwareFile] = planned_driver
         .map(|d| d.delivery.firmware.as_slice())
         .unwrap_or_default();
     let mut allowed: Vec<&str> = vec![RECORD_FILE, BUILD_LOG, BOOT_LOG];
@@ -491,14 +489,28 @@ fn check(
                 m.size
             ));
         }
-        if let Some(d) = &m.destination {
-            if !kmf_types::published::valid_destination(d) {
-                return Err(format!(
-                    "{}: destination `{}` is not kernel/, updates/ or extra/ then names ending in .ko",
-                    printable(&m.file_name),
-                    printable(d)
-                ));
-            }
+        // Where hosts install the module: what the project says, not what a worker may wish. Only a
+        // DKMS package's destinations come from the build (its dkms.conf, evaluated per kernel).
+        let dkms = planned_driver.is_some_and(|d| d.dkms);
+        let fixed = planned_driver
+            .and_then(|d| d.install_dest.as_ref())
+            .map(|dir| format!("{}/{}", dir.trim_matches('/'), m.file_name));
+        let acceptable = match (&m.destination, &fixed) {
+            (got, Some(_)) => got == &fixed,
+            (Some(d), None) => dkms && kmf_types::published::valid_destination(d),
+            (None, None) => !dkms,
+        };
+        if !acceptable {
+            return Err(format!(
+                "{}: destination {} is not the one the project gives ({})",
+                printable(&m.file_name),
+                printable(&format!("{:?}", m.destination)),
+                printable(&match &fixed {
+                    Some(f) => f.clone(),
+                    None if dkms => "updates/… or extra/… from dkms.conf".into(),
+                    None => "none".into(),
+                })
+            ));
         }
         let modinfo = kmf_verify::verify_module(&dest, variant.entry.architecture, &release)
             .map_err(|e| format!("{}: {e}", printable(&m.file_name)))?;

@@ -39,6 +39,9 @@ pub enum FallbackError {
     },
     #[error(transparent)]
     Matrix(#[from] kmf_matrix::MatrixError),
+    /// The driver's requirements rule the host's kernel out: there is nothing to build or install.
+    #[error("the driver does not apply to kernel {release}: {reason}")]
+    Excluded { release: String, reason: String },
     #[error("no header packages for {distro} {arch} kernel {release} either{nearest}")]
     NoHeaders {
         distro: String,
@@ -148,6 +151,13 @@ pub async fn build_for_host(
     .map_err(|e| FallbackError::Run(Box::new(e)))?;
     match results.first() {
         Some(r) if matches!(r.status, Status::Success | Status::UpToDate) => Ok(()),
+        Some(kmf_report::VariantResult {
+            status: Status::Excluded { reason },
+            ..
+        }) => Err(FallbackError::Excluded {
+            release,
+            reason: reason.clone(),
+        }),
         Some(r) => {
             let Status::Failed { class, message } = &r.status else {
                 unreachable!("matched above")

@@ -4,7 +4,8 @@
 //! unpacked (it follows the kernel's `CONFIG_CC_VERSION_TEXT`):
 //!
 //! - the **input key**, known before any download: kmodfarm's build recipe version, the driver name and version,
-//!   the source tree digest, the project's build section (make arguments, steps, expected modules), the
+//!   the source tree digest, the project's build section (make arguments, steps, expected modules, the
+//!   requirements on the kernel) and what `[install]` publishes (modprobe text, firmware digests), the
 //!   variant's identity, the header packages by SHA256 (by file name where the kernel list gave no digest;
 //!   never by URL: mirrors move packages and kernel lists reorder them) and the kernel config digest;
 //! - the **build key**: the input key plus the builder identity (builder id and a digest of every package
@@ -36,6 +37,10 @@ struct InputMaterial<'a> {
     kernelversion: &'a str,
     packages: Vec<String>,
     kernelconfigsha256: Option<&'a str>,
+    /// `[install]` as published (modprobe text, firmware digests, orders): a change republishes. Absent
+    /// when empty, so that projects without it keep their keys.
+    #[serde(skip_serializing_if = "kmf_types::published::Delivery::is_empty")]
+    delivery: &'a kmf_types::published::Delivery,
 }
 
 /// How a header package counts in a key: its SHA256 where known, else its file name.
@@ -68,6 +73,7 @@ pub fn input_key(driver: &Driver, entry: &MatrixEntry) -> String {
         kernelversion: &entry.kernelversion,
         packages,
         kernelconfigsha256: entry.kernelconfigsha256.as_deref(),
+        delivery: &driver.project.delivery,
     };
     digest(&serde_json::to_vec(&material).expect("key material serialises"))
 }
@@ -160,6 +166,12 @@ mod tests {
         let mut d = driver("0.1.1", "aa");
         d.project.build.make_args.push("EXTRA=1".into());
         assert_ne!(base, input_key(&d, &e), "make arguments");
+        let mut d = driver("0.1.1", "aa");
+        d.project.build.requires_config.push("CONFIG_X".into());
+        assert_ne!(base, input_key(&d, &e), "requirements");
+        let mut d = driver("0.1.1", "aa");
+        d.project.delivery.modprobe_conf = Some("options x y=1\n".into());
+        assert_ne!(base, input_key(&d, &e), "delivery");
         let mut configured = e.clone();
         configured.kernelconfigsha256 = Some("cc".into());
         assert_ne!(

@@ -91,6 +91,13 @@ pub struct PlannedDriver {
         skip_serializing_if = "kmf_types::published::Delivery::is_empty"
     )]
     pub delivery: kmf_types::published::Delivery,
+    /// The build follows the project's dkms.conf: module destinations come from its evaluation (any
+    /// valid one is accepted, unless `install_dest` fixes them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dkms: bool,
+    /// `[install] dest`: every module's destination is `<install_dest>/<file name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_dest: Option<String>,
     /// Store key of its published matrix.
     pub matrix_key: String,
     /// Entries of the matrix published before the plan.
@@ -496,6 +503,17 @@ pub struct PlannedExclusion {
     pub reason: String,
 }
 
+/// Why `kmodfarm.toml`'s `arches`, `kernel_min` or `kernel_max` rule the entry out, if they do.
+fn requirement_exclusion(driver: &crate::Driver, entry: &MatrixEntry) -> Option<String> {
+    let facts = kmf_build::applicability::KernelFacts {
+        release: entry.kversion.clone(),
+        arch: entry.architecture,
+        config: None,
+    };
+    let why = driver.project.requirements().exclusion(&facts)?;
+    Some(format!("kmodfarm.toml: {why}"))
+}
+
 /// What the store says of a variant before it is planned.
 enum Known {
     UpToDate(Box<kmf_types::published::PublishedVariant>),
@@ -548,6 +566,14 @@ pub async fn plan(
         let mut up_to_date = Vec::new();
         let mut excluded = Vec::new();
         for (entry, known) in checks {
+            // Architecture and release requirements need no download: decided here, before any input is
+            // fetched (configuration requirements wait for the kernel's .config).
+            let known = match known {
+                Known::Unknown => requirement_exclusion(&driver, &entry)
+                    .map(Known::Excluded)
+                    .unwrap_or(Known::Unknown),
+                known => known,
+            };
             match known {
                 Known::UpToDate(p) => {
                     let mut e = entry;
@@ -592,6 +618,8 @@ pub async fn plan(
             git: driver.git.clone(),
             modules: driver.project.build.modules.clone(),
             delivery: driver.project.delivery.clone(),
+            dkms: driver.project.uses_dkms(),
+            install_dest: driver.project.install.dest.clone(),
             matrix_key,
             previous: previous.len(),
             generated: generated.len(),

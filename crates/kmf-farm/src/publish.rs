@@ -268,8 +268,17 @@ impl Publisher<'_> {
         let bundle = match decide(&verdicts, &log_path, self.in_process) {
             Ok(b) => b,
             Err(Stop::Excluded(reason)) => {
-                self.record_exclusion(driver, variant, &reason, &log_path)
-                    .await?;
+                // Recorded for later runs when this process decided it, or every one of several
+                // workers did; a single remote worker's word is reported but decided again next time.
+                if self.in_process || variant.shards.len() > 1 {
+                    self.record_exclusion(driver, variant, &reason, &log_path)
+                        .await?;
+                } else {
+                    note(
+                        &log_path,
+                        "publisher: one worker's exclusion is not recorded; the next run decides again",
+                    );
+                }
                 return Err(Stop::Excluded(reason));
             }
             Err(stop) => return Err(stop),
@@ -435,12 +444,33 @@ fn decide<'a>(
             return fail(*class, format!("on the worker of shard {shard}: {message}"));
         }
     }
-    for (_, v) in verdicts {
-        if let BundleVerdict::Excluded { reason, log, .. } = v {
-            copy_log(log.as_deref(), log_path);
-            note(log_path, &format!("publisher: excluded: {reason}"));
-            return Err(Stop::Excluded(reason.clone()));
+    // An exclusion stands only when every copy reports it, for the same reason: with redundancy, one
+    // worker cannot talk the others' modules out of the store.
+    let excluded: Vec<(usize, &String, &Option<std::path::PathBuf>)> = verdicts
+        .iter()
+        .filter_map(|(s, v)| match v {
+            BundleVerdict::Excluded { reason, log, .. } => Some((*s, reason, log)),
+            _ => None,
+        })
+        .collect();
+    if let Some((first_shard, reason, log)) = excluded.first() {
+        if let Some((shard, other)) = verdicts.iter().find_map(|(s, v)| match v {
+            BundleVerdict::Excluded { reason: r, .. } if r == *reason => None,
+            BundleVerdict::Excluded { reason: r, .. } => Some((*s, r.as_str())),
+            BundleVerdict::Verified(_) => Some((*s, "built")),
+            _ => None,
+        }) {
+            return fail(
+                FailureClass::BundleRefused,
+                format!(
+                    "the copies disagree: shard {first_shard} found the kernel excluded ({reason}), shard \
+                     {shard} says {other}"
+                ),
+            );
         }
+        copy_log(log.as_deref(), log_path);
+        note(log_path, &format!("publisher: excluded: {reason}"));
+        return Err(Stop::Excluded((*reason).clone()));
     }
     for (shard, v) in verdicts {
         if let BundleVerdict::Missing = v {
@@ -459,10 +489,10 @@ fn decide<'a>(
         .collect();
     let (first_shard, first) = verified.remove(0);
     let digests = |b: &VerifiedBundle| {
-        let mut d: Vec<(String, String)> = b
+        let mut d: Vec<(String, String, Option<String>)> = b
             .modules
             .iter()
-            .map(|m| (m.file_name.clone(), m.sha256.clone()))
+            .map(|m| (m.file_name.clone(), m.sha256.clone(), m.destination.clone()))
             .collect();
         d.sort();
         d

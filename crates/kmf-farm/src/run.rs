@@ -137,7 +137,11 @@ async fn run(
         .await;
     drop(bundles);
     let (summaries, mut all) = publish_results(farm, &plan, results, opts).await?;
-    for r in all.iter().filter(|r| r.status == crate::Status::UpToDate) {
+    // Up-to-date variants and exclusions already in the store were decided at plan time: their lines.
+    for r in all
+        .iter()
+        .filter(|r| r.status == crate::Status::UpToDate || r.is_excluded())
+    {
         if !plan.variants.iter().any(|v| v.id == r.store_prefix) {
             reporter.finished(r);
         }

@@ -86,7 +86,14 @@ const CLASS_HELP: &[(&str, &str)] = &[
         "toolchain unavailable",
         "no builder for the kernel's compiler",
     ),
-    ("compile error", "make failed"),
+    (
+        "compile error",
+        "make failed (or a DKMS patch, PRE_BUILD or POST_BUILD)",
+    ),
+    (
+        "config error",
+        "dkms.conf could not be evaluated, or set a value kmodfarm refuses",
+    ),
     ("timeout", "the build ran out of time"),
     (
         "verification failed",

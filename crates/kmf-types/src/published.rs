@@ -227,7 +227,7 @@ pub struct Delivery {
     /// Modules (in-tree ones the driver replaces) to unload before loading the driver's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unload_first: Vec<String>,
-    /// The content of `/etc/modprobe.d/<driver>.conf`: `options` lines for the modules' parameters,
+    /// The content of `/etc/modprobe.d/kmodfarm-<driver>.conf`: `options` lines for the modules' parameters,
     /// then the project's own modprobe configuration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modprobe_conf: Option<String>,
@@ -294,11 +294,13 @@ pub struct PublishedModule {
 /// `/lib/modules/<release>/` (followed by `<driver>/<file_name>`).
 pub const DEFAULT_INSTALL_DIR: &str = "extra";
 
-/// A module destination: `kernel/`, `updates/` or `extra/` then plain names, ending in `.ko`; nothing that
-/// could leave the kernel's module tree.
+/// A module destination: `updates/` or `extra/` then plain names, ending in `.ko`. Nothing that could leave
+/// the kernel's module tree, and nothing under `kernel/`: a driver's module never replaces a distribution's
+/// in-tree file (it takes precedence through depmod's search order, `updates` first, as DKMS arranges it on
+/// Debian, Ubuntu, Fedora and SUSE).
 pub fn valid_destination(dest: &str) -> bool {
     let mut parts = dest.split('/');
-    let top_ok = matches!(parts.next(), Some("kernel" | "updates" | "extra"));
+    let top_ok = matches!(parts.next(), Some("updates" | "extra"));
     let rest: Vec<&str> = parts.collect();
     top_ok
         && rest
@@ -307,6 +309,41 @@ pub fn valid_destination(dest: &str) -> bool {
         && rest
             .iter()
             .all(|p| crate::names::check_path_component("module destination", p).is_ok())
+}
+
+/// The file name under `/etc/modprobe.d/` a driver's modprobe configuration is installed as: prefixed, so
+/// that it never replaces a distribution's or another package's file.
+pub fn modprobe_conf_file(driver: &str) -> String {
+    format!("kmodfarm-{driver}.conf")
+}
+
+/// Why a modprobe configuration is refused: only `options`, `alias`, `softdep` and `blacklist` lines (and
+/// comments) are installed on hosts. `install` and `remove` run shell commands as root whenever a module
+/// is loaded or removed, `include` reads other files: a store or a project cannot ask for either.
+pub fn check_modprobe_conf(text: &str) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let command = words.next().unwrap_or("");
+        let first = words.next();
+        let ok = match command {
+            "options" | "blacklist" | "softdep" => first.is_some_and(valid_module_name),
+            "alias" => first.is_some() && words.next().is_some_and(valid_module_name),
+            _ => false,
+        };
+        if !ok || line.contains(['\0', '\r']) || line.ends_with('\\') {
+            return Err(format!(
+                "line {}: `{}`: only options, alias, softdep and blacklist lines naming modules are \
+                 installed",
+                n + 1,
+                crate::names::printable(line)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a module's `.modinfo` (and its appended signature) says, as `modinfo` shows it. Every part reads
@@ -471,6 +508,9 @@ impl PublishedVariant {
             }
         }
         let d = &v.delivery;
+        if let Some(conf) = &d.modprobe_conf {
+            check_modprobe_conf(conf).map_err(RecordError::BadDelivery)?;
+        }
         for m in d.load_order.iter().chain(&d.unload_first) {
             if !valid_module_name(m) {
                 return Err(RecordError::BadDelivery(format!("module name {m:?}")));
@@ -544,6 +584,42 @@ impl DriverIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_stay_out_of_the_in_tree_modules() {
+        assert!(valid_destination("updates/dkms/kmf_core.ko"));
+        assert!(valid_destination("extra/kmf/kmf_client.ko"));
+        for bad in [
+            "kernel/fs/ext4/ext4.ko",
+            "updates/../kernel/x.ko",
+            "updates//x.ko",
+            "/updates/x.ko",
+            "updates/x",
+            "extra/.ko",
+            "etc/x.ko",
+        ] {
+            assert!(!valid_destination(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modprobe_configurations_cannot_run_commands() {
+        let ok = "# c\noptions kmf_client verbose=1\nblacklist kmf_legacy\n\
+                  softdep kmf_client pre: kmf_core\nalias pci:v00008086d* kmf_core\n";
+        assert_eq!(check_modprobe_conf(ok), Ok(()));
+        for bad in [
+            "install kmf_core /bin/sh -c 'touch /tmp/x'",
+            "remove kmf_core /bin/true",
+            "include /etc/passwd",
+            "options",
+            "options ../x a=1",
+            "options kmf_core a=1 \\",
+            "alias x",
+        ] {
+            let err = check_modprobe_conf(bad).unwrap_err();
+            assert!(err.contains("line 1"), "{bad}: {err}");
+        }
+    }
 
     fn record(artifacts: &str, file: &str) -> String {
         format!(

@@ -661,7 +661,8 @@ pub struct InstallArgs {
     /// The host's root directory: os-release is read and modules installed under it.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
-    /// Install the modules into DIR instead of <root>/lib/modules/<release>/extra/<driver>.
+    /// Install into DIR instead of under the root: the modules flat (each under its destination's file
+    /// name), firmware into DIR/firmware/, the modprobe configuration into DIR/modprobe.d/; depmod skipped.
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
     /// Kernel release to install for (default: the running kernel's, uname -r).

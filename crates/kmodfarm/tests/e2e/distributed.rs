@@ -390,6 +390,22 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
             }
         }
     });
+    // 9. One copy claims the kernel is excluded (its modules gone, its record saying so): the other copy
+    // built it, so the copies disagree, and no exclusion is recorded.
+    let forged = pair[1];
+    for m in ["pair_producer.ko", "pair_consumer.ko"] {
+        std::fs::remove_file(first(forged).join(m)).unwrap();
+    }
+    edit_record(&first(forged), |r| {
+        r["result"] = "excluded".into();
+        r["message"] = "dkms.conf: forged".into();
+        r["modules"] = serde_json::json!([]);
+    });
+    // 10. A destination the project never gave (over an in-tree module's place, or anywhere).
+    let placed = pair[2];
+    edit_record(&first(placed), |r| {
+        r["modules"][0]["destination"] = "updates/ext4.ko".into();
+    });
     let store_b = dir.path().join("store-b");
     let report = dir.path().join("report-b");
     let out = publish(&plan_dir, &bundles, &store_b, &report);
@@ -399,15 +415,15 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
         (hello[0], "input key"),
         (hello[1], "variant"),
         (disagree, "copies disagree"),
+        (forged, "excluded (dkms.conf: forged)"),
+        (placed, "not the one the project gives"),
     ] {
         let (class, message) = &got[id.as_str()];
         assert_eq!(class, "bundle_refused", "{id}: {message}");
         assert!(message.contains(needle), "{id}: {message}");
         assert!(!store_b.join(id).exists());
     }
-    for id in [hello[2], pair[1], pair[2]] {
-        assert_eq!(got[id.as_str()].0, "success", "{id}");
-    }
+    assert_eq!(got[hello[2].as_str()].0, "success");
 }
 
 /// A worker as the secure-compile rules want it: an unprivileged uid, in a network namespace with no

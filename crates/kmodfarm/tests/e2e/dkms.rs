@@ -326,7 +326,7 @@ fn delivery_metadata_is_published_and_installed() {
     assert_eq!(init["name"], "kmf-pair");
     assert_eq!(init["from_dkms_conf"], true);
     let written = std::fs::read_to_string(project.join("kmodfarm.toml")).unwrap();
-    assert!(written.contains("version = \"2.0.1\""), "{written}");
+    assert!(written.contains("# version = \"2.0.1\""), "{written}");
     assert!(
         written.contains("kmf_core (/updates/dkms), kmf_client (/extra/kmf)"),
         "{written}"
@@ -400,7 +400,7 @@ fn delivery_metadata_is_published_and_installed() {
         b"KMF FIRMWARE\x00\x01\x02"
     );
     assert_eq!(
-        std::fs::read_to_string(root.join("etc/modprobe.d/kmf-pair.conf")).unwrap(),
+        std::fs::read_to_string(root.join("etc/modprobe.d/kmodfarm-kmf-pair.conf")).unwrap(),
         "options kmf_client verbose=1\nblacklist kmf_legacy\n"
     );
 }

@@ -88,11 +88,8 @@ fn to_downloads(
                     .clone()
                     .or_else(|| p.url.find("/pool/").map(|i| p.url[i + 1..].to_string()));
                 if let Some(path) = pool_path {
-                    // A pool path identifies the file on any Debian mirror; which archive (main or security)
-                    // holds it is not recorded in kernel-crawler lists, so try both.
-                    push(format!("{}/{}", m.archive.trim_end_matches('/'), path));
-                    if let Some(sec) = &m.security {
-                        push(format!("{}/{}", sec.trim_end_matches('/'), path));
+                    for u in mirror_urls(m, &path) {
+                        push(u);
                     }
                 }
             }
@@ -108,8 +105,6 @@ fn to_downloads(
                     .find(|r| r.file_name() == p.file_name())
                     .and_then(|r| r.sha256.clone())
             });
-            // Security-archive pool paths differ from the main archive's (`pool/updates/...`); a mirror URL built
-            // from the wrong archive just 404s and the next one is tried.
             Download {
                 file_name: p.file_name().to_string(),
                 sha256,
@@ -118,6 +113,23 @@ fn to_downloads(
             }
         })
         .collect()
+}
+
+/// The configured mirrors' URLs of a pool path, the likelier archive first. A pool path identifies the
+/// file on any Debian mirror; which archive (main or security) holds it is not recorded in kernel-crawler
+/// lists, so both are tried, but the security archive's pool is `pool/updates/...`: such a path goes
+/// there first instead of costing a 404 from the main archive for every security kernel's package.
+fn mirror_urls(m: &kmf_kernels::mirrors::DebianMirrors, path: &str) -> Vec<String> {
+    let archive = format!("{}/{}", m.archive.trim_end_matches('/'), path);
+    let security = m
+        .security
+        .as_ref()
+        .map(|sec| format!("{}/{}", sec.trim_end_matches('/'), path));
+    match security {
+        Some(sec) if path.starts_with("pool/updates/") => vec![sec, archive],
+        Some(sec) => vec![archive, sec],
+        None => vec![archive],
+    }
 }
 
 /// kernel-crawler's Debian entries list the headers of every flavour of an upload (`rt`, `cloud`, ...);
@@ -277,6 +289,30 @@ mod tests {
             ]
         );
         assert_eq!(select_ubuntu_flavour(&pkgs, "4.4.0-99-generic").len(), 3);
+    }
+
+    #[test]
+    fn security_pool_paths_go_to_the_security_mirror_first() {
+        let m = kmf_kernels::mirrors::DebianMirrors {
+            archive: "http://a/debian/".into(),
+            security: Some("http://s/debian-security".into()),
+        };
+        assert_eq!(
+            mirror_urls(&m, "pool/updates/main/l/linux/x.deb"),
+            [
+                "http://s/debian-security/pool/updates/main/l/linux/x.deb",
+                "http://a/debian/pool/updates/main/l/linux/x.deb"
+            ]
+        );
+        assert_eq!(
+            mirror_urls(&m, "pool/main/l/linux/x.deb")[0],
+            "http://a/debian/pool/main/l/linux/x.deb"
+        );
+        let no_security = kmf_kernels::mirrors::DebianMirrors {
+            security: None,
+            ..m
+        };
+        assert_eq!(mirror_urls(&no_security, "pool/updates/x.deb").len(), 1);
     }
 
     #[test]

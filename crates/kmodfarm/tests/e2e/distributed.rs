@@ -596,6 +596,85 @@ fn offline_unprivileged_workers_and_a_publisher_on_s3() {
     assert_eq!(again["up_to_date"], 4);
 }
 
+/// A DKMS package through the trust boundary: offline, unprivileged workers evaluate dkms.conf and build
+/// from the plan alone; the publisher takes the destinations dkms.conf gave; one worker's exclusion is
+/// reported but not recorded, so the next plan decides it again.
+#[test]
+fn offline_workers_build_dkms_packages_and_their_exclusions_are_decided_again() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = dir.path().join("kmodfarm");
+    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+    let store = dir.path().join("store");
+    let ws = workspace();
+    let plan = |out: &Path| {
+        let mut c = kmodfarm();
+        c.arg("plan")
+            .arg(ws.join("examples/dkms-subdir"))
+            .arg(ws.join("examples/dkms-config"));
+        c.arg("--kernels").arg(&crawl).args(FILTERS);
+        c.args(["--json", "--store"]).arg(&store);
+        c.arg("--cache").arg(cache_dir()).arg("--out").arg(out);
+        let o = run(&mut c);
+        assert!(o.status.success());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let plan_dir = dir.path().join("plan");
+    let summary = plan(&plan_dir);
+    // bookworm 6.1: amd64, cloud-amd64, rt-amd64 for each package.
+    assert_eq!(summary["variants"], 6, "{summary:#}");
+    let bundles = dir.path().join("bundles");
+    for s in shard_indices(&summary) {
+        let home = dir.path().join(format!("worker-{s}"));
+        let out = offline_worker(&bin, &plan_dir, s, &home, &bundles, &[])
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report = dir.path().join("report");
+    let out = publish(&plan_dir, &bundles, &store, &report);
+    assert_eq!(out.status.code(), Some(0), "excluded is no failure");
+    let results = read_json(&report.join("results.json"));
+    for r in by_driver(&results, "kmf-subdir") {
+        assert_eq!(r["result"], "success", "{r:#}");
+        assert_eq!(r["modules"][0]["destination"], "updates/dkms/kmf_subdir.ko");
+        let meta = read_json(
+            &store
+                .join(r["store_prefix"].as_str().unwrap())
+                .join("metadata.json"),
+        );
+        assert_eq!(
+            meta["modules"][0]["destination"],
+            "updates/dkms/kmf_subdir.ko"
+        );
+    }
+    let damon = by_driver(&results, "kmf-damon");
+    assert_eq!(damon.len(), 3);
+    for r in &damon {
+        assert_eq!(r["result"], "excluded", "{r:#}");
+        let prefix = store.join(r["store_prefix"].as_str().unwrap());
+        assert!(
+            !prefix.join("excluded.json").exists(),
+            "one worker's word is not recorded"
+        );
+    }
+    let again = plan(&dir.path().join("plan2"));
+    assert_eq!(
+        again["variants"], 3,
+        "the exclusions are decided again: {again:#}"
+    );
+    assert_eq!(again["up_to_date"], 3);
+}
+
 /// Signing happens at the publisher only: a worker refuses a key; the publisher signs the re-verified modules
 /// with the kernel tree's sign-file (from the plan's own header packages) and records the signer.
 #[test]

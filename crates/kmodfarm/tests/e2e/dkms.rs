@@ -90,6 +90,13 @@ fn dkms_packages_build_boot_and_exclude_from_their_dkms_conf() {
         let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
         assert!(log.contains("evaluating dkms.conf"), "{log}");
         assert!(log.contains("PRE_BUILD: gen-header.sh"), "{log}");
+        assert!(
+            log.contains("check-built.sh: src/kmf_subdir.ko is there"),
+            "{log}"
+        );
+        // The Makefile found the headers at /lib/modules/<release>/build, as on a DKMS host.
+        let release = r["kernel_release"].as_str().unwrap();
+        assert!(log.contains(&format!("-C src KVER={release}")), "{log}");
         assert_eq!(
             log.contains("applying patches/series-6.1.patch"),
             is_bookworm(r)

@@ -429,6 +429,20 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
 /// A worker as the secure-compile rules want it: an unprivileged uid, in a network namespace with no
 /// interface, with an environment of PATH and HOME only (no credential of any kind), reading a plan
 /// directory and writing bundles.
+/// A temporary directory workers can enter (they run as another uid: the way to the plan, the binary and
+/// their directories must be open), with a copy of the binary in it.
+fn worker_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = dir.path().join("kmodfarm");
+    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+    (dir, bin)
+}
+
 fn offline_worker(
     bin: &Path,
     plan: &Path,
@@ -471,19 +485,11 @@ fn offline_worker(
 #[test]
 fn offline_unprivileged_workers_and_a_publisher_on_s3() {
     let Some(crawl) = debian_crawl() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    // Workers run as another uid: the way to the plan, the binary and their directories must be open.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let (dir, bin) = worker_dir();
     let Some(server) = kmf_store::loopback::S3Server::start(&dir.path().join("s3"), "kmods") else {
         return;
     };
     let store = server.url("kmods", "nightly");
-    let bin = dir.path().join("kmodfarm");
-    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
 
     // Plan with prefetch: header packages and the builder go into the plan directory.
     let plan_dir = dir.path().join("plan");
@@ -602,14 +608,7 @@ fn offline_unprivileged_workers_and_a_publisher_on_s3() {
 #[test]
 fn offline_workers_build_dkms_packages_and_their_exclusions_are_decided_again() {
     let Some(crawl) = debian_crawl() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin = dir.path().join("kmodfarm");
-    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+    let (dir, bin) = worker_dir();
     let store = dir.path().join("store");
     let ws = workspace();
     let plan = |out: &Path| {
@@ -914,14 +913,7 @@ fn build_and_sync_write_the_store_plan_work_publish_writes() {
 #[test]
 fn offline_workers_boot_test_from_the_plan() {
     let Some(crawl) = debian_crawl() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin = dir.path().join("kmodfarm");
-    std::fs::copy(env!("CARGO_BIN_EXE_kmodfarm"), &bin).unwrap();
+    let (dir, bin) = worker_dir();
     let store = dir.path().join("store");
     let plan_dir = dir.path().join("plan");
     let mut c = kmodfarm();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kmf_types::names;
 
 use crate::dkms::{literal_assignments, Literal, DKMS_CONF, MAX_DKMS_BYTES};
-use crate::untrusted::{Beneath, UntrustedError};
+use crate::untrusted::UntrustedError;
 use crate::BuildError;
 
 /// What `init` wrote.
@@ -27,21 +27,13 @@ pub fn init_project(dir: &Path, force: bool) -> Result<InitReport, BuildError> {
         path: path.clone(),
         msg,
     };
-    let project = Beneath::open(dir).map_err(|e| BuildError::Config {
-        path: dir.to_path_buf(),
-        msg: format!("not a readable directory: {e}"),
-    })?;
+    let project = crate::project::open_project(dir)?;
     let dkms = match project.read(Path::new(DKMS_CONF), MAX_DKMS_BYTES) {
         Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         Err(UntrustedError::Missing { .. }) => None,
         Err(e) => return Err(config_err(format!("{DKMS_CONF}: {e}"))),
     };
-    let dir_name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "driver".into());
-    let (text, name) = template(&dir_name, dkms.as_deref());
+    let (text, name) = template(&crate::project::dir_name(dir), dkms.as_deref());
     // The template must load as the project's configuration (a name read from dkms.conf that is no
     // name is refused here, not on the first build).
     toml::from_str::<crate::ProjectConfig>(&text)

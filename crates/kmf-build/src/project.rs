@@ -68,6 +68,22 @@ const MAX_MODPROBE_CONF_BYTES: u64 = 64 << 10;
 /// Largest firmware file read (the largest in linux-firmware are tens of MiB).
 const MAX_FIRMWARE_BYTES: u64 = 64 << 20;
 
+/// The project directory, for reading its files without following links.
+pub(crate) fn open_project(dir: &Path) -> Result<Beneath, BuildError> {
+    Beneath::open(dir).map_err(|e| BuildError::Config {
+        path: dir.to_path_buf(),
+        msg: format!("not a readable directory: {e}"),
+    })
+}
+
+/// The directory's own name (`driver` when it has none): a project's default name.
+pub(crate) fn dir_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "driver".into())
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
@@ -228,10 +244,7 @@ impl ProjectConfig {
             path: path.clone(),
             msg,
         };
-        let project = Beneath::open(dir).map_err(|e| BuildError::Config {
-            path: dir.to_path_buf(),
-            msg: format!("not a readable directory: {e}"),
-        })?;
+        let project = open_project(dir)?;
         let text = match project.read(Path::new("kmodfarm.toml"), MAX_CONFIG_BYTES) {
             Ok(bytes) => {
                 Ok(String::from_utf8(bytes).map_err(|_| config_err("not UTF-8 text".into()))?)
@@ -507,13 +520,7 @@ impl ProjectConfig {
         if let Some(Literal::Plain(name)) = self.dkms.as_ref().and_then(|d| d.name.as_ref()) {
             return name.clone();
         }
-        self.driver.name.clone().unwrap_or_else(|| {
-            self.root
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "driver".into())
-        })
+        dir_name(&self.root)
     }
 
     /// The boot test's check script, if the project has one: its content as read at load time.

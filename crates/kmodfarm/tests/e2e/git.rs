@@ -150,6 +150,21 @@ fn drivers_build_from_git_tags_and_commits() {
             .arg(dir.path().join("report"));
         run(&mut c)
     };
+    // `plan SPEC --out OUT` against `store`, without prefetch: the plan records the commit.
+    let plan_of = |spec: &str, store: &Path, out: &Path| {
+        let mut c = kmodfarm();
+        c.args(["plan", spec, "--kernels"])
+            .arg(&crawl)
+            .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
+            .arg(r"^6\.1\.0-[0-9]+-amd64$")
+            .args(["--no-prefetch", "--cache"])
+            .arg(cache_dir())
+            .arg("--store")
+            .arg(store)
+            .arg("--out")
+            .arg(out);
+        run(&mut c)
+    };
 
     // A tag, with the project in a subdirectory.
     let spec = format!("git+{}@v0.1.1#subdirectory=driver", daemon.url("hello.git"));
@@ -188,17 +203,7 @@ fn drivers_build_from_git_tags_and_commits() {
     // A plan of the branch against the store built from the tag: the new commit is to build.
     let branch = format!("git+{}@main#subdirectory=driver", daemon.url("hello.git"));
     let plan_dir = dir.path().join("plan-new");
-    let o = run(kmodfarm()
-        .args(["plan", &branch, "--kernels"])
-        .arg(&crawl)
-        .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
-        .arg(r"^6\.1\.0-[0-9]+-amd64$")
-        .args(["--no-prefetch", "--cache"])
-        .arg(cache_dir())
-        .arg("--store")
-        .arg(&store)
-        .arg("--out")
-        .arg(&plan_dir));
+    let o = plan_of(&branch, &store, &plan_dir);
     assert!(o.status.success());
     let plan = read_json(&plan_dir.join("plan.json"));
     assert_eq!(plan["drivers"][0]["git"]["commit"], new_commit.as_str());
@@ -220,17 +225,7 @@ fn drivers_build_from_git_tags_and_commits() {
 
     // `plan` records the commit a branch resolves to; with nothing new, nothing to build.
     let plan_dir = dir.path().join("plan");
-    let o = run(kmodfarm()
-        .args(["plan", &branch, "--kernels"])
-        .arg(&crawl)
-        .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
-        .arg(r"^6\.1\.0-[0-9]+-amd64$")
-        .args(["--no-prefetch", "--json", "--cache"])
-        .arg(cache_dir())
-        .arg("--store")
-        .arg(&store)
-        .arg("--out")
-        .arg(&plan_dir));
+    let o = plan_of(&branch, &store, &plan_dir);
     assert!(o.status.success());
     let plan = read_json(&plan_dir.join("plan.json"));
     assert_eq!(plan["drivers"][0]["git"]["commit"], new_commit.as_str());
@@ -246,17 +241,11 @@ fn drivers_build_from_git_tags_and_commits() {
         "{stderr}"
     );
     // ... and the plan says so too.
-    let o = run(kmodfarm()
-        .args(["plan", &branch, "--kernels"])
-        .arg(&crawl)
-        .args(["--distro", "debian", "--latest", "1", "--kernel-release"])
-        .arg(r"^6\.1\.0-[0-9]+-amd64$")
-        .args(["--no-prefetch", "--cache"])
-        .arg(cache_dir())
-        .arg("--store")
-        .arg(dir.path().join("store-offline"))
-        .arg("--out")
-        .arg(dir.path().join("plan-offline")));
+    let o = plan_of(
+        &branch,
+        &dir.path().join("store-offline"),
+        &dir.path().join("plan-offline"),
+    );
     assert!(o.status.success());
     let plan = read_json(&dir.path().join("plan-offline/plan.json"));
     assert!(

@@ -13,6 +13,7 @@ packages=(
   kmod                # depmod for `kmodfarm install`
   openssl             # module signing: key checks and signature verification
   git                 # driver sources from git (git+URL@REF) and the git cache
+  debian-archive-keyring  # the keys Debian's InRelease files are verified against (README: Security)
 )
 
 # `scripts/setup.sh --tests` (the README's test command): what the test suite and benchmarks use too.
@@ -23,6 +24,7 @@ if [ "${1:-}" = "--tests" ]; then
     gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu  # host-side cross tools for `--sandbox none`
     make bc flex bison libelf-dev
     rpm                 # rpmbuild for RPM fixtures
+    gnupg               # gpg: the tests' signing keys (rpmsign signs RPM fixtures with it, InRelease of fixture mirrors)
     createrepo-c        # yum/dnf repository metadata (repomd.xml, primary.xml.*) for the crawler fixtures
     dpkg-dev apt-utils  # dpkg-deb and apt-ftparchive: Ubuntu-style header packages and apt indices for fixtures
     chromium            # renders the HTML report in tests

@@ -95,6 +95,9 @@ pub struct LocalPackage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootPackages {
     pub kernel: LocalPackage,
+    /// For a split image (Linux 7 on): the packages holding the kernel, its modules and its config
+    /// (`linux-binary-`, `linux-modules-`, `linux-base-<release>`); empty for older images.
+    pub kernel_parts: Vec<LocalPackage>,
     pub busybox: LocalPackage,
 }
 
@@ -196,6 +199,7 @@ impl BootTester {
     pub fn new(
         cache_dir: &Path,
         mirrors: Option<DebianMirrors>,
+        trust: std::sync::Arc<kmf_kernels::apt::AptTrust>,
         options: BootOptions,
     ) -> Result<BootTester, String> {
         let fetcher = Fetcher::new(cache_dir.join("downloads"), options.fetch.clone())
@@ -209,7 +213,7 @@ impl BootTester {
             cache_dir: cache_dir.to_path_buf(),
             trees: PackageTrees::new(cache_dir.join("packages")),
             fetcher,
-            indexes: Indexes::new(client, mirrors, Some(cache_dir.join("indexes"))),
+            indexes: Indexes::new(client, mirrors, trust, Some(cache_dir.join("indexes"))),
             kernels: Mutex::default(),
             busyboxes: Mutex::default(),
             options,
@@ -339,7 +343,7 @@ impl BootTester {
                 &req.kernel_release,
                 &suite,
                 req.package_version.as_deref(),
-                preset.map(|p| &p.kernel),
+                preset.map(|p| (&p.kernel, p.kernel_parts.as_slice())),
             ),
             self.busybox(req.arch, &suite, preset.map(|p| &p.busybox))
         );
@@ -378,7 +382,7 @@ impl BootTester {
         release: &str,
         suite: &str,
         version: Option<&str>,
-        preset: Option<&LocalPackage>,
+        preset: Option<(&LocalPackage, &[LocalPackage])>,
     ) -> Result<Arc<Kernel>, Failure> {
         let cell = {
             let mut map = self.kernels.lock().expect("kernel map poisoned");
@@ -387,10 +391,10 @@ impl BootTester {
                 .clone()
         };
         cell.get_or_init(|| async {
-            let local = match preset {
-                Some(p) => p.clone(),
+            let locals: Vec<LocalPackage> = match preset {
+                Some((image, parts)) => std::iter::once(image).chain(parts).cloned().collect(),
                 None => {
-                    let download = packages::kernel_image(
+                    let downloads = packages::kernel_image(
                         &self.indexes,
                         suite,
                         arch.deb_arch(),
@@ -399,33 +403,66 @@ impl BootTester {
                     )
                     .await
                     .map_err(|e| (FailureClass::DownloadFailed, e))?;
-                    self.fetch(&download).await?
+                    let mut locals = Vec::new();
+                    for d in &downloads {
+                        locals.push(self.fetch(d).await?);
+                    }
+                    locals
                 }
             };
-            let tree = self.extract(&local).await?;
-            let sha256 = local.sha256.clone();
+            let mut trees = Vec::new();
+            for local in &locals {
+                trees.push(self.extract(local).await?);
+            }
+            // The image's digest names the decompressed modules: one directory per image upload.
+            let sha256 = locals[0].sha256.clone();
             let release = release.to_string();
             let plain_dir = self.cache_dir.join("boot/modules").join(&sha256);
-            let package = local.file_name.clone();
+            let package = locals
+                .iter()
+                .map(|l| l.file_name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ");
             tokio::task::spawn_blocking(move || {
-                let vmlinuz = tree.join(format!("boot/vmlinuz-{release}"));
-                if !vmlinuz.is_file() {
-                    return Err((
+                // Up to Linux 6: /boot/vmlinuz-<release> and /lib/modules/<release> in the image package;
+                // from 7 on the kernel, the modules and the config are in packages of their own, under
+                // /usr/lib/modules/<release>/.
+                let find = |paths: &[String]| {
+                    trees
+                        .iter()
+                        .flat_map(|t| paths.iter().map(move |p| t.join(p)))
+                        .find(|p| p.exists())
+                };
+                let vmlinuz = find(&[
+                    format!("boot/vmlinuz-{release}"),
+                    format!("usr/lib/modules/{release}/vmlinuz"),
+                    format!("lib/modules/{release}/vmlinuz"),
+                ])
+                .filter(|p| p.is_file())
+                .ok_or_else(|| {
+                    (
                         FailureClass::BootFailed,
-                        format!("{package} has no boot/vmlinuz-{release}"),
-                    ));
-                }
-                let modules_dir = ["lib/modules", "usr/lib/modules"]
-                    .iter()
-                    .map(|d| tree.join(d).join(&release))
-                    .find(|d| d.is_dir())
-                    .ok_or_else(|| {
-                        (
-                            FailureClass::BootFailed,
-                            format!("{package} has no lib/modules/{release}"),
-                        )
-                    })?;
-                let config = tree.join(format!("boot/config-{release}"));
+                        format!("{package} has no boot/vmlinuz-{release} or modules/{release}/vmlinuz"),
+                    )
+                })?;
+                let modules_dir = find(&[
+                    format!("lib/modules/{release}/kernel"),
+                    format!("usr/lib/modules/{release}/kernel"),
+                ])
+                .and_then(|k| k.parent().map(Path::to_path_buf))
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| {
+                    (
+                        FailureClass::BootFailed,
+                        format!("{package} has no lib/modules/{release}/kernel"),
+                    )
+                })?;
+                let config = find(&[
+                    format!("boot/config-{release}"),
+                    format!("usr/lib/modules/{release}/config"),
+                    format!("lib/modules/{release}/config"),
+                ])
+                .unwrap_or_else(|| PathBuf::from(format!("boot/config-{release}")));
                 let vmlinuz = match direct_boot_image(arch, &vmlinuz, &config, &plain_dir) {
                     Ok(Some(elf)) => elf,
                     Ok(None) => vmlinuz,
@@ -513,11 +550,16 @@ impl BootTester {
         )
         .await
         .map_err(|e| (FailureClass::DownloadFailed, e))?;
+        let mut kernel_parts = Vec::new();
+        for part in &kernel[1..] {
+            kernel_parts.push(self.fetch(part).await?);
+        }
         let busybox = packages::busybox(&self.indexes, packages::base_suite(&suite), deb_arch)
             .await
             .map_err(|e| (FailureClass::DownloadFailed, e))?;
         Ok(BootPackages {
-            kernel: self.fetch(&kernel).await?,
+            kernel: self.fetch(&kernel[0]).await?,
+            kernel_parts,
             busybox: self.fetch(&busybox).await?,
         })
     }

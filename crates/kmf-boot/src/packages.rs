@@ -58,18 +58,55 @@ fn download_of(index: &PackageIndex, p: &PackageStanza) -> Download {
     }
 }
 
+/// Packages an image package of Linux 7 and later depends on for what older images carried themselves: the
+/// kernel (`linux-binary-<release>`, at `usr/lib/modules/<release>/vmlinuz`), its modules
+/// (`linux-modules-<release>`) and its config and System.map (`linux-base-<release>`).
+fn split_parts(release: &str) -> [String; 3] {
+    [
+        format!("linux-binary-{release}"),
+        format!("linux-modules-{release}"),
+        format!("linux-base-{release}"),
+    ]
+}
+
 /// The kernel image package of `release` (at `version` when given) for `deb_arch`, searched through
-/// the apt indexes of `suite` and its relatives.
+/// the apt indexes of `suite` and its relatives, first; then, for a split image (Linux 7 on), the packages
+/// of [`split_parts`] it depends on, from the same index at the versions it names.
 pub(crate) async fn kernel_image(
     indexes: &Indexes,
     suite: &str,
     deb_arch: &str,
     release: &str,
     version: Option<&str>,
-) -> Result<Download, String> {
+) -> Result<Vec<Download>, String> {
+    let (index, image) = image_stanza(indexes, suite, deb_arch, release, version).await?;
+    let mut out = vec![download_of(&index, &image)];
+    for part in split_parts(release) {
+        let Some(dep) = image.depends.iter().find(|d| d.name == part) else {
+            continue;
+        };
+        let stanza = index.satisfying(dep).ok_or_else(|| {
+            format!(
+                "{} depends on {part}, which {} does not list",
+                image.package, index.suite
+            )
+        })?;
+        out.push(download_of(&index, stanza));
+    }
+    Ok(out)
+}
+
+/// The image package's stanza and the index it was found in.
+async fn image_stanza(
+    indexes: &Indexes,
+    suite: &str,
+    deb_arch: &str,
+    release: &str,
+    version: Option<&str>,
+) -> Result<(std::sync::Arc<PackageIndex>, PackageStanza), String> {
     let names = image_package_names(release);
     let mut errors = Vec::new();
-    let mut fallback: Option<Download> = None;
+    let mut fallback: Option<(std::sync::Arc<PackageIndex>, PackageStanza)> = None;
     for s in image_suites(suite) {
         let index = match indexes.get(&s, deb_arch).await {
             Ok(i) => i,
@@ -84,22 +121,24 @@ pub(crate) async fn kernel_image(
                 .iter()
                 .find(|p| version.is_none_or(|v| p.version == v))
             {
-                return Ok(download_of(&index, p));
+                let p = (*p).clone();
+                return Ok((index, p));
             }
             if fallback.is_none() {
-                fallback = index.newest(name).map(|p| download_of(&index, p));
+                fallback = index.newest(name).map(|p| (index.clone(), p.clone()));
             }
         }
     }
     // Same release (the ABI name), another upload: good enough to load modules built for the release.
-    if let Some(d) = fallback {
+    if let Some((index, p)) = fallback {
         tracing::warn!(
             release,
             version,
-            package = %d.file_name,
+            package = %p.package,
+            found = %p.version,
             "no kernel image at the exact package version; using another upload of the same release"
         );
-        return Ok(d);
+        return Ok((index, p));
     }
     let mut msg = format!(
         "no {} package for {deb_arch} in {suite} (or its base and security suites)",
@@ -111,18 +150,28 @@ pub(crate) async fn kernel_image(
     Err(msg)
 }
 
-/// busybox-static for `deb_arch`, from the base suite of `suite`.
+/// busybox-static for `deb_arch`, from the base suite of `suite`; experimental carries only what differs
+/// from sid, so for it sid's.
 pub(crate) async fn busybox(
     indexes: &Indexes,
     suite: &str,
     deb_arch: &str,
 ) -> Result<Download, String> {
     let base = base_suite(suite);
-    let index = indexes.get(base, deb_arch).await?;
-    index
-        .newest("busybox-static")
-        .map(|p| download_of(&index, p))
-        .ok_or_else(|| format!("no busybox-static package for {deb_arch} in {base}"))
+    let mut suites = vec![base];
+    if matches!(base, "experimental" | "rc-buggy") {
+        suites.push("sid");
+    }
+    for s in &suites {
+        let index = indexes.get(s, deb_arch).await?;
+        if let Some(p) = index.newest("busybox-static") {
+            return Ok(download_of(&index, p));
+        }
+    }
+    Err(format!(
+        "no busybox-static package for {deb_arch} in {}",
+        suites.join(" or ")
+    ))
 }
 
 #[cfg(test)]

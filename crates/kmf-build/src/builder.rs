@@ -6,6 +6,43 @@ use std::sync::{Arc, Mutex};
 
 use crate::{BuildError, BuilderSpec};
 
+/// Where a builder's packages come from and how apt proves them: the same keyring and expiry decision the
+/// crawl used for that suite, so mmdebstrap takes exactly what kmodfarm took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptSource {
+    /// The repository URI the suite is served from.
+    pub uri: String,
+    /// Keyring files the suite's Release must be signed by (empty: mmdebstrap's default, the host's apt
+    /// keys).
+    pub keyrings: Vec<PathBuf>,
+    /// The user accepted this suite's Release past its `Valid-Until`.
+    pub allow_expired: bool,
+}
+
+impl AptSource {
+    /// A source proven by the host's apt keys, expiry enforced.
+    pub fn uri(uri: &str) -> AptSource {
+        AptSource {
+            uri: uri.to_string(),
+            keyrings: Vec::new(),
+            allow_expired: false,
+        }
+    }
+
+    /// mmdebstrap's options for this source.
+    pub fn mmdebstrap_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .keyrings
+            .iter()
+            .map(|k| format!("--keyring={}", k.display()))
+            .collect();
+        if self.allow_expired {
+            args.push("--aptopt=Acquire::Check-Valid-Until \"false\"".to_string());
+        }
+        args
+    }
+}
+
 /// A directory of builders: `<root>/<builder id>/` is a ready root filesystem.
 #[derive(Debug, Clone)]
 pub struct BuilderStore {
@@ -30,9 +67,13 @@ impl BuilderStore {
         self.root.join(&spec.id)
     }
 
-    /// The builder's root filesystem, created first when missing. `mirror` is the apt repository URI the suite
+    /// The builder's root filesystem, created first when missing from `source`, the apt repository the suite
     /// comes from.
-    pub async fn ensure(&self, spec: &BuilderSpec, mirror: &str) -> Result<PathBuf, BuildError> {
+    pub async fn ensure(
+        &self,
+        spec: &BuilderSpec,
+        source: &AptSource,
+    ) -> Result<PathBuf, BuildError> {
         let log = self.root.join(format!("{}.log", spec.id));
         self.make_with(spec, |tmp| async move {
             tracing::info!(builder = %spec.id, suite = %spec.suite, "creating builder with mmdebstrap");
@@ -45,13 +86,14 @@ impl BuilderStore {
                 .arg("--variant=minbase")
                 .arg(format!("--mode={mode}"))
                 .arg(format!("--include={}", spec.packages.join(",")))
+                .args(source.mmdebstrap_args())
                 // Documentation and translations are a third of a toolchain rootfs and no build reads them.
                 .arg("--dpkgopt=path-exclude=/usr/share/man/*")
                 .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
                 .arg("--dpkgopt=path-exclude=/usr/share/locale/*")
                 .arg(&spec.suite)
                 .arg(&tmp)
-                .arg(mirror)
+                .arg(&source.uri)
                 .stdin(std::process::Stdio::null())
                 .stdout(log_file)
                 .stderr(log_err)
@@ -300,6 +342,30 @@ fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mmdebstrap_gets_the_keyring_and_the_expiry_decision() {
+        let strict = AptSource {
+            uri: "http://mirror.invalid/debian".into(),
+            keyrings: vec![
+                PathBuf::from("/k/archive.gpg"),
+                PathBuf::from("/k/extra.asc"),
+            ],
+            allow_expired: false,
+        };
+        assert_eq!(
+            strict.mmdebstrap_args(),
+            ["--keyring=/k/archive.gpg", "--keyring=/k/extra.asc"]
+        );
+        let relaxed = AptSource {
+            allow_expired: true,
+            ..strict
+        };
+        assert_eq!(
+            relaxed.mmdebstrap_args().last().unwrap(),
+            "--aptopt=Acquire::Check-Valid-Until \"false\""
+        );
+    }
 
     const STATUS: &str = "Package: gcc-12\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.2.0-14\n\n\
 Package: make\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-4.1\n\n\

@@ -35,15 +35,16 @@ pub type MirrorError = Box<dyn std::error::Error + Send + Sync>;
 /// Where a missing builder is created from: the Debian mirror URI serving a suite. Asked only when a
 /// builder has to be created, so commands whose builders all exist work with no mirror configured.
 pub trait MirrorSource {
-    fn uri_for_suite(&self, suite: &str) -> Result<String, MirrorError>;
+    /// The repository `suite` is served from, with the keys that prove it.
+    fn apt_source(&self, suite: &str) -> Result<crate::AptSource, MirrorError>;
 }
 
 impl<F> MirrorSource for F
 where
     F: Fn(&str) -> Result<String, MirrorError>,
 {
-    fn uri_for_suite(&self, suite: &str) -> Result<String, MirrorError> {
-        self(suite)
+    fn apt_source(&self, suite: &str) -> Result<crate::AptSource, MirrorError> {
+        self(suite).map(|uri| crate::AptSource::uri(&uri))
     }
 }
 
@@ -200,20 +201,19 @@ async fn ensure_builder_image(
     let rootfs = match store.existing(&spec) {
         Some(r) => r,
         None => {
-            let uri = mirror
-                .uri_for_suite(&spec.suite)
+            let source = mirror
+                .apt_source(&spec.suite)
                 .map_err(BuilderImageError::Mirror)?;
             report(Event::CreatingBuilder {
                 id: &spec.id,
                 suite,
             });
-            store
-                .ensure(&spec, &uri)
-                .await
-                .map_err(|source| BuilderImageError::CreateBuilder {
+            store.ensure(&spec, &source).await.map_err(|source| {
+                BuilderImageError::CreateBuilder {
                     id: spec.id.clone(),
                     source,
-                })?
+                }
+            })?
         }
     };
     let image = docker::builder_image_tag(&spec.id);

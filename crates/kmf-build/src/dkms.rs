@@ -12,7 +12,10 @@
 //!
 //! Before any kernel is known, the driver's name and version come from plain `PACKAGE_NAME=` and
 //! `PACKAGE_VERSION=` lines ([`LiteralNames::read`]) without running anything; a value that is computed
-//! must then be given on the command line or in `kmodfarm.toml`.
+//! must then be given on the command line or in `kmodfarm.toml`, and one that is an install script's
+//! placeholder ([`has_placeholder`]) is given or derived from the checkout (see
+//! `ProjectConfig::resolve_version`). What the evaluation computes is checked per kernel
+//! ([`DkmsVariables::decide`]).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -50,21 +53,23 @@ const VARIABLES: &[&str] = &[
     "AUTOINSTALL",
 ];
 
-/// Sources `./dkms.conf` with DKMS's variables set (positional parameters 1–9: kernelver, arch,
+/// Sources the project's `dkms.conf` with DKMS's variables set (positional parameters 1–9: kernelver, arch,
 /// kernel_source_dir, kernel_config, dkms_tree, source_tree, install_tree, module, module_version; 10: the
-/// record file) and writes `name NUL index NUL value NUL` for every element of the variables DKMS reads,
+/// record file; 11: the file, relative to the source directory, where it runs: `dkms.conf` unless
+/// `[build] dkms_conf` names another, which is sourced from the top as its packaging would copy it
+/// there) and writes `name NUL index NUL value NUL` for every element of the variables DKMS reads,
 /// `MATCH:<variable> NUL index NUL status` for the regular expressions DKMS matches against `kernelver` or
 /// `arch` (0 match, 1 no match, 2 invalid), and a final `END` record. The file runs as untrusted code in the
 /// sandbox; what it leaves is parsed as untrusted data.
 pub const EVAL_HARNESS: &str = r#"
 kernelver=$1 arch=$2 kernel_source_dir=$3 kernel_config=$4 dkms_tree=$5 source_tree=$6 install_tree=$7
-module=$8 module_version=$9 kmf_out=${10}
-shift 10
+module=$8 module_version=$9 kmf_out=${10} kmf_conf=${11:-dkms.conf}
+shift 11
 shopt -s extglob
 unset PACKAGE_NAME
 exec 3>"$kmf_out" || exit 90
-builtin echo "kmodfarm: evaluating dkms.conf for $kernelver ($arch)"
-. ./dkms.conf 3>&-
+builtin echo "kmodfarm: evaluating $kmf_conf for $kernelver ($arch)"
+. "./$kmf_conf" 3>&-
 kmf_put() { builtin printf '%s\0%s\0%s\0' "$1" "$2" "$3" >&3; }
 for kmf_var in __VARIABLES__; do
   kmf_keys=()
@@ -177,6 +182,20 @@ impl LiteralNames {
         }
         out
     }
+}
+
+/// Whether `value` holds an install script's placeholder: a `#WORD#` or `@WORD@` token (`#VERSION#`,
+/// `#MODULE_VERSION#`, `@VERSION@`, `1.0-@GITREV@`), which a driver's packaging replaces before DKMS
+/// reads the file. DKMS itself would take the token as the version; kmodfarm takes the one the user gives.
+pub fn has_placeholder(value: &str) -> bool {
+    ['#', '@'].iter().any(|&mark| {
+        let parts: Vec<&str> = value.split(mark).collect();
+        // The text between two marks, for each pair of neighbouring marks.
+        parts.len() >= 3
+            && parts[1..parts.len() - 1].iter().any(|word| {
+                !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+    })
 }
 
 /// A shell word that is a constant: single-quoted, double-quoted without `$`, `` ` `` or `\`, or bare
@@ -347,8 +366,14 @@ impl DkmsVariables {
         if self.set("PACKAGE_NAME", 0).is_none() {
             return Err(DkmsError::Missing("PACKAGE_NAME"));
         }
-        if self.set("PACKAGE_VERSION", 0).is_none() {
+        let Some(version) = self.set("PACKAGE_VERSION", 0) else {
             return Err(DkmsError::Missing("PACKAGE_VERSION"));
+        };
+        // A computed version ends up in DKMS's paths; one that is no version (empty, `../x`, a line) is
+        // refused as a hand-written one is. A placeholder stands for the version the run builds as.
+        if !has_placeholder(version) {
+            names::check_version("PACKAGE_VERSION", version)
+                .map_err(|e| invalid("PACKAGE_VERSION", e.to_string()))?;
         }
         if let Some(re) = self.set("BUILD_EXCLUSIVE_KERNEL", 0) {
             if !self.matched("BUILD_EXCLUSIVE_KERNEL", 0)? {
@@ -905,5 +930,46 @@ mod tests {
             build(&[("PACKAGE_VERSION", "0", "1")]).unwrap_err(),
             DkmsError::Missing("PACKAGE_NAME")
         );
+    }
+
+    #[test]
+    fn placeholders_of_install_scripts() {
+        for p in [
+            "#VERSION#",
+            "#MODULE_VERSION#",
+            "@VERSION@",
+            "1.0-@GITREV@",
+            "v#V#.1",
+        ] {
+            assert!(has_placeholder(p), "{p}");
+        }
+        for p in ["1.0", "1.0~rc1", "#", "##", "@@", "a#b", "# x #", "1.0@"] {
+            assert!(!has_placeholder(p), "{p}");
+        }
+        assert_eq!(
+            LiteralNames::read("PACKAGE_VERSION=#MODULE_VERSION#\n").version,
+            Some(Literal::Plain("#MODULE_VERSION#".into()))
+        );
+    }
+
+    #[test]
+    fn the_evaluated_version_is_checked() {
+        let version = |v: &'static str| {
+            build(&[
+                ("PACKAGE_NAME", "0", "x"),
+                ("PACKAGE_VERSION", "0", v),
+                ("DEST_MODULE_LOCATION", "0", "/extra"),
+            ])
+        };
+        for ok in ["1.2.3", "1.0~rc1", "#VERSION#", "@VERSION@"] {
+            assert!(matches!(version(ok), Ok(Decision::Build(_))), "{ok}");
+        }
+        for bad in ["../../x", "1.0\nrm", "1 2", "~1"] {
+            let err = version(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("dkms.conf: PACKAGE_VERSION:"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! `kmodfarm init`: a commented `kmodfarm.toml` for a project, filled in from its `dkms.conf` when it
 //! has one. What `dkms.conf` says is read from its plain assignments only (nothing runs): the template
 //! states the build follows `dkms.conf`, names its package and modules, and leaves every other setting
-//! as a commented default.
+//! as a commented default. A project without `dkms.conf` at the top whose packaging keeps the only one
+//! in a folder of its own (`packaging/dkms/dkms.conf`) gets `dkms_conf = "<path>"` ([`find_dkms_conf`]).
 
 use std::path::{Path, PathBuf};
 
 use kmf_types::names;
 
 use crate::dkms::{literal_assignments, Literal, DKMS_CONF, MAX_DKMS_BYTES};
-use crate::untrusted::UntrustedError;
+use crate::untrusted::{Beneath, EntryKind, UntrustedError};
 use crate::BuildError;
 
 /// What `init` wrote.
@@ -17,6 +18,10 @@ pub struct InitReport {
     pub path: PathBuf,
     /// True when the template was filled in from `dkms.conf`.
     pub from_dkms_conf: bool,
+    /// The `dkms.conf` it was filled in from, when that is not the one at the top (relative to the
+    /// project, as written into `[build] dkms_conf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dkms_conf: Option<String>,
     pub name: String,
 }
 
@@ -28,39 +33,186 @@ pub fn init_project(dir: &Path, force: bool) -> Result<InitReport, BuildError> {
         msg,
     };
     let project = crate::project::open_project(dir)?;
-    let dkms = match project.read(Path::new(DKMS_CONF), MAX_DKMS_BYTES) {
-        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(UntrustedError::Missing { .. }) => None,
+    let (dkms, below) = match project.read(Path::new(DKMS_CONF), MAX_DKMS_BYTES) {
+        Ok(bytes) => (Some(String::from_utf8_lossy(&bytes).into_owned()), None),
+        Err(UntrustedError::Missing { .. }) => match find_dkms_conf(&project) {
+            Found::One(rel) => {
+                let bytes = project
+                    .read(Path::new(&rel), MAX_DKMS_BYTES)
+                    .map_err(|e| config_err(format!("{}: {e}", names::printable(&rel))))?;
+                (
+                    Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    Some(rel),
+                )
+            }
+            Found::None => (None, None),
+            Found::Several(paths) => {
+                let (mut text, name) = template(&crate::project::dir_name(dir), None);
+                text.insert_str(
+                    0,
+                    &format!(
+                        "# Several dkms.conf below the top ({}): to build the one DKMS reads, set\n\
+                         # dkms_conf = \"<its path>\" in [build] and remove the kbuild settings.\n",
+                        comment_text(&paths.join(", "))
+                    ),
+                );
+                return write(dir, &path, (text, name), false, None, force);
+            }
+        },
         Err(e) => return Err(config_err(format!("{DKMS_CONF}: {e}"))),
     };
-    let (text, name) = template(&crate::project::dir_name(dir), dkms.as_deref());
+    let (mut text, name) = template(&crate::project::dir_name(dir), dkms.as_deref());
+    if let Some(rel) = &below {
+        // Kept in a packaging folder and copied to the top before DKMS runs, so its paths are the top's.
+        text = text.replacen(
+            "\n[build]\n",
+            &format!(
+                "\n[build]\ndkms_conf = {}   # found below the top; its paths are relative to the top\n",
+                quoted(rel)
+            ),
+            1,
+        );
+    }
+    let from_dkms_conf = dkms.is_some();
+    write(dir, &path, (text, name), from_dkms_conf, below, force)
+}
+
+/// Checks the template and puts it in place.
+fn write(
+    dir: &Path,
+    path: &Path,
+    (text, name): (String, String),
+    from_dkms_conf: bool,
+    dkms_conf: Option<String>,
+    force: bool,
+) -> Result<InitReport, BuildError> {
+    let config_err = |msg: String| BuildError::Config {
+        path: path.to_path_buf(),
+        msg,
+    };
     // The template must load as the project's configuration (a name read from dkms.conf that is no
     // name is refused here, not on the first build).
     toml::from_str::<crate::ProjectConfig>(&text)
         .map_err(|e| config_err(format!("the template does not parse: {e}")))?;
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true);
-    if force {
-        open.create(true).truncate(true);
-    } else {
-        open.create_new(true);
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = open
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => config_err("exists; --force replaces it".into()),
-            _ => config_err(e.to_string()),
-        })?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
-        .map_err(BuildError::io("write", &path))?;
+    place(dir, path, text.as_bytes(), force).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => config_err("exists; --force replaces it".into()),
+        _ => config_err(e.to_string()),
+    })?;
     Ok(InitReport {
-        path,
-        from_dkms_conf: dkms.is_some(),
+        path: path.to_path_buf(),
+        from_dkms_conf,
+        dkms_conf,
         name,
     })
+}
+
+/// How deep below the top [`find_dkms_conf`] looks (`install_files/dkms/dkms.conf` is 2 directories down).
+const FIND_DEPTH: usize = 4;
+/// How many directory entries it looks at in all, so that a huge tree (a vendored kernel) costs little.
+const FIND_ENTRIES: usize = 20_000;
+
+/// What [`find_dkms_conf`] found below the top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    None,
+    /// Exactly one, relative to the project.
+    One(String),
+    /// More than one: which is DKMS's is for the user to say.
+    Several(Vec<String>),
+}
+
+/// The `dkms.conf` files below the project's top, at most [`FIND_DEPTH`] directories down: reached without
+/// following any link (a link is neither read nor entered), hidden directories (`.git`) skipped, at most
+/// [`FIND_ENTRIES`] entries looked at.
+pub fn find_dkms_conf(project: &Beneath) -> Found {
+    let mut found = Vec::new();
+    let mut seen = 0usize;
+    let mut queue = std::collections::VecDeque::from([(PathBuf::new(), 0usize)]);
+    while let Some((rel, depth)) = queue.pop_front() {
+        let entries = if rel.as_os_str().is_empty() {
+            project.entries()
+        } else {
+            project.open_dir(&rel).and_then(|d| d.entries())
+        };
+        // A directory that cannot be read (no permission, replaced meanwhile) holds nothing found.
+        let Ok(entries) = entries else {
+            continue;
+        };
+        for (name, kind) in entries {
+            seen += 1;
+            if seen > FIND_ENTRIES {
+                break;
+            }
+            let path = rel.join(&name);
+            match kind {
+                EntryKind::File if name == DKMS_CONF && depth > 0 => {
+                    found.push(path.to_string_lossy().into_owned())
+                }
+                EntryKind::Dir if depth < FIND_DEPTH && !name.starts_with('.') => {
+                    queue.push_back((path, depth + 1))
+                }
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    match found.len() {
+        0 => Found::None,
+        1 => Found::One(found.remove(0)),
+        _ => Found::Several(found),
+    }
+}
+
+/// Puts `data` at `path` (in `dir`) as a new file: written to a temporary file of its own in the same
+/// directory (`O_EXCL | O_NOFOLLOW`, a random name), then renamed over `path` (`force`) or put there only if
+/// nothing is there yet. What is at `path` is never opened: a FIFO there would block the open, a hard link
+/// would have the other file written through it, a symbolic link its target; the rename replaces the
+/// directory entry, whatever it was, and leaves any other name of it alone.
+fn place(dir: &Path, path: &Path, data: &[u8], force: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (tmp, mut file) = loop {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tmp = dir.join(format!(".kmodfarm.toml.{}.tmp", hex::encode(random)));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let placed = file
+        .write_all(data)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| match force {
+            true => std::fs::rename(&tmp, path),
+            false => rename_noreplace(&tmp, path),
+        });
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` when `to` exists (any kind of file, a dangling link
+/// included) instead of replacing it; a hard link and an unlink where the file system has no
+/// `RENAME_NOREPLACE`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A TOML string (quoted and escaped).
@@ -129,7 +281,19 @@ pub fn template(dir_name: &str, dkms_conf: Option<&str>) -> (String, String) {
         comment_text(&name),
         quoted(&name)
     ));
-    match plain("PACKAGE_VERSION", 0).filter(|v| names::check_name("version", v).is_ok()) {
+    let version = plain("PACKAGE_VERSION", 0);
+    match version.clone().filter(|v| names::check_version("version", v).is_ok()) {
+        _ if version
+            .as_deref()
+            .is_some_and(crate::dkms::has_placeholder) =>
+        {
+            out.push_str(&format!(
+                "# dkms.conf's PACKAGE_VERSION is the placeholder {}, which the driver's install script\n\
+                 # replaces: give the version here or with --driver-version (default in a git work tree:\n\
+                 # `git describe --tags --always`).\n# version = \"1.0.0\"\n",
+                comment_text(version.as_deref().unwrap_or_default())
+            ));
+        }
         Some(v) if !computed("PACKAGE_VERSION") => {
             out.push_str(&format!(
                 "# version = {}              # default: dkms.conf's PACKAGE_VERSION\n",
@@ -255,5 +419,165 @@ mod tests {
         assert!(cfg.uses_dkms());
         assert_eq!(cfg.name(), "kmf-x");
         assert_eq!(cfg.resolve_version(None).unwrap(), "1.2");
+    }
+
+    /// `init` in `p` on another thread, failing the test instead of hanging it.
+    fn init_within(p: &Path, force: bool) -> Result<InitReport, BuildError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = p.to_path_buf();
+        std::thread::spawn(move || tx.send(init_project(&p, force)));
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("init did not finish within 20 s")
+    }
+
+    fn project(dir: &Path) -> PathBuf {
+        let p = dir.join("drv");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("Makefile"), "obj-m += drv.o\n").unwrap();
+        p
+    }
+
+    fn is_regular_template(path: &Path) {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.nlink(), 1);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("[driver]"), "{text}");
+    }
+
+    fn no_temporary_files(p: &Path) {
+        let left: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn force_replaces_a_fifo_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path());
+        let fifo = p.join("kmodfarm.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = init_within(&p, false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        init_within(&p, true).unwrap();
+        is_regular_template(&fifo);
+        no_temporary_files(&p);
+    }
+
+    #[test]
+    fn force_replaces_a_hard_link_and_leaves_the_other_name_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path());
+        let other = dir.path().join("other.conf");
+        std::fs::write(&other, "precious\n").unwrap();
+        std::fs::hard_link(&other, p.join("kmodfarm.toml")).unwrap();
+        let err = init_within(&p, false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        init_within(&p, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious\n");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&other).unwrap().nlink(), 1);
+        is_regular_template(&p.join("kmodfarm.toml"));
+        no_temporary_files(&p);
+    }
+
+    #[test]
+    fn force_replaces_a_symbolic_link_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path());
+        let target = dir.path().join("target.conf");
+        std::fs::write(&target, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&target, p.join("kmodfarm.toml")).unwrap();
+        let err = init_within(&p, false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        // A dangling link is something there too.
+        let dangling = dir.path().join("q");
+        std::fs::create_dir_all(&dangling).unwrap();
+        std::fs::write(dangling.join("Makefile"), "obj-m += q.o\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dangling.join("kmodfarm.toml"))
+            .unwrap();
+        assert!(init_within(&dangling, false).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+
+        init_within(&p, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        is_regular_template(&p.join("kmodfarm.toml"));
+        no_temporary_files(&p);
+    }
+
+    #[test]
+    fn a_lone_dkms_conf_below_the_top_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path());
+        let conf = p.join("packaging/dkms");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("dkms.conf"),
+            "PACKAGE_NAME=kmf-deep\nPACKAGE_VERSION=\"#VERSION#\"\nBUILT_MODULE_NAME[0]=kmf_deep\n",
+        )
+        .unwrap();
+        // Hidden directories and links are not looked into.
+        std::fs::create_dir_all(p.join(".git/x")).unwrap();
+        std::fs::write(p.join(".git/x/dkms.conf"), "PACKAGE_NAME=no\n").unwrap();
+        std::os::unix::fs::symlink(&conf, p.join("linked")).unwrap();
+        let report = init_within(&p, false).unwrap();
+        assert!(report.from_dkms_conf);
+        assert_eq!(
+            report.dkms_conf.as_deref(),
+            Some("packaging/dkms/dkms.conf")
+        );
+        assert_eq!(report.name, "kmf-deep");
+        let text = std::fs::read_to_string(p.join("kmodfarm.toml")).unwrap();
+        assert!(
+            text.contains("[build]\ndkms_conf = \"packaging/dkms/dkms.conf\""),
+            "{text}"
+        );
+        assert!(text.contains("placeholder #VERSION#"), "{text}");
+        let mut cfg = crate::ProjectConfig::load(&p).unwrap();
+        assert!(cfg.uses_dkms());
+        assert_eq!(cfg.name(), "kmf-deep");
+        assert_eq!(cfg.resolve_version(Some("1.0")).unwrap(), "1.0");
+
+        // A second one: which is DKMS's is the user's to say.
+        std::fs::create_dir_all(p.join("other")).unwrap();
+        std::fs::write(p.join("other/dkms.conf"), "PACKAGE_NAME=other\n").unwrap();
+        let report = init_within(&p, true).unwrap();
+        assert!(!report.from_dkms_conf);
+        assert_eq!(report.dkms_conf, None);
+        let text = std::fs::read_to_string(p.join("kmodfarm.toml")).unwrap();
+        assert!(
+            text.contains(
+                "Several dkms.conf below the top (other/dkms.conf, packaging/dkms/dkms.conf)"
+            ),
+            "{text}"
+        );
+        crate::ProjectConfig::load(&p).unwrap();
+    }
+
+    #[test]
+    fn the_walk_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path());
+        let deep = p.join("a/b/c/d/e");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("dkms.conf"), "PACKAGE_NAME=deep\n").unwrap();
+        let project = Beneath::open(&p).unwrap();
+        assert_eq!(find_dkms_conf(&project), Found::None);
+        std::fs::write(p.join("a/b/c/d/dkms.conf"), "PACKAGE_NAME=deep\n").unwrap();
+        assert_eq!(
+            find_dkms_conf(&project),
+            Found::One("a/b/c/d/dkms.conf".into())
+        );
     }
 }

@@ -532,6 +532,7 @@ async fn dkms_runs(
     ];
     argv.extend(dkms_args.iter().cloned());
     argv.push(records.display().to_string());
+    argv.push(job.project.dkms_conf_in_source());
     let eval = SandboxRun {
         title: "evaluating dkms.conf".into(),
         argv,
@@ -576,6 +577,20 @@ async fn dkms_runs(
         Ok(Decision::Build(b)) => *b,
         Err(e) => return Ok(conf_error(e)),
     };
+    if let (true, Some(v)) = (job.project.version_evaluated, variables.package().1) {
+        if v != version {
+            return Ok(conf_error(DkmsError::Invalid {
+                variable: "PACKAGE_VERSION".into(),
+                reason: format!(
+                    "evaluates to {} for this kernel and to {} before any kernel, which the driver is \
+                     stored under: a version that depends on the kernel needs one given with \
+                     --driver-version or [driver] version",
+                    names::printable(v),
+                    names::printable(&version)
+                ),
+            }));
+        }
+    }
     if let (Some(n), Some(v)) = variables.package() {
         if n != name || v != version {
             let _ = writeln!(

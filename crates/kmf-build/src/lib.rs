@@ -7,6 +7,7 @@
 //!   engine, the Dockerfiles under `builders/`, and pruning what neither produces any more.
 //! * [`project`]: the driver's `kmodfarm.toml`.
 //! * [`dkms`]: the driver's `dkms.conf`, evaluated per kernel in the sandbox.
+//! * [`dkms_version`]: a computed `PACKAGE_VERSION`, evaluated in the sandbox before any kernel.
 //! * [`init`]: `kmodfarm init`, a commented `kmodfarm.toml` for a project.
 //! * [`applicability`]: which kernels a driver applies to (`requires_config`, `BUILD_EXCLUSIVE_*`).
 //! * [`kbuild`]: find the kernel tree in the extracted header packages, run `make M=...` in a sandbox, collect
@@ -16,6 +17,7 @@ pub mod applicability;
 pub mod builder;
 pub mod builder_images;
 pub mod dkms;
+pub mod dkms_version;
 mod error;
 pub mod init;
 pub mod kbuild;
@@ -25,7 +27,7 @@ pub mod toolchain;
 pub mod untrusted;
 pub mod workdir;
 
-pub use builder::{builder_identity, BuilderStore};
+pub use builder::{builder_identity, AptSource, BuilderStore};
 pub use error::BuildError;
 pub use kbuild::{
     check_host_tools, find_kernel_tree, resolve_merged, run_kbuild, BuiltModule, KbuildJob,

@@ -27,6 +27,9 @@
 //! # With a dkms.conf beside kmodfarm.toml, the build is the one dkms.conf describes; `dkms = false`
 //! # ignores it.
 //! dkms = true
+//! # A dkms.conf kept elsewhere (packaging that copies it to the top before running DKMS): its path,
+//! # relative to kmodfarm.toml; the paths it names stay relative to the top, which stays the build root.
+//! dkms_conf = "packaging/dkms/dkms.conf"
 //!
 //! # Optional: what a host needs to load the modules (`kmodfarm install`).
 //! [install]
@@ -55,7 +58,7 @@ use kmf_types::published::{Delivery, FirmwareFile};
 use kmf_types::Arch;
 
 use crate::applicability::{valid_config_requirement, Requirements};
-use crate::dkms::{Literal, LiteralNames, DKMS_CONF, MAX_DKMS_BYTES};
+use crate::dkms::{has_placeholder, Literal, LiteralNames, DKMS_CONF, MAX_DKMS_BYTES};
 use crate::untrusted::{Beneath, UntrustedError};
 use crate::BuildError;
 
@@ -112,6 +115,10 @@ pub struct ProjectConfig {
     /// been weighed ([`ProjectConfig::resolve_version`]).
     #[serde(skip)]
     pub resolved_version: Option<String>,
+    /// The version is dkms.conf's computed `PACKAGE_VERSION` as evaluated before any kernel
+    /// ([`crate::dkms_version`]): each kernel's evaluation must come to the same.
+    #[serde(skip)]
+    pub version_evaluated: bool,
     /// `[install]` as published: the modprobe configuration's text and the firmware files' digests,
     /// read at load time without following links.
     #[serde(skip)]
@@ -156,6 +163,11 @@ pub struct BuildSection {
     /// Follow the project's `dkms.conf` (default: when it has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkms: Option<bool>,
+    /// Where the `dkms.conf` is, relative to the project root, when it is not `<source_dir>/dkms.conf`
+    /// (drivers whose packaging keeps it in a folder of its own and copies it to the top before running
+    /// DKMS). It is evaluated as if it were at the top of the source directory, which stays the build root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkms_conf: Option<String>,
 }
 
 impl Default for BuildSection {
@@ -171,6 +183,7 @@ impl Default for BuildSection {
             kernel_min: None,
             kernel_max: None,
             dkms: None,
+            dkms_conf: None,
         }
     }
 }
@@ -272,7 +285,7 @@ impl ProjectConfig {
             .require_dir(Path::new(&cfg.build.source_dir))
             .map_err(|e| in_project("build.source_dir", e))?;
         if cfg.build.dkms != Some(false) {
-            let conf = Path::new(&cfg.build.source_dir).join(DKMS_CONF);
+            let conf = cfg.dkms_conf_path();
             match project.read(&conf, MAX_DKMS_BYTES) {
                 Ok(bytes) => {
                     if !cfg.build.steps.is_empty()
@@ -288,8 +301,15 @@ impl ProjectConfig {
                     }
                     cfg.dkms = Some(LiteralNames::read(&String::from_utf8_lossy(&bytes)));
                 }
-                Err(UntrustedError::Missing { .. }) if cfg.build.dkms.is_none() => {}
-                Err(e) => return Err(in_project(DKMS_CONF, e)),
+                Err(UntrustedError::Missing { .. })
+                    if cfg.build.dkms.is_none() && cfg.build.dkms_conf.is_none() => {}
+                Err(e) => {
+                    let what = match cfg.build.dkms_conf {
+                        Some(_) => "build.dkms_conf",
+                        None => DKMS_CONF,
+                    };
+                    return Err(in_project(what, e));
+                }
             }
         }
         cfg.read_delivery(&project).map_err(config_err)?;
@@ -327,8 +347,31 @@ impl ProjectConfig {
             }
         };
         named("driver.name", &self.driver.name)?;
-        named("driver.version", &self.driver.version)?;
+        if let Some(v) = &self.driver.version {
+            names::check_version("driver.version", v).map_err(|e| BuildError::Config {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        }
         relative("build.source_dir", &self.build.source_dir)?;
+        if let Some(conf) = &self.build.dkms_conf {
+            relative("build.dkms_conf", conf)?;
+            let bad = |why: String| BuildError::Config {
+                path: path.to_path_buf(),
+                msg: format!("build.dkms_conf `{}` {why}", names::printable(conf)),
+            };
+            if self.build.dkms == Some(false) {
+                return Err(bad(
+                    "names a dkms.conf and `dkms = false` says to ignore it".into(),
+                ));
+            }
+            if in_source_dir(&self.build.source_dir, conf).is_none() {
+                return Err(bad(format!(
+                    "must lie inside build.source_dir `{}`, the tree the build copies and runs in",
+                    names::printable(&self.build.source_dir)
+                )));
+            }
+        }
         for m in &self.build.modules {
             relative("build.modules entry", m)?;
         }
@@ -458,31 +501,121 @@ impl ProjectConfig {
     }
 
     /// Settles the driver version: the command line's, else kmodfarm.toml's, else a plain
-    /// `PACKAGE_VERSION=` of dkms.conf, else `0.0.0`. A dkms.conf that computes its version needs one of
-    /// the first two, since the version names the store's directories before any kernel is evaluated.
+    /// `PACKAGE_VERSION=` of dkms.conf, else `0.0.0`; the result must be a version
+    /// ([`names::check_version`]).
+    ///
+    /// A `PACKAGE_VERSION` holding an install script's placeholder (`#VERSION#`, `@VERSION@`), which the
+    /// driver's packaging replaces before DKMS sees it, takes the version from the checkout when the user
+    /// gives none: `git describe --tags --always` of the project's work tree, logged as derived. A
+    /// `PACKAGE_VERSION` that is computed (`"$(cat VERSION)"`) is evaluated in the sandbox before any
+    /// kernel by the caller ([`ProjectConfig::computed_version`], [`crate::dkms_version`]); here, without
+    /// a sandbox, it must be given.
     pub fn resolve_version(&mut self, command_line: Option<&str>) -> Result<String, BuildError> {
-        let version = match (
+        let conf_path = self.root.join(self.dkms_conf_path());
+        let needs_one = |why: String| BuildError::Config {
+            path: conf_path.clone(),
+            msg: format!(
+                "{why}; give the version with --driver-version or [driver] version in kmodfarm.toml"
+            ),
+        };
+        let (version, what) = match (
             command_line,
             &self.driver.version,
             self.dkms_literal_version(),
         ) {
-            (Some(v), _, _) => v.to_string(),
-            (None, Some(v), _) => v.clone(),
-            (None, None, Some(Literal::Plain(v))) => v.clone(),
-            (None, None, Some(Literal::Computed(raw))) => {
-                return Err(BuildError::Config {
-                    path: self.root.join(DKMS_CONF),
-                    msg: format!(
-                        "PACKAGE_VERSION={} is computed when dkms.conf runs; give the version with \
-                         --driver-version or [driver] version in kmodfarm.toml",
-                        names::printable(raw)
-                    ),
-                })
+            (Some(v), _, _) => (v.to_string(), "--driver-version"),
+            (None, Some(v), _) => (v.clone(), "driver.version"),
+            (None, None, Some(Literal::Plain(v))) if has_placeholder(v) => {
+                match git_describe(&self.root) {
+                    Some(derived) => {
+                        tracing::info!(
+                            "driver version {} derived from `git describe --tags --always` of {} \
+                             (dkms.conf's PACKAGE_VERSION is the placeholder {}; --driver-version sets one)",
+                            names::printable(&derived),
+                            self.root.display(),
+                            names::printable(v)
+                        );
+                        (derived, "the version derived with git describe")
+                    }
+                    None => {
+                        return Err(needs_one(format!(
+                            "PACKAGE_VERSION={} is a placeholder that the driver's install script replaces, \
+                             and the project is no git work tree to derive a version from",
+                            names::printable(v)
+                        )))
+                    }
+                }
             }
-            (None, None, None) => "0.0.0".to_string(),
+            (None, None, Some(Literal::Plain(v))) => (v.clone(), "dkms.conf's PACKAGE_VERSION"),
+            (None, None, Some(Literal::Computed(raw))) => {
+                return Err(needs_one(format!(
+                "PACKAGE_VERSION={} is computed, and this command runs no dkms.conf to evaluate it",
+                names::printable(raw)
+            )))
+            }
+            (None, None, None) => ("0.0.0".to_string(), "the default version"),
         };
+        names::check_version(what, &version).map_err(|e| match what {
+            "dkms.conf's PACKAGE_VERSION" => needs_one(e.to_string()),
+            "--driver-version" => BuildError::Config {
+                path: self.root.clone(),
+                msg: e.to_string(),
+            },
+            _ => BuildError::Config {
+                path: self.root.join("kmodfarm.toml"),
+                msg: e.to_string(),
+            },
+        })?;
         self.resolved_version = Some(version.clone());
         Ok(version)
+    }
+
+    /// dkms.conf's `PACKAGE_VERSION` as written, when it is computed and nothing else gives the version
+    /// (`command_line`, `[driver] version`): it must then be evaluated ([`crate::dkms_version::evaluate`])
+    /// and given to [`ProjectConfig::settle_evaluated_version`].
+    pub fn computed_version(&self, command_line: Option<&str>) -> Option<&str> {
+        match (
+            command_line,
+            &self.driver.version,
+            self.dkms_literal_version(),
+        ) {
+            (None, None, Some(Literal::Computed(raw))) => Some(raw),
+            _ => None,
+        }
+    }
+
+    /// Takes the version dkms.conf's computed `PACKAGE_VERSION` evaluated to, already checked by the
+    /// evaluation, and logs where it came from.
+    pub fn settle_evaluated_version(&mut self, version: &str) -> String {
+        if let Some(raw) = self.computed_version(None) {
+            tracing::info!(
+                "driver version {} evaluated from dkms.conf's PACKAGE_VERSION={} in the sandbox",
+                names::printable(version),
+                names::printable(raw)
+            );
+        }
+        self.resolved_version = Some(version.to_string());
+        self.version_evaluated = true;
+        version.to_string()
+    }
+
+    /// Where the project's `dkms.conf` is, relative to the project root: `[build] dkms_conf`, else
+    /// `<source_dir>/dkms.conf`.
+    pub fn dkms_conf_path(&self) -> PathBuf {
+        match &self.build.dkms_conf {
+            Some(p) => PathBuf::from(p),
+            None => Path::new(&self.build.source_dir).join(DKMS_CONF),
+        }
+    }
+
+    /// The `dkms.conf` path relative to the source directory, where the build runs: what the sandbox
+    /// sources.
+    pub fn dkms_conf_in_source(&self) -> String {
+        self.build
+            .dkms_conf
+            .as_deref()
+            .and_then(|p| in_source_dir(&self.build.source_dir, p))
+            .unwrap_or_else(|| DKMS_CONF.to_string())
     }
 
     /// The kernels the driver applies to, from `[build]`.
@@ -544,6 +677,81 @@ impl ProjectConfig {
             self.build.steps.clone()
         }
     }
+}
+
+/// `path` (relative to the project root) relative to `source_dir`, or `None` when it lies outside it.
+fn in_source_dir(source_dir: &str, path: &str) -> Option<String> {
+    let plain = |p: &str| -> Vec<String> {
+        Path::new(p)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (source, path) = (plain(source_dir), plain(path));
+    (path.len() > source.len() && path.starts_with(&source)).then(|| path[source.len()..].join("/"))
+}
+
+/// Longest a `git describe` may take before the version is given up as underivable.
+const GIT_DESCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `git describe --tags --always` of the git work tree `dir` is in, when it is one and the answer is a
+/// version. The work tree is the user's own checkout (kmodfarm's git sources are checked out by kmodfarm):
+/// git reads its configuration as any git command there would, but nothing that would run a program of the
+/// repository's choosing (a file system monitor, a pager) is let in, and the environment's `GIT_DIR`,
+/// `GIT_WORK_TREE` and the like cannot point it elsewhere (`GIT_CEILING_DIRECTORIES` still bounds the
+/// search for the work tree, as the user set it).
+fn git_describe(dir: &Path) -> Option<String> {
+    let git = |args: &[&str]| -> Option<String> {
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "core.pager=cat",
+                "--no-pager",
+            ])
+            .args(args)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_OBJECT_DIRECTORY")
+            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+            .env_remove("GIT_NAMESPACE")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let start = std::time::Instant::now();
+        loop {
+            match child.try_wait().ok()? {
+                Some(status) if status.success() => break,
+                Some(_) => return None,
+                None if start.elapsed() > GIT_DESCRIBE_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+        Some(out.trim().to_string())
+    };
+    if git(&["rev-parse", "--is-inside-work-tree"])? != "true" {
+        return None;
+    }
+    let version = git(&["describe", "--tags", "--always"])?;
+    names::check_version("version", &version).ok()?;
+    Some(version)
 }
 
 #[cfg(test)]
@@ -728,5 +936,204 @@ mod tests {
         assert_eq!(d.firmware[0].size, 2);
         assert_eq!(cfg.firmware[0].as_slice(), b"FW");
         assert_eq!(d.load_order, ["x_core", "x"]);
+    }
+
+    /// A project with `dkms.conf` (at `conf`, relative) saying `PACKAGE_VERSION=<version>`.
+    fn dkms_project(dir: &Path, conf: &str, version: &str) -> PathBuf {
+        let p = dir.join("kmf-shape");
+        let conf = p.join(conf);
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(
+            conf,
+            format!("PACKAGE_NAME=kmf-shape\nPACKAGE_VERSION={version}\n"),
+        )
+        .unwrap();
+        p
+    }
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=kmodfarm",
+                "-c",
+                "user.email=kmodfarm@example.invalid",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn a_debian_style_version_with_a_tilde() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dkms_project(dir.path(), "dkms.conf", "\"1.0~rc1\"");
+        let mut cfg = ProjectConfig::load(&p).unwrap();
+        assert_eq!(cfg.resolve_version(None).unwrap(), "1.0~rc1");
+        assert_eq!(cfg.resolve_version(Some("2.0~beta2")).unwrap(), "2.0~beta2");
+        std::fs::write(p.join("kmodfarm.toml"), "[driver]\nversion = '3~rc1'\n").unwrap();
+        let mut cfg = ProjectConfig::load(&p).unwrap();
+        assert_eq!(cfg.resolve_version(None).unwrap(), "3~rc1");
+        // Still no path: a `~` first, a `/` or `..` are refused.
+        for bad in ["~1", "1/../x", "1 2"] {
+            let err = cfg.resolve_version(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("--driver-version"), "{bad}: {err}");
+        }
+        std::fs::write(p.join("kmodfarm.toml"), "[driver]\nversion = '~x'\n").unwrap();
+        let err = ProjectConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("driver.version"), "{err}");
+    }
+
+    #[test]
+    fn a_placeholder_takes_the_given_version_or_fails_saying_how_to_give_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for placeholder in [
+            "\"#VERSION#\"",
+            "#MODULE_VERSION#",
+            "@VERSION@",
+            "'1.0-@GITREV@'",
+        ] {
+            let p = dkms_project(dir.path(), "dkms.conf", placeholder);
+            let mut cfg = ProjectConfig::load(&p).unwrap();
+            let err = cfg.resolve_version(None).unwrap_err().to_string();
+            assert!(
+                err.contains("placeholder")
+                    && err.contains("--driver-version")
+                    && err.contains("[driver] version"),
+                "{placeholder}: {err}"
+            );
+            assert_eq!(cfg.resolve_version(Some("1.4.2")).unwrap(), "1.4.2");
+            std::fs::write(p.join("kmodfarm.toml"), "[driver]\nversion = '0.9'\n").unwrap();
+            assert_eq!(
+                ProjectConfig::load(&p)
+                    .unwrap()
+                    .resolve_version(None)
+                    .unwrap(),
+                "0.9"
+            );
+            std::fs::remove_file(p.join("kmodfarm.toml")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_placeholder_in_a_git_work_tree_takes_git_describe() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dkms_project(dir.path(), "dkms.conf", "\"#VERSION#\"");
+        git(&p, &["init", "--quiet"]);
+        // No commit yet: nothing to describe.
+        let err = ProjectConfig::load(&p)
+            .unwrap()
+            .resolve_version(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("--driver-version"), "{err}");
+        git(&p, &["add", "dkms.conf"]);
+        git(&p, &["commit", "--quiet", "-m", "first"]);
+        let untagged = ProjectConfig::load(&p)
+            .unwrap()
+            .resolve_version(None)
+            .unwrap();
+        assert!(
+            untagged.len() >= 7 && untagged.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{untagged}"
+        );
+        git(&p, &["tag", "v0.3"]);
+        assert_eq!(
+            ProjectConfig::load(&p)
+                .unwrap()
+                .resolve_version(None)
+                .unwrap(),
+            "v0.3"
+        );
+        std::fs::write(p.join("x.c"), "").unwrap();
+        git(&p, &["add", "x.c"]);
+        git(&p, &["commit", "--quiet", "-m", "second"]);
+        let v = ProjectConfig::load(&p)
+            .unwrap()
+            .resolve_version(None)
+            .unwrap();
+        assert!(v.starts_with("v0.3-1-g"), "{v}");
+        // The user's version still wins.
+        assert_eq!(
+            ProjectConfig::load(&p)
+                .unwrap()
+                .resolve_version(Some("1.0"))
+                .unwrap(),
+            "1.0"
+        );
+        // A tag that is no version is not used.
+        git(&p, &["tag", "-a", "-m", "x", "bad#tag"]);
+        assert!(ProjectConfig::load(&p)
+            .unwrap()
+            .resolve_version(None)
+            .is_err());
+    }
+
+    #[test]
+    fn a_dkms_conf_in_a_packaging_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dkms_project(dir.path(), "packaging/dkms/dkms.conf", "1.2.3");
+        // Not at the top: without kmodfarm.toml naming it, the project has no dkms.conf.
+        assert!(!ProjectConfig::load(&p).unwrap().uses_dkms());
+        let toml = p.join("kmodfarm.toml");
+        std::fs::write(&toml, "[build]\ndkms_conf = 'packaging/dkms/dkms.conf'\n").unwrap();
+        let mut cfg = ProjectConfig::load(&p).unwrap();
+        assert!(cfg.uses_dkms());
+        assert_eq!(cfg.name(), "kmf-shape");
+        assert_eq!(cfg.resolve_version(None).unwrap(), "1.2.3");
+        assert_eq!(cfg.dkms_conf_in_source(), "packaging/dkms/dkms.conf");
+        assert_eq!(cfg.source_dir(), p.join("."));
+        // Under a source directory: sourced relative to it.
+        std::fs::write(
+            &toml,
+            "[build]\nsource_dir = 'packaging'\ndkms_conf = './packaging/dkms/dkms.conf'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ProjectConfig::load(&p).unwrap().dkms_conf_in_source(),
+            "dkms/dkms.conf"
+        );
+        for (text, needle) in [
+            (
+                "[build]\ndkms_conf = '../dkms.conf'\n",
+                "relative path inside the project",
+            ),
+            (
+                "[build]\ndkms_conf = '/etc/dkms.conf'\n",
+                "relative path inside the project",
+            ),
+            (
+                "[build]\ndkms_conf = 'missing/dkms.conf'\n",
+                "does not exist",
+            ),
+            (
+                "[build]\ndkms = false\ndkms_conf = 'packaging/dkms/dkms.conf'\n",
+                "dkms = false",
+            ),
+            (
+                "[build]\nsource_dir = 'src'\ndkms_conf = 'packaging/dkms/dkms.conf'\n",
+                "inside build.source_dir",
+            ),
+        ] {
+            std::fs::create_dir_all(p.join("src")).unwrap();
+            std::fs::write(&toml, text).unwrap();
+            let err = ProjectConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        // Read without following links, as every project file.
+        std::fs::create_dir_all(p.join("linked")).unwrap();
+        std::os::unix::fs::symlink(
+            p.join("packaging/dkms/dkms.conf"),
+            p.join("linked/dkms.conf"),
+        )
+        .unwrap();
+        std::fs::write(&toml, "[build]\ndkms_conf = 'linked/dkms.conf'\n").unwrap();
+        let err = ProjectConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("symbolic link") && err.contains("build.dkms_conf"),
+            "{err}"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub enum UntrustedError {
     Missing { path: String },
     #[error("`{path}` is {size} bytes, more than the limit of {limit} bytes")]
     TooLarge { path: String, size: u64, limit: u64 },
+    #[error(
+        "`{path}` has {links} names (hard links): one of them may be a file outside the tree, so it is not read"
+    )]
+    HardLinked { path: String, links: u64 },
     #[error("`{path}` is not a relative path of plain names (no `..`, no leading `/`)")]
     BadPath { path: String },
     #[error("{op} `{path}`: {source}")]
@@ -87,6 +91,8 @@ fn shown(p: &Path) -> String {
 pub struct Beneath {
     dir: OwnedFd,
     root: PathBuf,
+    /// Refuse regular files with more than one link ([`Beneath::refusing_hard_links`]).
+    single_link: bool,
 }
 
 impl Beneath {
@@ -105,6 +111,7 @@ impl Beneath {
         Ok(Beneath {
             dir,
             root: root.to_path_buf(),
+            single_link: false,
         })
     }
 
@@ -212,12 +219,24 @@ impl Beneath {
         }
     }
 
+    /// Makes every file read through this base (and the directories opened from it) refuse a regular file
+    /// with more than one link: in a tree someone else wrote on this machine's file system (a worker's
+    /// bundle in a local directory), another name of the same file may be a file of the host that the
+    /// writer could not read itself, and reading it here would put it into what is published.
+    pub fn refusing_hard_links(mut self) -> Beneath {
+        self.single_link = true;
+        self
+    }
+
     /// The directory `rel` below this one, opened without following a link anywhere on the way: a base for
     /// reading a subtree (a bundle in a directory of bundles).
     pub fn open_dir(&self, rel: &Path) -> Result<Beneath, UntrustedError> {
         let (dir, last) = self.parent_of(rel)?;
         let Some(last) = last else {
-            return Beneath::open(&self.root);
+            return Beneath::open(&self.root).map(|b| Beneath {
+                single_link: self.single_link,
+                ..b
+            });
         };
         let fd = openat(
             &dir,
@@ -229,6 +248,7 @@ impl Beneath {
         Ok(Beneath {
             dir: fd,
             root: self.root.join(rel),
+            single_link: self.single_link,
         })
     }
 
@@ -346,6 +366,12 @@ impl Beneath {
             return Err(UntrustedError::NotRegular {
                 path: shown(rel),
                 kind: kind_name(t),
+            });
+        }
+        if self.single_link && st.st_nlink > 1 {
+            return Err(UntrustedError::HardLinked {
+                path: shown(rel),
+                links: st.st_nlink as u64,
             });
         }
         Ok((File::from(fd), st.st_size as u64))
@@ -622,5 +648,27 @@ mod tests {
             UntrustedError::TooLarge { .. }
         ));
         assert!(!big.exists());
+    }
+
+    #[test]
+    fn hard_links_are_refused_where_asked() {
+        let (d, b) = tree();
+        // Another name of a file outside the tree, as a worker could plant in its bundle.
+        std::fs::hard_link(d.path().join("outside-secret"), b.root.join("a/b/linked")).unwrap();
+        assert_eq!(b.read(Path::new("a/b/linked"), 100).unwrap(), b"secret");
+        let strict = Beneath::open(&b.root).unwrap().refusing_hard_links();
+        let err = strict.read(Path::new("a/b/linked"), 100).unwrap_err();
+        assert!(
+            matches!(err, UntrustedError::HardLinked { links: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("hard links"), "{err}");
+        // The rule carries to the directories opened from it; single-link files still read.
+        let sub = strict.open_dir(Path::new("a/b")).unwrap();
+        assert!(sub
+            .stage(Path::new("linked"), &d.path().join("copy"), 100)
+            .is_err());
+        assert!(!d.path().join("copy").exists());
+        assert_eq!(sub.read(Path::new("m.ko"), 100).unwrap(), b"module");
     }
 }

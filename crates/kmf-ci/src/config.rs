@@ -73,6 +73,9 @@ pub struct FarmConfig {
     pub roles: BTreeMap<Role, RoleIdentity>,
     /// What the nightly run builds.
     pub run: RunConfig,
+    /// How the planner proves the kernels' inputs (passed to `plan`).
+    #[serde(default)]
+    pub trust: TrustConfig,
     #[serde(default)]
     pub github: Option<GithubConfig>,
     #[serde(default)]
@@ -198,6 +201,100 @@ pub struct RunConfig {
     /// Cron schedule of the nightly run (UTC).
     #[serde(default = "default_schedule")]
     pub schedule: String,
+}
+
+/// `[trust]`: the keyrings apt Releases and RPMs must be signed by, on the planner's machine, and the
+/// suites whose expired Release the farm accepts. Becomes `plan`'s `--keyring`, `--allow-expired-release`,
+/// `--rpm-keyring` and `--require-verified`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Keyring files for every apt suite (default: the distribution's archive keyring as installed).
+    #[serde(default)]
+    pub keyring: Vec<String>,
+    /// Keyring files per apt suite, as deb822 `Signed-By`.
+    #[serde(default)]
+    pub suite_keyrings: BTreeMap<String, Vec<String>>,
+    /// Suites whose Release may be past its `Valid-Until` (snapshot mirrors).
+    #[serde(default)]
+    pub allow_expired_release: Vec<String>,
+    /// Keyring files per RPM distribution (`fedora = ["/etc/pki/rpm-gpg/RPM-GPG-KEY-fedora-41"]`).
+    #[serde(default)]
+    pub rpm_keyrings: BTreeMap<String, Vec<String>>,
+    /// Refuse header packages nothing proved.
+    #[serde(default)]
+    pub require_verified: bool,
+}
+
+impl TrustConfig {
+    /// `plan`'s arguments for this configuration.
+    pub fn plan_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for k in &self.keyring {
+            args.extend(["--keyring".to_string(), k.clone()]);
+        }
+        for (suite, files) in &self.suite_keyrings {
+            for f in files {
+                args.extend(["--keyring".to_string(), format!("{suite}={f}")]);
+            }
+        }
+        if !self.allow_expired_release.is_empty() {
+            args.extend([
+                "--allow-expired-release".to_string(),
+                self.allow_expired_release.join(","),
+            ]);
+        }
+        for (distro, files) in &self.rpm_keyrings {
+            for f in files {
+                args.extend(["--rpm-keyring".to_string(), format!("{distro}={f}")]);
+            }
+        }
+        if self.require_verified {
+            args.push("--require-verified".to_string());
+        }
+        args
+    }
+
+    /// Names become command-line words of generated CI files: only plain suite and distribution names and
+    /// absolute paths without shell or expression syntax.
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        };
+        let path_ok = |p: &str| {
+            p.starts_with('/')
+                && !p.split('/').any(|c| c == "..")
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.+@".contains(&b))
+        };
+        let names = self
+            .suite_keyrings
+            .keys()
+            .chain(self.rpm_keyrings.keys())
+            .chain(self.allow_expired_release.iter());
+        for n in names {
+            if !name_ok(n) {
+                return Err(format!(
+                    "trust: `{n}` is not a suite or distribution name (a-z, 0-9, `-`, `.`)"
+                ));
+            }
+        }
+        let paths = self
+            .keyring
+            .iter()
+            .chain(self.suite_keyrings.values().flatten())
+            .chain(self.rpm_keyrings.values().flatten());
+        for p in paths {
+            if !path_ok(p) {
+                return Err(format!(
+                    "trust: keyring `{p}` must be an absolute path of A-Z, a-z, 0-9 and `/-_.+@`"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A driver in a git repository.
@@ -351,6 +448,14 @@ pub enum ConfigError {
     },
     #[error("{path}: {what}")]
     Invalid { path: String, what: String },
+    /// A value that would be read as code, syntax or a path where it is put (see [`crate::values`]).
+    #[error("{path}: {key} = `{}`: {why}", kmf_types::names::printable(value))]
+    Value {
+        path: String,
+        key: String,
+        value: String,
+        why: String,
+    },
 }
 
 /// An `s3://bucket/prefix[?options]` URL split into bucket and prefix (no leading or trailing slash).
@@ -396,10 +501,19 @@ impl FarmConfig {
             path: origin.to_string(),
             source,
         })?;
+        let bad_value = |b: crate::values::BadValue| ConfigError::Value {
+            path: origin.to_string(),
+            key: b.key,
+            value: b.value,
+            why: b.why,
+        };
+        // Every value first: what the later checks quote has no control character or expression left.
+        crate::values::check_every_value(&config).map_err(bad_value)?;
         config.check().map_err(|what| ConfigError::Invalid {
             path: origin.to_string(),
             what,
         })?;
+        crate::values::check_names(&config).map_err(bad_value)?;
         Ok(config)
     }
 
@@ -466,6 +580,7 @@ impl FarmConfig {
         if self.run.kernels.is_empty() && self.run.suites.is_empty() {
             return Err("run: give kernel lists (kernels) or suites to crawl (suites)".into());
         }
+        self.trust.validate()?;
         Ok(())
     }
 
@@ -580,6 +695,12 @@ mod tests {
         assert!(crate::github::plan_args(&c)
             .iter()
             .any(|a| a.starts_with("git+https://git.acme.example")));
+        // The example's [trust] section reaches `plan`.
+        let args = crate::github::plan_args(&c).join(" ");
+        assert!(
+            args.contains("--keyring /usr/share/keyrings/debian-archive-keyring.gpg"),
+            "{args}"
+        );
     }
 
     #[test]
@@ -604,6 +725,16 @@ mod tests {
             ("url = \"s3://", "url = \"file://", "store.url"),
             ("[tags]", "[tags]\n\"bad key\" = \"x\"", "bad key"),
             ("[run]", "[run]\nunknown = 1", "unknown"),
+            (
+                "keyring = [\"/usr/share/keyrings/debian-archive-keyring.gpg\"]",
+                "keyring = [\"keys/${{ secrets.X }}.gpg\"]",
+                "trust.keyring[0]",
+            ),
+            (
+                "[trust]",
+                "[trust]\nallow_expired_release = [\"sid; rm -rf /\"]",
+                "not a suite",
+            ),
         ] {
             assert!(good.contains(from), "{from}");
             let text = good.replacen(from, to, 1);

@@ -126,19 +126,6 @@ impl Step {
     }
 }
 
-/// Shell-quotes one argument for a `run` script.
-fn quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,^$+@".contains(&b))
-        && !arg.contains('$')
-    {
-        return arg.to_string();
-    }
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
-
 /// The plan's location and staging prefix from the plan job, as environment variables: expressions are
 /// never spliced into a script.
 fn plan_env() -> BTreeMap<String, String> {
@@ -154,10 +141,12 @@ fn plan_env() -> BTreeMap<String, String> {
     ])
 }
 
-/// The step that turns the job's OIDC token into the web identity the store client reads, for `role`.
+/// The step that turns the job's OIDC token into the web identity the store client reads, for `role`. The
+/// role's ARN and session name come in as environment variables: configuration values are never spliced
+/// into a script.
 fn credentials_step(config: &FarmConfig, role: Role) -> Option<Step> {
     let arn = config.identity(role).aws_role_arn?;
-    Some(Step::run(
+    let mut step = Step::run(
         &format!("AWS credentials ({role})"),
         format!(
             r#"# The job's OIDC token, exchanged by the store client for the {role} role's credentials.
@@ -165,13 +154,17 @@ if [ -n "${{ACTIONS_ID_TOKEN_REQUEST_URL:-}}" ]; then
   curl -sSf -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" \
     "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=sts.amazonaws.com" | jq -r .value > "$RUNNER_TEMP/aws-web-identity"
   echo "AWS_WEB_IDENTITY_TOKEN_FILE=$RUNNER_TEMP/aws-web-identity" >> "$GITHUB_ENV"
-  echo "AWS_ROLE_ARN={arn}" >> "$GITHUB_ENV"
-  echo "AWS_ROLE_SESSION_NAME={name}-$GITHUB_RUN_ID" >> "$GITHUB_ENV"
+  echo "AWS_ROLE_ARN=$KMODFARM_AWS_ROLE_ARN" >> "$GITHUB_ENV"
+  echo "AWS_ROLE_SESSION_NAME=$KMODFARM_AWS_ROLE_SESSION-$GITHUB_RUN_ID" >> "$GITHUB_ENV"
 fi
-"#,
-            name = config.name(role),
+"#
         ),
-    ))
+    );
+    step.env = BTreeMap::from([
+        ("KMODFARM_AWS_ROLE_ARN".to_string(), arn),
+        ("KMODFARM_AWS_ROLE_SESSION".to_string(), config.name(role)),
+    ]);
+    Some(step)
 }
 
 fn setup_steps(install: &str) -> Vec<Step> {
@@ -215,19 +208,29 @@ pub fn plan_args(config: &FarmConfig) -> Vec<String> {
     if run.boot_test {
         args.push("--boot-test".into());
     }
+    args.extend(config.trust.plan_args());
     args
 }
 
-/// The `plan` command line of the nightly run's workflow step.
-fn plan_command(config: &FarmConfig, chunks: usize) -> String {
-    let mut line: Vec<String> = vec!["kmodfarm".into()];
-    line.extend(plan_args(config).iter().map(|a| quote(a)));
-    line.extend([
-        "--store \"$KMODFARM_STORE\"".into(),
-        "--out \"$KMODFARM_FARM\"".into(),
-        format!("--github-output \"$GITHUB_OUTPUT\" --github-chunks {chunks}"),
-    ]);
-    line.join(" ")
+/// The variable carrying `plan`'s arguments from the configuration into the plan step, one per line.
+pub const PLAN_ARGS_VARIABLE: &str = "KMODFARM_PLAN_ARGS";
+
+/// The plan step: `plan`'s arguments from the configuration (driver projects, kernel lists, `plan_args`)
+/// are data in the step's `env:`, one per line (no value holds a line break: see [`crate::values`]), read
+/// into an array, never words of the script.
+fn plan_step(config: &FarmConfig, chunks: usize) -> Step {
+    let args = plan_args(config);
+    let mut step = Step::run(
+        "plan",
+        format!(
+            r#"mapfile -t args <<<"${PLAN_ARGS_VARIABLE}"
+kmodfarm plan "${{args[@]}}" --store "$KMODFARM_STORE" --out "$KMODFARM_FARM" --github-output "$GITHUB_OUTPUT" --github-chunks {chunks}
+"#
+        ),
+    );
+    step.id = Some("plan".into());
+    step.env = BTreeMap::from([(PLAN_ARGS_VARIABLE.to_string(), args[1..].join("\n"))]);
+    step
 }
 
 /// The workflow for `config`, with `chunks` build jobs per architecture (each up to 256 shards).
@@ -252,9 +255,7 @@ pub fn workflow(config: &FarmConfig, chunks: usize) -> Workflow {
     let planner = config.profile(Role::Planner);
     let mut steps = setup_steps(&gh.install);
     steps.extend(credentials_step(config, Role::Planner));
-    let mut plan_step = Step::run("plan", plan_command(config, chunks));
-    plan_step.id = Some("plan".into());
-    steps.push(plan_step);
+    steps.push(plan_step(config, chunks));
     let mut outputs = BTreeMap::new();
     for name in [OUTPUT_PLAN, OUTPUT_STAGING] {
         outputs.insert(
@@ -441,11 +442,13 @@ pub fn arc_values(config: &FarmConfig) -> Vec<(String, String)> {
 
 /// actionlint's configuration declaring the self-hosted runner labels the workflow uses.
 pub fn actionlint_config(config: &FarmConfig) -> String {
-    let mut out = String::from("self-hosted-runner:\n  labels:\n");
-    for a in config.architectures.values() {
-        out.push_str(&format!("    - {}\n", a.github_runner));
-    }
-    out
+    let labels: Vec<&str> = config
+        .architectures
+        .values()
+        .map(|a| a.github_runner.as_str())
+        .collect();
+    yaml_serde::to_string(&serde_json::json!({ "self-hosted-runner": { "labels": labels } }))
+        .expect("a configuration serialises")
 }
 
 #[cfg(test)]
@@ -495,6 +498,57 @@ mod tests {
         assert!(
             yaml.contains("runs-on:\n    - kmodfarm-prod-aarch64"),
             "{yaml}"
+        );
+    }
+
+    /// Hostile but allowed words of the plan command line: in the step's `env:` as data, never in a
+    /// script; and the role's ARN likewise.
+    #[test]
+    fn configuration_values_reach_scripts_only_through_env() {
+        let mut c = config();
+        let hostile = ["$(id)", "`id`", "'; id; '", "a b", "\"$HOME\""];
+        c.run.plan_args.extend(hostile.map(String::from));
+        let w = workflow(&c, 1);
+        let (_, plan) = &w.jobs.0[0];
+        let step = plan
+            .steps
+            .iter()
+            .find(|s| s.id.as_deref() == Some("plan"))
+            .unwrap();
+        let script = step.run.as_deref().unwrap();
+        let args = &step.env[PLAN_ARGS_VARIABLE];
+        for h in hostile {
+            assert!(args.lines().any(|l| l == h), "{h} not in {args}");
+        }
+        for (_, job) in &w.jobs.0 {
+            for s in &job.steps {
+                let run = s.run.as_deref().unwrap_or_default();
+                for h in hostile
+                    .iter()
+                    .chain(["--distro", "examples/hello", "arn:aws"].iter())
+                {
+                    assert!(!run.contains(h), "{h} in the script of {}: {run}", s.name);
+                }
+            }
+        }
+        assert!(script.contains(r#""${args[@]}""#), "{script}");
+        let creds = plan
+            .steps
+            .iter()
+            .find(|s| s.name.starts_with("AWS"))
+            .unwrap();
+        assert_eq!(
+            creds.env["KMODFARM_AWS_ROLE_ARN"],
+            "arn:aws:iam::111122223333:role/kmodfarm-prod-planner"
+        );
+    }
+
+    #[test]
+    fn actionlint_config_lists_the_labels() {
+        let yaml: serde_json::Value = yaml_serde::from_str(&actionlint_config(&config())).unwrap();
+        assert_eq!(
+            yaml,
+            serde_json::json!({ "self-hosted-runner": { "labels": ["kmodfarm-prod-aarch64", "kmodfarm-prod-x86-64"] } })
         );
     }
 }

@@ -137,12 +137,15 @@ pub fn legs(config: &FarmConfig, arch: &str) -> u32 {
         .clamp(1, MAX_MATRIX_LEGS)
 }
 
-/// Shell-quotes one argument for a script line.
+/// Shell-quotes one argument for a script line: as it is when it is of characters no shell treats
+/// specially, else in single quotes (inside which a POSIX shell expands nothing, `$` and `` ` `` included),
+/// each `'` written as `'\''`. GitLab itself does not expand variables in `script:`; the shell does, and
+/// quoting is what keeps a configuration value a word there.
 fn quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,^+@".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
     {
         return arg.to_string();
     }
@@ -181,9 +184,10 @@ fn credentials(config: &FarmConfig, role: Role) -> Option<(String, BTreeMap<Stri
   export AWS_WEB_IDENTITY_TOKEN_FILE="$(mktemp)"
   printf '%s' "${ID_TOKEN_VARIABLE}" > "$AWS_WEB_IDENTITY_TOKEN_FILE"
   export AWS_ROLE_ARN={arn}
-  export AWS_ROLE_SESSION_NAME="{name}-$CI_PIPELINE_ID"
+  export AWS_ROLE_SESSION_NAME={name}"-$CI_PIPELINE_ID"
 fi"#,
-        name = config.name(role),
+        arn = quote(&arn),
+        name = quote(&config.name(role)),
     );
     let tokens = BTreeMap::from([(
         ID_TOKEN_VARIABLE.to_string(),
@@ -454,5 +458,35 @@ mod tests {
         let mut c = config();
         c.architectures.get_mut("x86_64").unwrap().max_runners = 500;
         assert_eq!(legs(&c, "x86_64"), MAX_MATRIX_LEGS);
+    }
+
+    #[test]
+    fn configuration_values_are_single_quoted_words() {
+        for (arg, word) in [
+            ("$(id)", "'$(id)'"),
+            ("${CI_JOB_TOKEN}", "'${CI_JOB_TOKEN}'"),
+            ("`id`", "'`id`'"),
+            ("it's; id", r"'it'\''s; id'"),
+            ("a b", "'a b'"),
+            ("--distro", "--distro"),
+            ("^6\\.1$", "'^6\\.1$'"),
+            ("", "''"),
+        ] {
+            assert_eq!(quote(arg), word, "{arg}");
+        }
+        let mut c = config();
+        c.run
+            .plan_args
+            .extend(["$(id)".to_string(), "it's".to_string()]);
+        let p = pipeline(&c).unwrap();
+        let plan = p.jobs[0].1.script.last().unwrap();
+        assert!(plan.contains(" '$(id)' 'it'\\''s' "), "{plan}");
+        let creds = &p.jobs[0].1.script[0];
+        assert!(
+            creds.contains(
+                "export AWS_ROLE_ARN=arn:aws:iam::111122223333:role/kmodfarm-prod-planner\n"
+            ),
+            "{creds}"
+        );
     }
 }

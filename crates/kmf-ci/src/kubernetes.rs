@@ -70,6 +70,14 @@ fn meta(config: &FarmConfig, name: String, role: Role) -> ObjectMeta {
     }
 }
 
+/// `s` as a literal in a container's `args` or `env` values, where Kubernetes replaces `$(VAR)` with the
+/// variable's value and `$$` with `$`: every `$` doubled, so that a configuration value or URL (a regex's
+/// `$` in `plan_args`) reaches kmodfarm as written. Only kmodfarm's own `$(JOB_COMPLETION_INDEX)` is left
+/// to expand.
+pub fn literal(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
 /// `kubernetes.io/arch` of a kmodfarm architecture.
 fn kube_arch(arch: &str) -> &'static str {
     match arch {
@@ -164,7 +172,7 @@ fn pod_running(
     vars.insert("KMODFARM_CACHE".into(), "/cache".into());
     env.extend(vars.into_iter().map(|(name, value)| EnvVar {
         name,
-        value: Some(value),
+        value: Some(literal(&value)),
         ..Default::default()
     }));
     let unconfined = builds;
@@ -375,6 +383,7 @@ pub fn farm_manifests(config: &FarmConfig) -> Result<Vec<Manifest>, KubernetesEr
     let mut args = crate::github::plan_args(config);
     args.extend(["--store".into(), config.store.url.clone()]);
     args.extend(["--out".into(), config.store.farm.clone(), "--json".into()]);
+    let args = args.iter().map(|a| literal(a)).collect();
     let planner = config.profile(Role::Planner);
     out.push(Manifest::CronJob(Box::new(CronJob {
         metadata: meta(config, config.name(Role::Planner), Role::Planner),
@@ -423,14 +432,14 @@ pub fn run_manifests(
         let mut args: Vec<String> = vec![
             "work".into(),
             "--plan".into(),
-            plan_url.into(),
+            literal(plan_url),
             "--runner".into(),
-            runner.clone(),
+            literal(runner),
             // Kubernetes substitutes the pod's completion index.
             "--index".into(),
             "$(JOB_COMPLETION_INDEX)".into(),
             "--out".into(),
-            staging_url.into(),
+            literal(staging_url),
         ];
         if config.run.boot_test {
             // The plan carries each variant's kernel image: pods boot offline.
@@ -466,11 +475,11 @@ pub fn run_manifests(
     let args = vec![
         "publish".into(),
         "--plan".into(),
-        plan_url.into(),
+        literal(plan_url),
         "--bundles".into(),
-        staging_url.into(),
+        literal(staging_url),
         "--store".into(),
-        config.store.url.clone(),
+        literal(&config.store.url),
     ];
     out.push(Manifest::Job(Box::new(Job {
         metadata: meta(
@@ -555,5 +564,34 @@ mod tests {
             .unwrap();
         assert_eq!(policy["spec"]["egress"].as_array().unwrap().len(), 2);
         assert_eq!(policy["spec"]["ingress"].as_array().unwrap().len(), 0);
+    }
+
+    /// Kubernetes expands `$(VAR)` in args and env values: a configuration value's `$` is doubled, so that
+    /// `$(id)` (or a regex's `$`) reaches kmodfarm as written; only the completion index expands.
+    #[test]
+    fn configuration_values_are_not_expanded_by_kubernetes() {
+        let mut c = config();
+        c.run.plan_args.extend([
+            "--kernel-release".to_string(),
+            "^6\\.1$".to_string(),
+            "$(KMODFARM_STORE)".to_string(),
+        ]);
+        let farm = farm_manifests(&c).unwrap();
+        let cron = farm
+            .iter()
+            .map(Manifest::to_value)
+            .find(|v| v["kind"] == "CronJob")
+            .unwrap();
+        let args: Vec<&str> = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+            [0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(args.contains(&"^6\\.1$$"), "{args:?}");
+        assert!(args.contains(&"$$(KMODFARM_STORE)"), "{args:?}");
+        assert!(!args.iter().any(|a| a.contains("$(") && !a.contains("$$(")));
+        assert_eq!(literal("a$b$$c"), "a$$b$$$$c");
     }
 }

@@ -9,5 +9,6 @@ pub mod github;
 pub mod gitlab;
 pub mod iam;
 pub mod kubernetes;
+pub mod values;
 
 pub use config::{ConfigError, FarmConfig, Role};

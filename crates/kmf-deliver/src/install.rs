@@ -78,6 +78,9 @@ pub struct InstallReport {
     pub firmware: Vec<PathBuf>,
     /// `ran`, or why it did not run.
     pub depmod: String,
+    /// The header packages the modules were built from, each with how it was proven (signed index, package
+    /// signature, or unverified), as the record gives them.
+    pub inputs: Vec<kmf_types::published::InputPackage>,
     /// In-tree modules unloaded (`modprobe -r`) before loading, in the record's order.
     pub unloaded: Vec<String>,
     /// The names passed to modprobe, in the order they were loaded.
@@ -592,6 +595,7 @@ pub async fn install(
         modprobe_conf,
         firmware: firmware_paths,
         depmod,
+        inputs: record.inputs.packages.clone(),
         unloaded,
         loaded,
         notes,

@@ -43,6 +43,31 @@ pub enum ExtractError {
     /// The file is none of the package formats this crate reads.
     #[error("{}: unknown package format", path.display())]
     UnknownFormat { path: PathBuf },
+    /// An RPM that must be signed carries no OpenPGP signature.
+    #[error("{}: not signed: the package carries no OpenPGP signature (rpmsign --addsign makes one)", path.display())]
+    NotSigned { path: PathBuf },
+    /// An RPM's signature was not accepted: made by a key outside the keyring, BAD (the package was
+    /// changed after signing), by an expired or revoked key, or malformed.
+    #[error("{}: {what}: {source}", path.display())]
+    Signature {
+        path: PathBuf,
+        /// Which signature (`header signature (RSAHEADER)`).
+        what: String,
+        #[source]
+        source: kmf_trust::TrustError,
+    },
+    /// A digest of an RPM does not match what it covers.
+    #[error("{}: {what} digest BAD: expected {expected}, got {actual} (the package was changed after it was built or signed)", path.display())]
+    DigestMismatch {
+        path: PathBuf,
+        /// As `rpm -K` names it: `Header SHA256`, `Payload SHA256`, `MD5`.
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    /// An RPM's signature does not cover its payload.
+    #[error("{}: the payload is not covered by a signature: {reason}", path.display())]
+    PayloadUnsigned { path: PathBuf, reason: String },
     /// A [`crate::PackageTrees`] key that cannot be a directory name.
     #[error("invalid tree key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },

@@ -8,11 +8,14 @@
 //!
 //! * [`extract_deb`]: a `.deb`'s `data.tar` (uncompressed, xz, zstd or gzip), streamed.
 //! * [`extract_rpm`]: an RPM's payload (a cpio archive, uncompressed or gzip, xz or zstd), streamed.
+//! * [`verify_rpm_signature`]: an RPM's OpenPGP signature and digests, checked as `rpm -K` does
+//!   against the family's keys, before it is unpacked.
 //! * [`extract_tar`]: any tar stream.
 //! * [`PackageTrees`]: one extracted tree per package, shared by every build that needs it.
 
 mod error;
 mod rpm;
+mod rpmsig;
 mod trees;
 mod unpack;
 
@@ -21,6 +24,7 @@ use std::path::Path;
 
 pub use error::ExtractError;
 pub use rpm::{extract_rpm, extract_rpm_with_limits};
+pub use rpmsig::{verify_rpm_signature, RpmSignature};
 pub use trees::PackageTrees;
 
 /// Caps that defeat decompression bombs.

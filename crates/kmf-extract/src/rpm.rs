@@ -5,7 +5,7 @@
 //! Layout of an RPM (v3/v4 file format): a 96-byte lead starting `ed ab ee db`; the signature header,
 //! padded to 8 bytes; the main header; the payload. Each header is `8e ad e8 01`, 4 reserved bytes,
 //! the number of index entries and the size of the data store (big-endian u32 each), then 16 bytes
-//! per index entry and the store. Only two tags of the main header matter here: the payload format
+//! per index entry and the store. Only two tags of the main header matter for extraction: the payload format
 //! (1124, `cpio`) and its compressor (1125); the compression is recognised by its magic bytes, the
 //! tag only names an unsupported one in the error.
 
@@ -57,29 +57,9 @@ pub fn extract_rpm_with_limits(
         path: rpm.to_path_buf(),
         reason,
     };
-    let mut lead = [0u8; LEAD_SIZE];
-    file.read_exact(&mut lead)
-        .map_err(|e| not_an_rpm(format!("short lead: {e}")))?;
-    if lead[..4] != LEAD_MAGIC {
-        return Err(not_an_rpm("no RPM lead magic".to_string()));
-    }
-    if !matches!(lead[4], 3 | 4) {
-        return Err(not_an_rpm(format!(
-            "unsupported format version {}",
-            lead[4]
-        )));
-    }
-    // The signature header: skipped (the download was verified by its SHA256 already).
-    let (entries, store) =
-        header_sizes(&mut file).map_err(|e| not_an_rpm(format!("signature header: {e}")))?;
-    let len = 16 * u64::from(entries) + u64::from(store);
-    let padded = (len + 7) & !7;
-    let skipped = io::copy(&mut (&mut file).take(padded), &mut io::sink())
-        .map_err(|e| ExtractError::io(rpm, e))?;
-    if skipped != padded {
-        return Err(not_an_rpm("truncated signature header".to_string()));
-    }
-    let header = read_header(&mut file).map_err(|e| not_an_rpm(format!("main header: {e}")))?;
+    // The signature header is not used here: [`crate::verify_rpm_signature`] checks it before
+    // extraction where the family has keys (and the download was verified by its SHA256 already).
+    let (_, header) = read_headers(&mut file, rpm)?;
     let name = header.string(TAG_NAME).unwrap_or_default();
     let label = format!("{} ({name} payload)", rpm.display());
     match header.string(TAG_PAYLOADFORMAT) {
@@ -124,8 +104,131 @@ pub fn extract_rpm_with_limits(
     }
 }
 
-/// Reads a header's intro: (index entries, store bytes), both checked against the caps.
-fn header_sizes(r: &mut impl Read) -> Result<(u32, u32), String> {
+/// Reads the lead, the signature header (and its padding) and the main header of the RPM `file`,
+/// leaving `file` at the first byte of the payload. Extraction and signature checks both locate the
+/// headers here, so that the header whose signature is checked is the one extraction reads.
+pub(crate) fn read_headers(
+    file: &mut impl Read,
+    rpm: &Path,
+) -> Result<(Header, Header), ExtractError> {
+    let not_an_rpm = |reason: String| ExtractError::NotAnRpm {
+        path: rpm.to_path_buf(),
+        reason,
+    };
+    let mut lead = [0u8; LEAD_SIZE];
+    file.read_exact(&mut lead)
+        .map_err(|e| not_an_rpm(format!("short lead: {e}")))?;
+    if lead[..4] != LEAD_MAGIC {
+        return Err(not_an_rpm("no RPM lead magic".to_string()));
+    }
+    if !matches!(lead[4], 3 | 4) {
+        return Err(not_an_rpm(format!(
+            "unsupported format version {}",
+            lead[4]
+        )));
+    }
+    let signature = read_header(file).map_err(|e| not_an_rpm(format!("signature header: {e}")))?;
+    // The signature header is padded to a multiple of 8 bytes.
+    let pad = (8 - signature.blob.len() % 8) % 8;
+    let mut padding = [0u8; 8];
+    file.read_exact(&mut padding[..pad])
+        .map_err(|_| not_an_rpm("truncated signature header".to_string()))?;
+    let header = read_header(file).map_err(|e| not_an_rpm(format!("main header: {e}")))?;
+    Ok((signature, header))
+}
+
+/// One header structure (the signature header or the main header), as it is in the file.
+pub(crate) struct Header {
+    /// Magic, reserved bytes, counts, index and data store: the bytes header signatures and digests
+    /// cover.
+    blob: Vec<u8>,
+    entries: usize,
+}
+
+/// A header index entry's data type.
+const TYPE_INT32: u32 = 4;
+const TYPE_BIN: u32 = 7;
+const TYPE_STRING_ARRAY: u32 = 8;
+
+impl Header {
+    /// The header as it is in the file.
+    pub(crate) fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    fn index(&self) -> &[u8] {
+        &self.blob[16..16 + 16 * self.entries]
+    }
+
+    fn store(&self) -> &[u8] {
+        &self.blob[16 + 16 * self.entries..]
+    }
+
+    /// (type, offset into the store, count) of the first entry with `tag`.
+    fn entry(&self, tag: i32) -> Option<(u32, usize, usize)> {
+        self.index().chunks_exact(16).find_map(|e| {
+            let be = |i: usize| u32::from_be_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+            (be(0) as i32 == tag).then(|| (be(4), be(8) as usize, be(12) as usize))
+        })
+    }
+
+    /// NUL-terminated strings from `offset`, `count` of them.
+    fn strings_at(&self, offset: usize, count: usize) -> Option<Vec<&str>> {
+        let mut rest = self.store().get(offset..)?;
+        let mut out = Vec::new();
+        for _ in 0..count {
+            let end = rest.iter().position(|&b| b == 0)?;
+            out.push(std::str::from_utf8(&rest[..end]).ok()?);
+            rest = &rest[end + 1..];
+        }
+        Some(out)
+    }
+
+    /// The value of a STRING tag, if present and well-formed.
+    pub(crate) fn string(&self, tag: i32) -> Option<&str> {
+        match self.entry(tag)? {
+            (TYPE_STRING, offset, _) => self.strings_at(offset, 1)?.pop(),
+            _ => None,
+        }
+    }
+
+    /// The values of a STRING_ARRAY tag, if present and well-formed.
+    pub(crate) fn string_array(&self, tag: i32) -> Option<Vec<&str>> {
+        match self.entry(tag)? {
+            (TYPE_STRING_ARRAY, offset, count) if count <= MAX_INDEX_ENTRIES as usize => {
+                self.strings_at(offset, count)
+            }
+            _ => None,
+        }
+    }
+
+    /// The bytes of a BIN tag, if present and within the store.
+    pub(crate) fn bin(&self, tag: i32) -> Option<&[u8]> {
+        match self.entry(tag)? {
+            (TYPE_BIN, offset, count) => self.store().get(offset..offset.checked_add(count)?),
+            _ => None,
+        }
+    }
+
+    /// The first value of an INT32 tag.
+    pub(crate) fn int32(&self, tag: i32) -> Option<u32> {
+        match self.entry(tag)? {
+            (TYPE_INT32, offset, count) if count >= 1 => {
+                let b = self.store().get(offset..offset.checked_add(4)?)?;
+                Some(u32::from_be_bytes(b.try_into().expect("4 bytes")))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a tag is present, whatever its type.
+    pub(crate) fn has(&self, tag: i32) -> bool {
+        self.entry(tag).is_some()
+    }
+}
+
+/// Reads one header: its intro (checked against the caps), index and data store.
+fn read_header(r: &mut impl Read) -> Result<Header, String> {
     let mut intro = [0u8; 16];
     r.read_exact(&mut intro).map_err(|e| e.to_string())?;
     if intro[..4] != HEADER_MAGIC {
@@ -139,41 +242,18 @@ fn header_sizes(r: &mut impl Read) -> Result<(u32, u32), String> {
     if store > MAX_HEADER_STORE {
         return Err(format!("data store of {store} bytes"));
     }
-    Ok((entries, store))
-}
-
-struct Header {
-    index: Vec<u8>,
-    store: Vec<u8>,
-}
-
-impl Header {
-    /// The value of a STRING tag, if present and well-formed.
-    fn string(&self, tag: i32) -> Option<&str> {
-        self.index.chunks_exact(16).find_map(|e| {
-            let be = |i: usize| u32::from_be_bytes(e[i..i + 4].try_into().expect("4 bytes"));
-            if be(0) as i32 != tag || be(4) != TYPE_STRING {
-                return None;
-            }
-            let rest = self.store.get(be(8) as usize..)?;
-            let end = rest.iter().position(|&b| b == 0)?;
-            std::str::from_utf8(&rest[..end]).ok()
-        })
-    }
-}
-
-fn read_header(r: &mut impl Read) -> Result<Header, String> {
-    let (entries, store) = header_sizes(r)?;
-    let mut index = vec![0u8; 16 * entries as usize];
-    r.read_exact(&mut index).map_err(|e| e.to_string())?;
-    let mut data = Vec::new();
-    r.take(u64::from(store))
-        .read_to_end(&mut data)
+    let len = 16 * u64::from(entries) + u64::from(store);
+    let mut blob = intro.to_vec();
+    r.take(len)
+        .read_to_end(&mut blob)
         .map_err(|e| e.to_string())?;
-    if data.len() != store as usize {
+    if blob.len() as u64 != 16 + len {
         return Err("truncated".to_string());
     }
-    Ok(Header { index, store: data })
+    Ok(Header {
+        blob,
+        entries: entries as usize,
+    })
 }
 
 /// The members of one hardlink set seen so far.

@@ -277,7 +277,7 @@ pub fn verify_bundle(
 ) -> BundleVerdict {
     let rel = bundle_dir(shard, &variant.id);
     let bundles = match Beneath::open(root) {
-        Ok(b) => b,
+        Ok(b) => b.refusing_hard_links(),
         Err(UntrustedError::Io { .. }) if !root.exists() => return BundleVerdict::Missing,
         Err(e) => return BundleVerdict::Refused(e.to_string()),
     };
@@ -477,6 +477,17 @@ fn check(
                 printable(&m.file_name)
             ));
         }
+        // Where in the project the module was built: a plain relative path ending in its file name, so a
+        // record cannot publish a path of its choosing.
+        kmf_types::names::check_relative_path("module path", &m.relative_path)
+            .map_err(|e| e.to_string())?;
+        if m.relative_path.rsplit('/').next() != Some(m.file_name.as_str()) {
+            return Err(format!(
+                "module path `{}` does not end in its file name `{}`",
+                printable(&m.relative_path),
+                printable(&m.file_name)
+            ));
+        }
         let dest = staging.path().join(&m.file_name);
         let (sha256, size) = dir
             .stage(Path::new(&m.file_name), &dest, limits.module_bytes)
@@ -523,6 +534,18 @@ fn check(
             modinfo,
             destination: m.destination.clone(),
         });
+    }
+    // A boot log belongs to a boot record and the other way round: one without the other is not what a
+    // worker writes.
+    let has_boot_log = entries.iter().any(|(n, _)| n == BOOT_LOG);
+    match (has_boot_log, &record.boot) {
+        (true, None) => {
+            return Err("the bundle holds boot.log, but its record names no boot".into())
+        }
+        (false, Some(_)) => {
+            return Err("the record names a boot, but the bundle holds no boot.log".into())
+        }
+        _ => {}
     }
     let boot_log = take_log(BOOT_LOG)?;
     let mut firmware = Vec::new();

@@ -71,6 +71,7 @@ pub async fn debian_host_kernels(
     host: &Host,
     root: &Path,
     mirrors: DebianMirrors,
+    trust: std::sync::Arc<kmf_kernels::apt::AptTrust>,
     index_cache: &Path,
 ) -> Result<KernelList, FallbackError> {
     if host.distro != "debian" {
@@ -90,6 +91,7 @@ pub async fn debian_host_kernels(
         arches: vec![host.arch],
         flavours: None,
         index_cache: Some(index_cache.to_path_buf()),
+        trust,
     };
     kmf_kernels::apt::crawl_debian(client, &opts)
         .await

@@ -12,7 +12,7 @@ use kmf_fetch::{FetchOptions, Fetcher};
 use kmf_kernels::mirrors::DebianMirrors;
 use kmf_sandbox::{Limits, Sandbox};
 use kmf_store::Store;
-use kmf_types::{Arch, FailureClass, MatrixEntry};
+use kmf_types::{Arch, FailureClass, InputProof, MatrixEntry};
 
 use crate::keys;
 use crate::resolve::{resolve, Indexes};
@@ -39,13 +39,43 @@ impl Driver {
     pub fn load(dir: &Path, version: Option<&str>) -> Result<Driver, kmf_build::BuildError> {
         let mut project = ProjectConfig::load(dir)?;
         let version = project.resolve_version(version)?;
+        Driver::of_project(dir, project, version)
+    }
+
+    /// As [`Driver::load`], and a `PACKAGE_VERSION` that dkms.conf computes, with no version given, is
+    /// evaluated in `sandbox` before any kernel ([`kmf_build::dkms_version`]); `cache_dir` holds the
+    /// evaluation's root filesystem and scratch space. The sandbox is opened only when one is needed.
+    pub async fn load_evaluating(
+        dir: &Path,
+        version: Option<&str>,
+        sandbox: &mut (dyn FnMut() -> Result<Arc<dyn Sandbox>, kmf_build::BuildError> + Send),
+        cache_dir: &Path,
+    ) -> Result<Driver, kmf_build::BuildError> {
+        let mut project = ProjectConfig::load(dir)?;
+        let version = match project.computed_version(version) {
+            Some(_) => {
+                let evaluated =
+                    kmf_build::dkms_version::evaluate(sandbox()?.as_ref(), &project, cache_dir)
+                        .await?;
+                project.settle_evaluated_version(&evaluated)
+            }
+            None => project.resolve_version(version)?,
+        };
+        Driver::of_project(dir, project, version)
+    }
+
+    fn of_project(
+        dir: &Path,
+        project: ProjectConfig,
+        version: String,
+    ) -> Result<Driver, kmf_build::BuildError> {
         let name = project.name();
         let config_err = |e: kmf_types::names::NameError| kmf_build::BuildError::Config {
             path: dir.to_path_buf(),
             msg: e.to_string(),
         };
         kmf_types::names::check_name("driver name", &name).map_err(config_err)?;
-        kmf_types::names::check_name("driver version", &version).map_err(config_err)?;
+        kmf_types::names::check_version("driver version", &version).map_err(config_err)?;
         let source_sha256 = kmf_build::kbuild::source_digest(&project.source_dir())?;
         Ok(Driver {
             name,
@@ -131,6 +161,9 @@ pub struct FarmOptions {
     /// The mirror's package indices, when the caller already read some (a crawl through the same
     /// [`kmf_kernels::apt::IndexSet`] leaves them parsed); otherwise the farm reads them as needed.
     pub indexes: Option<Arc<kmf_kernels::apt::IndexSet>>,
+    /// Keys per RPM distribution (matrix name, `fedora`): each `.rpm` header package of that distribution
+    /// must carry a signature by one of them, checked before it is unpacked.
+    pub rpm_keys: std::collections::BTreeMap<String, Arc<kmf_trust::Keyring>>,
 }
 
 /// One variant for [`Farm::work`]: the driver, the matrix entry, where its bundle goes, and whether the
@@ -178,6 +211,9 @@ impl Farm {
                 Arc::new(Indexes::kernel_headers_only(
                     client,
                     opts.mirrors.clone(),
+                    Arc::new(kmf_kernels::apt::AptTrust::refusing(
+                        "the farm was set up without keyrings",
+                    )),
                     Some(opts.cache_dir.join("indexes")),
                 ))
             }),
@@ -321,7 +357,8 @@ impl Farm {
             }
             result.status = Status::Failed { class, message };
         }
-        result.durations.total_secs = start.elapsed().as_secs_f64();
+        result.durations.close(start.elapsed().as_secs_f64());
+        crate::preflight::note_first_error(&mut result);
         result
     }
 
@@ -445,16 +482,20 @@ impl Farm {
                         note(log_path, &m);
                         (FailureClass::DownloadFailed, m)
                     })?;
-                    files.push((
-                        p.file_name.clone(),
-                        kmf_fetch::Fetched {
+                    files.push(InputFile {
+                        name: p.file_name.clone(),
+                        fetched: kmf_fetch::Fetched {
                             path,
                             sha256: p.sha256.clone(),
                             size: p.size,
                             url: p.url.clone(),
                             downloaded_bytes: 0,
                         },
-                    ));
+                        // The planner proved it; a plan written before proofs were recorded proved nothing.
+                        proof: p.proof.clone().unwrap_or(InputProof::Unverified {
+                            reason: "the plan records no proof for it".into(),
+                        }),
+                    });
                 }
                 files
             }
@@ -471,30 +512,60 @@ impl Farm {
         result: &mut VariantResult,
         log_path: &Path,
         reporter: &dyn FarmReporter,
-    ) -> Result<Vec<(String, kmf_fetch::Fetched)>, Failure> {
+    ) -> Result<Vec<InputFile>, Failure> {
         let label = result.label.clone();
         reporter.stage(&label, Stage::Resolve);
         let t = Instant::now();
-        let downloads = resolve(&self.indexes, entry, Arch::host()).await;
+        let resolved = resolve(&self.indexes, entry, Arch::host()).await;
         result.durations.resolve_secs = t.elapsed().as_secs_f64();
-        let downloads = downloads.inspect_err(|(_, m)| note(log_path, m))?;
+        let resolved = resolved.inspect_err(|(_, m)| note(log_path, m))?;
+        for r in &resolved {
+            note(
+                log_path,
+                &format!("{}: {}", r.download.file_name, r.proof.summary()),
+            );
+        }
+        // An RPM of a distribution with keys proves itself by its signature, checked once fetched.
+        let rpm_keyring = |file_name: &str| {
+            file_name
+                .ends_with(".rpm")
+                .then(|| self.opts.rpm_keys.get(&entry.distribution).cloned())
+                .flatten()
+        };
+        if self.indexes.trust().require_verified() {
+            if let Some(r) = resolved
+                .iter()
+                .find(|r| !r.proof.is_verified() && rpm_keyring(&r.download.file_name).is_none())
+            {
+                let m = format!(
+                    "{}: {} (--require-verified refuses it)",
+                    r.download.file_name,
+                    r.proof.summary()
+                );
+                note(log_path, &m);
+                return Err((FailureClass::InputUnproven, m));
+            }
+        }
+        let (downloads, proofs): (Vec<_>, Vec<_>) =
+            resolved.into_iter().map(|r| (r.download, r.proof)).unzip();
 
         reporter.stage(&label, Stage::Download);
         let t = Instant::now();
         let fetched = self.fetcher.fetch_all(&downloads).await;
         result.durations.fetch_secs = t.elapsed().as_secs_f64();
         let mut files = Vec::new();
-        for (d, f) in downloads.iter().zip(fetched) {
+        for ((d, f), proof) in downloads.iter().zip(fetched).zip(proofs) {
             match f {
                 // The record names where the package is published: the URL it came from, or on a cache
                 // hit the first it would have been fetched from, so that a warm cache records the same.
-                Ok(f) => files.push((
-                    d.file_name.clone(),
-                    kmf_fetch::Fetched {
+                Ok(f) => files.push(InputFile {
+                    name: d.file_name.clone(),
+                    fetched: kmf_fetch::Fetched {
                         url: f.url.clone().or_else(|| d.urls.first().cloned()),
                         ..f
                     },
-                )),
+                    proof,
+                }),
                 Err(e) => {
                     let class = if e.is_not_found() {
                         FailureClass::HeadersUnavailable
@@ -507,13 +578,52 @@ impl Farm {
                 }
             }
         }
+        // Checked before anything of it is unpacked; a package that fails is not built from.
+        for file in &mut files {
+            let Some(keyring) = rpm_keyring(&file.name) else {
+                continue;
+            };
+            let (path, ring) = (file.fetched.path.clone(), keyring.clone());
+            let checked = tokio::task::spawn_blocking(move || {
+                kmf_extract::verify_rpm_signature(&path, &ring, std::time::SystemTime::now())
+            })
+            .await
+            .map_err(|e| (FailureClass::Internal, e.to_string()))?;
+            match checked {
+                Ok(sig) => {
+                    file.proof = InputProof::PackageSignature(kmf_types::SignatureProof {
+                        signed_by: sig.signer.primary_fingerprint,
+                        signer: sig.signer.user_id,
+                        keyring: keyring.origin().to_string(),
+                    });
+                    note(
+                        log_path,
+                        &format!(
+                            "{}: {} ({}; digests {} OK)",
+                            file.name,
+                            file.proof.summary(),
+                            sig.signature,
+                            sig.digests.join(", ")
+                        ),
+                    );
+                }
+                Err(e) => {
+                    // The log keeps the cached file's path; the result names the package.
+                    let text = e.to_string();
+                    note(log_path, &format!("{}: {text}", file.name));
+                    let shown = format!("{}: ", file.fetched.path.display());
+                    let why = text.strip_prefix(&shown).unwrap_or(&text);
+                    return Err((FailureClass::InputUnproven, format!("{}: {why}", file.name)));
+                }
+            }
+        }
         Ok(files)
     }
 
     /// Unpack the packages, find the kernel tree, get the builder (from the plan when it carries one).
     async fn unpack(
         &self,
-        files: Vec<(String, kmf_fetch::Fetched)>,
+        files: Vec<InputFile>,
         planned: Option<&crate::plan::PlannedVariant>,
         entry: &MatrixEntry,
         result: &mut VariantResult,
@@ -525,7 +635,10 @@ impl Farm {
         reporter.stage(&label, Stage::Extract);
         let t = Instant::now();
         let mut roots = Vec::new();
-        for (name, f) in &files {
+        for InputFile {
+            name, fetched: f, ..
+        } in &files
+        {
             let trees = self.trees.clone();
             let (path, key) = (f.path.clone(), f.sha256.clone());
             let root = tokio::task::spawn_blocking(move || trees.tree(&path, &key))
@@ -713,7 +826,8 @@ impl Farm {
     }
 
     /// The published record of this variant when it was built from the same inputs with the same toolchain
-    /// and all its modules are in the store. Needs no download: the input key is computed from the matrix
+    /// and all its modules are in the store (with or without a boot test: a run that boot-tests boots the
+    /// published modules of one without, see `Publisher::boot_published`). Needs no download: the input key is computed from the matrix
     /// entry, and the builder is the one the record names (created first if this machine lacks it, since its
     /// identity depends on what the mirror installs today).
     pub async fn up_to_date(
@@ -728,10 +842,6 @@ impl Farm {
         if published.input_key != self.input_key(driver, entry) {
             return None;
         }
-        // Published without a boot test: a run that boot-tests must build and boot it.
-        if self.opts.boot.is_some() && published.boot.is_none() {
-            return None;
-        }
         let spec = kmf_build::builder_for(published.toolchain.cc_version_text.as_deref()?).ok()?;
         if spec.id != published.toolchain.builder {
             return None;
@@ -739,11 +849,8 @@ impl Farm {
         let rootfs = match self.builders.existing(&spec) {
             Some(path) => path,
             None => {
-                let mirrors = self.indexes.mirrors()?;
-                self.builders
-                    .ensure(&spec, mirrors.uri_for_suite(&spec.suite))
-                    .await
-                    .ok()?
+                let source = self.builder_source(&spec.suite).await.ok()?;
+                self.builders.ensure(&spec, &source).await.ok()?
             }
         };
         let identity = self.builders.identity(&spec, &rootfs).ok()?;
@@ -785,15 +892,43 @@ impl Farm {
             .as_deref()
             .ok_or_else(|| unavailable(kmf_build::BuildError::NoCompilerText.to_string()))?;
         let spec = kmf_build::builder_for(cc).map_err(|e| unavailable(e.to_string()))?;
-        let mirrors = self.indexes.mirrors().ok_or_else(|| {
-            unavailable("creating a builder needs a Debian mirror (--mirror)".to_string())
-        })?;
-        let rootfs = self
-            .builders
-            .ensure(&spec, mirrors.uri_for_suite(&spec.suite))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let rootfs = match self.builders.existing(&spec) {
+            Some(rootfs) => rootfs,
+            None => {
+                let source = self.builder_source(&spec.suite).await?;
+                self.builders
+                    .ensure(&spec, &source)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?
+            }
+        };
         Ok((spec, rootfs))
+    }
+
+    /// The apt source a missing builder of `suite` is created from, after its Release passed the same checks
+    /// as the crawl's (so an expired or forged suite fails with that reason, not as mmdebstrap's error), with
+    /// the same keyring and expiry decision handed to mmdebstrap.
+    async fn builder_source(&self, suite: &str) -> Result<kmf_build::AptSource, Failure> {
+        let mirrors = self.indexes.mirrors().ok_or_else(|| {
+            (
+                FailureClass::ToolchainUnavailable,
+                "creating a builder needs a Debian mirror (--mirror)".to_string(),
+            )
+        })?;
+        self.indexes.verify_release(suite).await.map_err(|e| {
+            let class = if e.is_trust_failure() {
+                FailureClass::InputUnproven
+            } else {
+                FailureClass::ToolchainUnavailable
+            };
+            (class, format!("creating the {suite} builder: {e}"))
+        })?;
+        let trust = self.indexes.trust();
+        Ok(kmf_build::AptSource {
+            uri: mirrors.uri_for_suite(suite).to_string(),
+            keyrings: trust.keyring_files(suite).to_vec(),
+            allow_expired: trust.expired_allowed(suite),
+        })
     }
 
     /// The builder a prefetched plan carries for this variant, unpacked once from the plan's archive (its
@@ -864,6 +999,12 @@ impl Farm {
                     let unavailable = |m: String| (FailureClass::DownloadFailed, m);
                     Some(kmf_boot::BootPackages {
                         kernel: local(&planned.kernel).map_err(unavailable)?,
+                        kernel_parts: planned
+                            .kernel_parts
+                            .iter()
+                            .map(local)
+                            .collect::<Result<_, _>>()
+                            .map_err(unavailable)?,
                         busybox: local(&planned.busybox).map_err(unavailable)?,
                     })
                 }
@@ -993,8 +1134,15 @@ impl From<Failure> for Stop {
 }
 
 /// A variant's header packages fetched and unpacked, its kernel tree, and the builder for its compiler.
+/// A fetched header package and how it was proven.
+pub(crate) struct InputFile {
+    pub name: String,
+    pub fetched: kmf_fetch::Fetched,
+    pub proof: InputProof,
+}
+
 pub(crate) struct Prepared {
-    pub files: Vec<(String, kmf_fetch::Fetched)>,
+    pub files: Vec<InputFile>,
     pub roots: Vec<PathBuf>,
     pub tree: KernelTree,
     pub spec: kmf_build::BuilderSpec,
@@ -1016,11 +1164,12 @@ impl Prepared {
     pub fn input_packages(&self) -> Vec<InputPackage> {
         self.files
             .iter()
-            .map(|(name, f)| InputPackage {
-                file_name: name.clone(),
-                sha256: f.sha256.clone(),
-                size: f.size,
-                url: f.url.clone(),
+            .map(|f| InputPackage {
+                file_name: f.name.clone(),
+                sha256: f.fetched.sha256.clone(),
+                size: f.fetched.size,
+                url: f.fetched.url.clone(),
+                proof: Some(f.proof.clone()),
             })
             .collect()
     }

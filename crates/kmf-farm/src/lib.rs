@@ -17,6 +17,7 @@ mod host_layout;
 pub mod keys;
 pub mod plan;
 pub mod plan_store;
+pub mod preflight;
 pub mod publish;
 mod resolve;
 pub mod run;

@@ -74,6 +74,10 @@ impl Default for PlanOptions {
 pub struct PlannedDriver {
     pub name: String,
     pub version: String,
+    /// The version is what dkms.conf's computed `PACKAGE_VERSION` evaluated to before any kernel: a
+    /// worker's evaluation for its kernel must come to the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub version_evaluated: bool,
     pub source_sha256: String,
     /// The git commit the project was checked out from, when it came from git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +110,10 @@ pub struct PlannedDriver {
     pub generated: usize,
     /// Generated variants the store already has with the same keys: published as they are.
     pub up_to_date: Vec<MatrixEntry>,
+    /// Those of `up_to_date` published without a boot test, when the farm boot-tests: the publisher boots
+    /// their published modules and adds the boot to their records (no rebuild).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbooted: Vec<MatrixEntry>,
     /// Generated variants the store has exclusion records for with the same input keys: not built, not in
     /// the matrix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +142,10 @@ pub struct PlannedVariant {
     /// With prefetch: `uname -r` read from the header tree (what the modules' vermagic must start with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_release: Option<String>,
+    /// With prefetch: the kernel's `CONFIG_CC_VERSION_TEXT`, which chose the builder (the publisher records
+    /// it from here, not from a worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc_version_text: Option<String>,
     /// With prefetch: the header packages, in the plan's `cache/sha256/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<PlannedInput>,
@@ -157,12 +169,18 @@ pub struct PlannedInput {
     /// Where the package is published (header packages), for the records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How the planner proved the package (header packages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<kmf_types::InputProof>,
 }
 
 /// The kernel image and busybox packages a boot test of a variant needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedBootPackages {
     pub kernel: PlannedInput,
+    /// A split image's kernel, modules and config packages (Linux 7 on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_parts: Vec<PlannedInput>,
     pub busybox: PlannedInput,
 }
 
@@ -564,6 +582,7 @@ pub async fn plan(
             .collect()
             .await;
         let mut up_to_date = Vec::new();
+        let mut unbooted = Vec::new();
         let mut excluded = Vec::new();
         for (entry, known) in checks {
             // Architecture and release requirements need no download: decided here, before any input is
@@ -579,6 +598,9 @@ pub async fn plan(
                     let mut e = entry;
                     e.builder = Some(p.toolchain.builder_identity);
                     e.buildkey = Some(p.build_key);
+                    if farm.boot().is_some() && p.boot.is_none() {
+                        unbooted.push(e.clone());
+                    }
                     up_to_date.push(e);
                 }
                 Known::Excluded(reason) => excluded.push(PlannedExclusion { entry, reason }),
@@ -591,6 +613,7 @@ pub async fn plan(
                         builder: None,
                         group,
                         kernel_release: None,
+                        cc_version_text: None,
                         packages: vec![],
                         unavailable: None,
                         boot_packages: None,
@@ -614,6 +637,7 @@ pub async fn plan(
             source,
             name: driver.name.clone(),
             version: driver.version.clone(),
+            version_evaluated: driver.project.version_evaluated,
             source_sha256: driver.source_sha256.clone(),
             git: driver.git.clone(),
             modules: driver.project.build.modules.clone(),
@@ -624,6 +648,7 @@ pub async fn plan(
             previous: previous.len(),
             generated: generated.len(),
             up_to_date,
+            unbooted,
             excluded,
             held: diff.held.clone(),
             kept: diff.kept.clone(),
@@ -660,14 +685,16 @@ async fn prefetch(
             }
         };
         let mut packages = Vec::new();
-        for (name, f) in &prepared.files {
+        for input in &prepared.files {
+            let f = &input.fetched;
             place(&f.path, &input_path(dir, &f.sha256))
                 .map_err(|e| PlanError::Io(f.path.clone(), e))?;
             packages.push(PlannedInput {
-                file_name: name.clone(),
+                file_name: input.name.clone(),
                 sha256: f.sha256.clone(),
                 size: f.size,
                 url: f.url.clone(),
+                proof: Some(input.proof.clone()),
             });
         }
         if !builders.contains_key(&prepared.spec.id) {
@@ -685,6 +712,7 @@ async fn prefetch(
                     id: prepared.spec.id.clone(),
                     identity: prepared.builder_identity.clone(),
                     archive: PlannedInput {
+                        proof: None,
                         file_name: format!("{}.tar.zst", prepared.spec.id),
                         sha256,
                         size,
@@ -705,6 +733,7 @@ async fn prefetch(
         }
         v.packages = packages;
         v.kernel_release = Some(prepared.tree.release.clone());
+        v.cc_version_text = prepared.tree.cc_version_text.clone();
         v.builder = Some(prepared.spec.id.clone());
         v.group = prepared.spec.id.clone();
     }
@@ -736,20 +765,26 @@ async fn boot_packages(
         Ok(p) => p,
         Err(failure) => return Ok(Err(failure)),
     };
-    let mut carried = Vec::new();
-    for p in [&packages.kernel, &packages.busybox] {
+    let carry = |p: &kmf_boot::LocalPackage| -> Result<PlannedInput, PlanError> {
         place(&p.path, &input_path(dir, &p.sha256))
             .map_err(|e| PlanError::Io(p.path.clone(), e))?;
-        carried.push(PlannedInput {
+        Ok(PlannedInput {
+            proof: None,
             file_name: p.file_name.clone(),
             sha256: p.sha256.clone(),
             size: p.size,
             url: None,
-        });
-    }
-    let busybox = carried.pop().expect("two packages");
-    let kernel = carried.pop().expect("two packages");
-    Ok(Ok(PlannedBootPackages { kernel, busybox }))
+        })
+    };
+    Ok(Ok(PlannedBootPackages {
+        kernel: carry(&packages.kernel)?,
+        kernel_parts: packages
+            .kernel_parts
+            .iter()
+            .map(carry)
+            .collect::<Result<_, _>>()?,
+        busybox: carry(&packages.busybox)?,
+    }))
 }
 
 /// Puts `from` at `to` once: a hard link where possible, else a copy (through a temporary name).
@@ -830,6 +865,7 @@ mod tests {
             builder: None,
             group: release_group(&e),
             kernel_release: None,
+            cc_version_text: None,
             packages: vec![],
             unavailable: None,
             boot_packages: None,

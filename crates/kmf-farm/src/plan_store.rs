@@ -133,6 +133,9 @@ fn carried(plan: &Plan, shards: Option<&[usize]>) -> Vec<(&'static str, PlannedI
         }
         if let Some(b) = &v.boot_packages {
             out.push(("kernel image", b.kernel.clone(), PathBuf::new()));
+            for part in &b.kernel_parts {
+                out.push(("kernel image part", part.clone(), PathBuf::new()));
+            }
             out.push(("busybox package", b.busybox.clone(), PathBuf::new()));
         }
         if let Some(b) = &v.builder {
@@ -150,6 +153,7 @@ fn carried(plan: &Plan, shards: Option<&[usize]>) -> Vec<(&'static str, PlannedI
             out.push((
                 "source archive",
                 PlannedInput {
+                    proof: None,
                     file_name: source.path.clone(),
                     sha256: source.sha256.clone(),
                     size: source.size,
@@ -432,6 +436,7 @@ mod tests {
             builder: None,
             group: "debian/bookworm".into(),
             kernel_release: None,
+            cc_version_text: None,
             packages: vec![],
             unavailable: None,
             boot_packages: None,

@@ -17,9 +17,12 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kmf_build::untrusted::create_nofollow;
+use kmf_build::workdir::PrivateDir;
 use kmf_report::{Inputs, Status, VariantResult};
+use kmf_types::names::printable;
 use kmf_types::published::{
-    artifacts_dir, excluded_key, ExcludedVariant, PublishedModule, PublishedVariant,
+    artifacts_dir, excluded_key, ExcludedVariant, InputPackage, PublishedModule, PublishedVariant,
+    WorkerClaims,
 };
 use kmf_types::FailureClass;
 
@@ -72,7 +75,7 @@ pub async fn publish_plan(
         .buffered(publish_width(publisher.farm))
         .collect()
         .await;
-    publish_results(publisher.farm, publisher.plan, results, opts).await
+    publish_results(publisher, results, opts, reporter).await
 }
 
 /// Variants published at once. Re-verifying a bundle takes little CPU and writing it to a store is
@@ -87,11 +90,13 @@ fn publish_width(farm: &Farm) -> usize {
 /// After the variants: each driver's matrix (unless `opts.matrices` is off) from `results`, one per
 /// variant of the plan in its order, and the up-to-date variants. Returns the summaries and all results.
 pub(crate) async fn publish_results(
-    farm: &Farm,
-    plan: &Plan,
+    publisher: &Publisher<'_>,
     results: Vec<VariantResult>,
     opts: &PublishOptions,
+    reporter: Arc<dyn FarmReporter>,
 ) -> Result<(Vec<DriverSync>, Vec<VariantResult>), SyncError> {
+    let (farm, plan) = (publisher.farm, publisher.plan);
+    let booted = publisher.boot_published(reporter).await;
     let store = farm.store();
     let mut summaries = Vec::new();
     let mut all = Vec::new();
@@ -107,7 +112,11 @@ pub(crate) async fn publish_results(
         let mut mine = Vec::new();
         for e in &planned.up_to_date {
             generated.push(e.clone());
-            mine.push(up_to_date_result(planned, e));
+            let prefix = kmf_types::published::variant_prefix(&planned.name, &e.output);
+            mine.push(match booted.get(&prefix) {
+                Some(r) => r.clone(),
+                None => up_to_date_result(planned, e),
+            });
         }
         for x in &planned.excluded {
             generated.push(x.entry.clone());
@@ -186,7 +195,8 @@ impl Publisher<'_> {
             Err(Stop::Failed(class, message)) => result.status = Status::Failed { class, message },
             Err(Stop::Excluded(reason)) => result.status = Status::Excluded { reason },
         }
-        result.durations.total_secs = start.elapsed().as_secs_f64();
+        result.durations.close(start.elapsed().as_secs_f64());
+        crate::preflight::note_first_error(&mut result);
         result
     }
 
@@ -288,7 +298,8 @@ impl Publisher<'_> {
         note(
             &log_path,
             &format!(
-                "publisher: bundle of plan {} re-verified ({} module(s): SHA256, ELF machine, vermagic {}){}",
+                "publisher: bundle of plan {} re-verified ({} module(s): SHA256, ELF machine, .modinfo name, \
+                 vermagic {}){}",
                 plan.id,
                 bundle.modules.len(),
                 bundle.kernel_release,
@@ -306,19 +317,64 @@ impl Publisher<'_> {
         });
         result.boot_log = boot_log.clone();
         result.kernel_release = Some(bundle.kernel_release.clone());
-        result.builder = Some(bundle.toolchain.builder_identity.clone());
-        let record = &bundle.record;
-        result.durations = record.durations.clone();
+        let worker = &bundle.record;
+
+        // The kernel tree is needed to sign (its sign-file), and is how the publisher learns the inputs and
+        // the builder itself when the plan does not carry them.
+        let prepared = if farm.signing().is_some() || (!self.in_process && !plan.options.prefetch) {
+            Some(
+                farm.prepare(&variant.entry, result, &log_path, reporter)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let established = match (self.in_process, &prepared) {
+            // The worker is this process: its record is the run's own.
+            (true, _) => Established {
+                by: "this run",
+                toolchain: bundle.toolchain.clone(),
+                packages: worker.packages.clone(),
+            },
+            (false, Some(prepared)) => Established {
+                by: "the publisher's",
+                toolchain: prepared.toolchain(""),
+                packages: prepared.input_packages(),
+            },
+            (false, None) => established_by_plan(plan, variant)
+                .map_err(|m| refuse(&log_path, &format!("the plan cannot vouch for it: {m}")))?,
+        };
+        if !self.in_process {
+            if let Some(prepared) = &prepared {
+                if prepared.tree.release != bundle.kernel_release {
+                    return Err(refuse(
+                        &log_path,
+                        &format!(
+                            "the modules are for {}, the headers the publisher fetched are {}",
+                            bundle.kernel_release, prepared.tree.release
+                        ),
+                    ));
+                }
+            }
+            for (shard, v) in &verdicts {
+                if let BundleVerdict::Verified(copy) = v {
+                    established.check_claims(&copy.record).map_err(|why| {
+                        refuse(
+                            &log_path,
+                            &format!("the bundle from shard {shard} is refused: {why}"),
+                        )
+                    })?;
+                }
+            }
+        }
+        result.builder = Some(established.toolchain.builder_identity.clone());
 
         let mut modules = bundle.modules.clone();
-        let (input_key, signature) = match farm.signing() {
-            Some(key) => {
+        let (input_key, signature) = match (farm.signing(), &prepared) {
+            (Some(key), Some(prepared)) => {
                 // The key is used here only: the kernel tree's sign-file from the verified header packages.
-                let prepared = farm
-                    .prepare(&variant.entry, result, &log_path, reporter)
-                    .await?;
                 reporter.stage(&result.label, crate::Stage::Sign);
-                let signature = farm.sign(key, &prepared, &mut modules, &log_path).await?;
+                let signature = farm.sign(key, prepared, &mut modules, &log_path).await?;
                 // A plan made with the certificate already holds signed input keys.
                 let input_key = match &plan.options.signing_cert {
                     Some(_) => variant.input_key.clone(),
@@ -326,15 +382,18 @@ impl Publisher<'_> {
                 };
                 (input_key, Some(signature))
             }
-            None => (variant.input_key.clone(), None),
+            _ => (variant.input_key.clone(), None),
         };
-        let build_key = keys::build_key(&input_key, &bundle.toolchain.builder_identity);
+        let build_key = keys::build_key(&input_key, &established.toolchain.builder_identity);
         result.build_key = Some(build_key.clone());
         result.modules = modules.clone();
-        // Preparing the signing tree timed its own steps: the record's are the build's.
-        result.durations = record.durations.clone();
 
-        let mut boot = record.boot.clone();
+        // A boot counts when the publisher ran it; a worker's word that it booted is only a claim.
+        let mut boot = if self.in_process {
+            worker.boot.clone()
+        } else {
+            None
+        };
         if let Some(tester) = farm.boot() {
             // The modules as they will be published (signed, where they are) are what boots.
             reporter.stage(&result.label, crate::Stage::Boot);
@@ -379,21 +438,51 @@ impl Publisher<'_> {
             variant: variant.entry.clone(),
             kernel_release: bundle.kernel_release.clone(),
             modules: modules.iter().map(PublishedModule::from).collect(),
-            toolchain: bundle.toolchain.clone(),
+            toolchain: established.toolchain,
             inputs: Inputs {
                 source_sha256: driver.source_sha256.clone(),
-                packages: record.packages.clone(),
+                packages: established.packages,
                 git: driver.git.clone(),
             },
             build_key,
             input_key,
             boot,
             signature,
-            durations: result.durations.clone(),
-            built_at: record.built_at.clone(),
+            // The build's stages and this publisher's (its preparation to sign, its boot): in one process,
+            // all are this run's; from a worker's bundle, only the publisher's own.
+            durations: {
+                let mut d = if self.in_process {
+                    worker.durations.then(&result.durations)
+                } else {
+                    result.durations.clone()
+                };
+                d.close(0.0);
+                d
+            },
+            built_at: if self.in_process {
+                worker.built_at.clone()
+            } else {
+                crate::farm::now_rfc3339()
+            },
             log: "build.log".into(),
             delivery: driver.delivery.clone(),
+            worker_claims: (!self.in_process).then(|| worker_claims(worker)),
         };
+        note(
+            &log_path,
+            &format!(
+                "publisher: inputs and builder as {} ({}); the worker's sandbox, timings and boot are \
+                 recorded as its claims",
+                if self.in_process { "built" } else { established.by },
+                record.toolchain.builder_identity
+            ),
+        );
+        result.input_warnings = record
+            .inputs
+            .packages
+            .iter()
+            .filter_map(|p| p.proof_warning())
+            .collect();
         farm.publish(
             &variant.id,
             &modules,
@@ -405,6 +494,163 @@ impl Publisher<'_> {
         .await
         .map_err(|e| (FailureClass::Internal, e.to_string()))?;
         result.durations.publish_secs = t.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+impl Publisher<'_> {
+    /// Boot-tests the variants the store already has without a boot record (`--boot-test` over what an
+    /// earlier run published): their published modules, checked against the record's digests and
+    /// re-verified, not a new build. A boot that passes is added to the record, which is replaced in one
+    /// write; a second identical run then finds nothing to do. Results by store prefix.
+    async fn boot_published(
+        &self,
+        reporter: Arc<dyn FarmReporter>,
+    ) -> HashMap<String, VariantResult> {
+        if self.farm.boot().is_none() {
+            return HashMap::new();
+        }
+        let unbooted: Vec<(&PlannedDriver, &kmf_types::MatrixEntry)> = self
+            .plan
+            .drivers
+            .iter()
+            .flat_map(|d| d.unbooted.iter().map(move |e| (d, e)))
+            .collect();
+        futures::stream::iter(unbooted)
+            .map(|(driver, entry)| {
+                let reporter = reporter.clone();
+                async move {
+                    let mut r = up_to_date_result(driver, entry);
+                    reporter.started(&r.label);
+                    let start = Instant::now();
+                    if let Err((class, message)) = self
+                        .boot_published_one(driver, &mut r, reporter.as_ref())
+                        .await
+                    {
+                        r.status = Status::Failed { class, message };
+                    }
+                    r.durations.close(start.elapsed().as_secs_f64());
+                    crate::preflight::note_first_error(&mut r);
+                    reporter.finished(&r);
+                    (r.store_prefix.clone(), r)
+                }
+            })
+            .buffer_unordered(self.farm.jobs())
+            .collect()
+            .await
+    }
+
+    async fn boot_published_one(
+        &self,
+        driver: &PlannedDriver,
+        result: &mut VariantResult,
+        reporter: &dyn FarmReporter,
+    ) -> Result<(), Failure> {
+        let farm = self.farm;
+        let tester = farm.boot().expect("only called when the farm boot-tests");
+        let store = farm.store();
+        let prefix = result.store_prefix.clone();
+        let internal = |m: String| (FailureClass::Internal, m);
+        let key = kmf_types::published::metadata_key(&prefix);
+        let bytes = store
+            .get_bytes(&key)
+            .await
+            .map_err(|e| internal(format!("reading {key}: {e}")))?
+            .ok_or_else(|| internal(format!("{key} is gone from the store")))?;
+        let mut record =
+            PublishedVariant::parse(&bytes).map_err(|e| internal(format!("{key}: {e}")))?;
+        let log_dir = farm.log_dir(&prefix)?;
+        let log_path = log_dir.join("build.log");
+        result.log = Some(log_path.clone());
+        note(
+            &log_path,
+            &format!(
+                "publisher: {prefix} is published (build key {}) without a boot test: booting its published modules",
+                record.build_key
+            ),
+        );
+        reporter.stage(&result.label, crate::Stage::Verify);
+        let staging = PrivateDir::create(&farm.cache_dir().join("staging"))
+            .map_err(|e| internal(e.to_string()))?;
+        let mut modules = Vec::new();
+        for m in &record.modules {
+            let object = record.object_key(&prefix, &m.file_name);
+            let bytes = store
+                .get_bytes(&object)
+                .await
+                .map_err(|e| internal(format!("reading {object}: {e}")))?
+                .ok_or_else(|| {
+                    (
+                        FailureClass::VerificationFailed,
+                        format!("{object} is missing from the store"),
+                    )
+                })?;
+            let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if sha256 != m.sha256 || m.size.is_some_and(|s| s != bytes.len() as u64) {
+                let message = format!(
+                    "{object} has SHA256 {sha256} ({} bytes), its record says {} ({:?} bytes)",
+                    bytes.len(),
+                    m.sha256,
+                    m.size
+                );
+                note(&log_path, &format!("publisher: {message}"));
+                return Err((FailureClass::VerificationFailed, message));
+            }
+            let path = staging.path().join(&m.file_name);
+            let mut out = create_nofollow(&path).map_err(|e| internal(e.to_string()))?;
+            std::io::Write::write_all(&mut out, &bytes).map_err(|e| internal(e.to_string()))?;
+            let modinfo = kmf_verify::verify_module(
+                &path,
+                record.variant.architecture,
+                &record.kernel_release,
+            )
+            .map_err(|e| (FailureClass::VerificationFailed, e.to_string()))?;
+            modules.push(kmf_build::BuiltModule {
+                file_name: m.file_name.clone(),
+                relative_path: m.relative_path.clone(),
+                path,
+                sha256,
+                size: bytes.len() as u64,
+                modinfo,
+                destination: m.destination.clone(),
+            });
+        }
+        result.modules = modules;
+        result.kernel_release = Some(record.kernel_release.clone());
+        reporter.stage(&result.label, crate::Stage::Boot);
+        let project = self.drivers.get(&driver.name).cloned().unwrap_or_else(|| {
+            Arc::new(Driver {
+                name: driver.name.clone(),
+                version: driver.version.clone(),
+                project: Default::default(),
+                source_sha256: driver.source_sha256.clone(),
+                git: driver.git.clone(),
+            })
+        });
+        let release = record.kernel_release.clone();
+        let boot = farm
+            .boot_test(tester, &project, result, &release, &log_dir, &log_path)
+            .await?;
+        reporter.stage(&result.label, crate::Stage::Publish);
+        let t = Instant::now();
+        if let Some(log) = &result.boot_log {
+            store
+                .put_file(&record.object_key(&prefix, "boot.log"), log)
+                .await
+                .map_err(|e| internal(e.to_string()))?;
+        }
+        record.boot = Some(boot);
+        // The record alone changes, in one write: readers see it without the boot or with it.
+        let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
+        store
+            .put_bytes(&key, &json)
+            .await
+            .map_err(|e| internal(format!("writing {key}: {e}")))?;
+        result.durations.publish_secs = t.elapsed().as_secs_f64();
+        note(
+            &log_path,
+            "publisher: booted; the boot is added to the record",
+        );
         Ok(())
     }
 }
@@ -525,4 +771,145 @@ fn note(log: &Path, msg: &str) {
     if let Ok(mut f) = kmf_build::untrusted::append_nofollow(log) {
         let _ = writeln!(f, "# kmodfarm: {msg}");
     }
+}
+
+/// The toolchain and header packages a published record states, and who established them.
+struct Established {
+    /// `the plan's`, `the publisher's` or `this run` (in messages).
+    by: &'static str,
+    toolchain: kmf_types::published::Toolchain,
+    packages: Vec<InputPackage>,
+}
+
+impl Established {
+    /// A worker's record must name the builder and the header packages established for the variant: one
+    /// that says otherwise built something else, or lies.
+    fn check_claims(&self, record: &crate::bundle::BundleRecord) -> Result<(), String> {
+        let claimed = record
+            .toolchain
+            .as_ref()
+            .map(|t| t.builder_identity.as_str())
+            .unwrap_or_default();
+        if claimed != self.toolchain.builder_identity {
+            return Err(format!(
+                "the worker says it built with `{}`, {} builder is `{}`",
+                printable(claimed),
+                self.by,
+                self.toolchain.builder_identity
+            ));
+        }
+        let digests = |packages: &[InputPackage]| {
+            let mut d: Vec<String> = packages
+                .iter()
+                .map(|p| p.sha256.to_ascii_lowercase())
+                .collect();
+            d.sort();
+            d
+        };
+        if digests(&record.packages) != digests(&self.packages) {
+            let names = |packages: &[InputPackage]| {
+                packages
+                    .iter()
+                    .map(|p| format!("{} ({})", printable(&p.file_name), printable(&p.sha256)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(format!(
+                "the worker says it built from {}, {} header packages are {}",
+                names(&record.packages),
+                self.by,
+                names(&self.packages)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a prefetched plan states about a variant: the builder the planner found for the kernel's compiler
+/// (with the identity a worker must find after unpacking it) and the header packages it fetched, with the
+/// proofs it checked.
+fn established_by_plan(plan: &Plan, variant: &PlannedVariant) -> Result<Established, String> {
+    let id = variant
+        .builder
+        .as_deref()
+        .ok_or("it names no builder for the variant")?;
+    let builder = plan
+        .builders
+        .iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| format!("it carries no builder `{id}`"))?;
+    if variant.packages.is_empty() {
+        return Err("it carries no header package for the variant".into());
+    }
+    let suite = kmf_build::toolchain::all_builders()
+        .into_iter()
+        .find(|b| b.id == id)
+        .map(|b| b.suite)
+        .unwrap_or_default();
+    Ok(Established {
+        by: "the plan's",
+        toolchain: kmf_types::published::Toolchain {
+            builder: id.to_string(),
+            builder_identity: builder.identity.clone(),
+            suite,
+            cc_version_text: variant.cc_version_text.clone(),
+            // The publisher did not see the build: the worker's sandbox is its claim.
+            sandbox: String::new(),
+        },
+        packages: variant
+            .packages
+            .iter()
+            .map(|p| InputPackage {
+                file_name: p.file_name.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+                url: p.url.clone(),
+                proof: Some(
+                    p.proof
+                        .clone()
+                        .unwrap_or(kmf_types::InputProof::Unverified {
+                            reason: "the plan records no proof for it".into(),
+                        }),
+                ),
+            })
+            .collect(),
+    })
+}
+
+/// The worker's unchecked statements, made printable (they are its text, shown to operators).
+fn worker_claims(record: &crate::bundle::BundleRecord) -> WorkerClaims {
+    let text = |s: &str| printable(s).into_owned();
+    WorkerClaims {
+        shard: record.shard,
+        kmodfarm_version: text(&record.kmodfarm_version),
+        sandbox: text(
+            record
+                .toolchain
+                .as_ref()
+                .map(|t| t.sandbox.as_str())
+                .unwrap_or_default(),
+        ),
+        boot: record
+            .boot
+            .as_ref()
+            .map(|b| kmf_types::published::BootRecord {
+                accel: text(&b.accel),
+                kernel_package: b.kernel_package.as_deref().map(text),
+                load_order: b.load_order.iter().map(|m| text(m)).collect(),
+                taint: b.taint,
+                secs: b.secs,
+                log: text(&b.log),
+            }),
+        durations: record.durations.clone(),
+        built_at: text(&record.built_at),
+    }
+}
+
+/// A refusal of the bundle, noted in the log.
+fn refuse(log: &Path, why: &str) -> Stop {
+    note(
+        log,
+        &format!("publisher: {}: {why}", FailureClass::BundleRefused),
+    );
+    Stop::Failed(FailureClass::BundleRefused, why.to_string())
 }

@@ -2,28 +2,62 @@
 
 use kmf_fetch::Download;
 use kmf_kernels::apt;
-use kmf_types::{Arch, FailureClass, HeaderPackage, MatrixEntry};
+use kmf_types::{Arch, FailureClass, HeaderPackage, InputProof, MatrixEntry};
 
 /// Package indexes of the configured Debian mirror, each fetched at most once per run.
 pub(crate) type Indexes = apt::IndexSet;
 
-/// The downloads for a variant's header packages.
+/// A header package to fetch, with how it is proven (or that nothing proves it).
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedInput {
+    pub download: Download,
+    pub proof: InputProof,
+}
+
+/// The downloads for a variant's header packages, each with its proof.
+///
+/// Debian kernels are resolved through the suite's signed index: every package is then proven by it. When
+/// the index no longer lists the kernel, the recorded URLs are used, and each package is still looked up in
+/// the signed indices by file name (its kbuild often outlives the headers). An index whose Release was
+/// refused (bad or unknown signature, expired, another suite) fails the variant: a forged mirror must not
+/// turn into a quiet fall back to unchecked URLs. Proofs written in a kernel list or matrix are claims and
+/// never taken; only what this run verified counts.
 pub(crate) async fn resolve(
     indexes: &Indexes,
     entry: &MatrixEntry,
     host: Option<Arch>,
-) -> Result<Vec<Download>, (FailureClass, String)> {
+) -> Result<Vec<ResolvedInput>, (FailureClass, String)> {
     let cross_host = host.filter(|h| *h != entry.architecture);
-    let recorded = entry.header_packages();
+    let recorded: Vec<HeaderPackage> = entry
+        .header_packages()
+        .into_iter()
+        .map(|p| HeaderPackage { proof: None, ..p })
+        .collect();
     if entry.distribution == "debian" {
+        let mut proving = Vec::new();
         if let (Some(suite), Some(_)) = (&entry.suite, indexes.mirrors()) {
             match resolve_from_mirror(indexes, suite, entry, cross_host).await {
-                Ok(pkgs) => return Ok(to_downloads(Some(indexes), &pkgs, &recorded)),
-                Err(e) => tracing::warn!(
+                Ok(pkgs) => return Ok(to_downloads(Some(indexes), &pkgs, &recorded, &[])),
+                Err(MirrorLookup::Refused(e)) => {
+                    return Err((FailureClass::InputUnproven, e.to_string()))
+                }
+                Err(MirrorLookup::NotListed(e, indices)) => {
+                    tracing::warn!(
+                        variant = %entry.label(),
+                        "mirror lookup failed ({e}); using the recorded header URLs"
+                    );
+                    proving = indices;
+                }
+                Err(MirrorLookup::Unreachable(e)) => tracing::warn!(
                     variant = %entry.label(),
-                    "mirror lookup failed ({e}); using the recorded header URLs"
+                    "mirror lookup failed ({e}); using the recorded header URLs, unverified"
                 ),
             }
+        }
+        if entry.suite.is_none() && indexes.mirrors().is_some() {
+            // A kernel-crawler list names no suite: its packages may still be listed by one of the current
+            // suites' signed indices.
+            proving = default_suite_indices(indexes, entry.architecture, cross_host).await;
         }
         let pkgs = select_debian_flavour(&recorded, &entry.kversion);
         let pkgs = match cross_host {
@@ -36,7 +70,7 @@ pub(crate) async fn resolve(
                 "the kernel list records no header packages for this kernel".into(),
             ));
         }
-        return Ok(to_downloads(Some(indexes), &pkgs, &recorded));
+        return Ok(to_downloads(Some(indexes), &pkgs, &recorded, &proving));
     }
     let pkgs = if entry.distribution == "ubuntu" {
         select_ubuntu_flavour(&recorded, &entry.kversion)
@@ -50,7 +84,17 @@ pub(crate) async fn resolve(
         ));
     }
     // Only Debian's pool paths mean anything on the configured Debian mirrors.
-    Ok(to_downloads(None, &pkgs, &recorded))
+    Ok(to_downloads(None, &pkgs, &recorded, &[]))
+}
+
+/// Why the mirror did not give a Debian variant's packages.
+enum MirrorLookup {
+    /// The suite's Release was refused: the variant fails.
+    Refused(kmf_kernels::KernelsError),
+    /// The (verified) indices do not list the kernel; they can still prove packages by file name.
+    NotListed(String, Vec<std::sync::Arc<apt::PackageIndex>>),
+    /// The mirror could not be read (network, missing suite).
+    Unreachable(kmf_kernels::KernelsError),
 }
 
 async fn resolve_from_mirror(
@@ -58,14 +102,70 @@ async fn resolve_from_mirror(
     suite: &str,
     entry: &MatrixEntry,
     cross_host: Option<Arch>,
-) -> Result<Vec<HeaderPackage>, String> {
-    let target = indexes.get(suite, entry.architecture.deb_arch()).await?;
+) -> Result<Vec<HeaderPackage>, MirrorLookup> {
+    let get = |arch: Arch| async move {
+        indexes
+            .get_typed(suite, arch.deb_arch())
+            .await
+            .map_err(|e| match e.is_trust_failure() {
+                true => MirrorLookup::Refused(e),
+                false => MirrorLookup::Unreachable(e),
+            })
+    };
+    let target = get(entry.architecture).await?;
     let host = match cross_host {
-        Some(h) => Some(indexes.get(suite, h.deb_arch()).await?),
+        Some(h) => Some(get(h).await?),
         None => None,
     };
-    apt::resolve_debian_headers(&target, host.as_deref(), &entry.kversion)
-        .map_err(|e| e.to_string())
+    apt::resolve_debian_headers(&target, host.as_deref(), &entry.kversion).map_err(|e| {
+        let mut indices = vec![target.clone()];
+        indices.extend(host.clone());
+        MirrorLookup::NotListed(e.to_string(), indices)
+    })
+}
+
+/// The verified indices of Debian's default suites for the variant's architectures (each fetched once per
+/// run); a suite that cannot be read or proven just proves nothing.
+async fn default_suite_indices(
+    indexes: &Indexes,
+    target: Arch,
+    cross_host: Option<Arch>,
+) -> Vec<std::sync::Arc<apt::PackageIndex>> {
+    let mut out = Vec::new();
+    for suite in kmf_kernels::sources::DEFAULT_DEBIAN_SUITES {
+        for arch in std::iter::once(target).chain(cross_host) {
+            match indexes.get_typed(suite, arch.deb_arch()).await {
+                Ok(index) => out.push(index),
+                Err(e) => {
+                    tracing::debug!(suite, error = %e, "cannot prove recorded packages with this suite")
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The proof of a recorded package: a stanza of the same file name and (where recorded) SHA256 in one of
+/// the verified `indices`, whose digest and size then become the download's.
+fn prove_by_file_name(
+    p: &HeaderPackage,
+    indices: &[std::sync::Arc<apt::PackageIndex>],
+) -> Option<(String, u64, InputProof)> {
+    indices.iter().find_map(|index| {
+        let release = index.release.clone()?;
+        let stanza = index.packages.iter().find(|s| {
+            s.filename.rsplit('/').next() == Some(p.file_name())
+                && !s.sha256.is_empty()
+                && p.sha256
+                    .as_deref()
+                    .is_none_or(|sha| sha.eq_ignore_ascii_case(&s.sha256))
+        })?;
+        Some((
+            stanza.sha256.clone(),
+            stanza.size,
+            InputProof::SignedIndex(release),
+        ))
+    })
 }
 
 /// Mirror URLs first (any pool path the configured mirrors could serve), then the URLs the list recorded.
@@ -73,7 +173,8 @@ fn to_downloads(
     indexes: Option<&Indexes>,
     pkgs: &[HeaderPackage],
     recorded: &[HeaderPackage],
-) -> Vec<Download> {
+    proving: &[std::sync::Arc<apt::PackageIndex>],
+) -> Vec<ResolvedInput> {
     pkgs.iter()
         .map(|p| {
             let mut urls = Vec::new();
@@ -99,17 +200,38 @@ fn to_downloads(
                     push(r.url.clone());
                 }
             }
-            let sha256 = p.sha256.clone().or_else(|| {
+            let mut sha256 = p.sha256.clone().or_else(|| {
                 recorded
                     .iter()
                     .find(|r| r.file_name() == p.file_name())
                     .and_then(|r| r.sha256.clone())
             });
-            Download {
-                file_name: p.file_name().to_string(),
-                sha256,
-                size: p.size,
-                urls,
+            let mut size = p.size;
+            let proof = match (&p.proof, prove_by_file_name(p, proving)) {
+                (Some(proof), _) => proof.clone(),
+                (None, Some((sha, len, proof))) => {
+                    sha256 = Some(sha);
+                    size = Some(len);
+                    proof
+                }
+                (None, None) => InputProof::Unverified {
+                    reason: if sha256.is_some() {
+                        "fetched by a recorded URL and checked against the kernel list's SHA256; no \
+                         signed index lists it"
+                            .into()
+                    } else {
+                        "fetched by a recorded URL with no checksum; no signed index lists it".into()
+                    },
+                },
+            };
+            ResolvedInput {
+                download: Download {
+                    file_name: p.file_name().to_string(),
+                    sha256,
+                    size,
+                    urls,
+                },
+                proof,
             }
         })
         .collect()

@@ -126,8 +126,11 @@ async fn run(
                     boot: false,
                 };
                 let steps = Steps(reporter.as_ref());
-                farm.work_one(&job, &steps).await;
-                let r = publisher.publish_variant(variant, &steps).await;
+                let worked = farm.work_one(&job, &steps).await;
+                let mut r = publisher.publish_variant(variant, &steps).await;
+                // One variant's time is its build's and its publication's (a failure keeps the stages
+                // it went through).
+                r.durations = worked.durations.then(&r.durations);
                 reporter.finished(&r);
                 r
             }
@@ -135,13 +138,13 @@ async fn run(
         .buffered(farm.jobs())
         .collect()
         .await;
+    let (summaries, mut all) = publish_results(&publisher, results, opts, reporter.clone()).await?;
     drop(bundles);
-    let (summaries, mut all) = publish_results(farm, &plan, results, opts).await?;
-    // Up-to-date variants and exclusions already in the store were decided at plan time: their lines.
-    for r in all
-        .iter()
-        .filter(|r| r.status == crate::Status::UpToDate || r.is_excluded())
-    {
+    // Up-to-date variants and exclusions already in the store were decided at plan time: their lines (a
+    // variant booted now had its own).
+    for r in all.iter().filter(|r| {
+        (r.status == crate::Status::UpToDate && r.boot_log.is_none()) || r.is_excluded()
+    }) {
         if !plan.variants.iter().any(|v| v.id == r.store_prefix) {
             reporter.finished(r);
         }

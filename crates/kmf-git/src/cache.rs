@@ -25,7 +25,11 @@ use sha2::Sha256;
 
 use kmf_store::{Store, StoreError};
 
-use crate::checkout::{fetch, git_in, run_git};
+mod check;
+
+pub use check::Refusal;
+
+use crate::checkout::{fetch, run_git};
 use crate::spec::{public_url, GitSpec};
 
 /// Where the cache lives under the farm's store.
@@ -51,6 +55,13 @@ pub enum CacheError {
     },
     #[error("{url}: the cached tarball is not usable ({why})")]
     BadTarball { url: String, why: String },
+    /// The tarball holds what a mirror made by the updater never does: someone else wrote it.
+    #[error("{url}: the cached tarball {key} is refused: {refusal}; nothing of it was kept")]
+    Refused {
+        url: String,
+        key: String,
+        refusal: Refusal,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -145,7 +156,8 @@ fn parse_md5_record(bytes: &[u8]) -> Option<(String, String)> {
 }
 
 /// Unpacks `url`'s tarball from the store into `mirror` (which must not exist), checked to be a bare git
-/// repository. `Ok(false)`: the cache has no tarball for it.
+/// repository that holds every object its refs reach and nothing that makes git read beyond it (see
+/// [`Refusal`]). `Ok(false)`: the cache has no tarball for it. On any error nothing of the tarball is left.
 pub async fn restore(
     store: &dyn Store,
     url: &str,
@@ -179,28 +191,30 @@ pub async fn restore(
     })
     .await
     .expect("the unpacker panicked");
-    let bad = |why: String| CacheError::BadTarball {
-        url: public_url(url),
-        why,
+    let home = tmp.with_extension("home");
+    let checked = match unpacked {
+        Err(e) => Err(Unusable::Bad(e.to_string())),
+        Ok(report) => {
+            let (dir, home) = (tmp.clone(), home.clone());
+            tokio::task::spawn_blocking(move || check_restored(&dir, &report, &home))
+                .await
+                .expect("the tarball check panicked")
+        }
     };
-    // git reads a repository's config and runs its hooks: what came from the store keeps neither, so a
-    // tampered tarball cannot redirect a fetch or run a command.
-    let reset = std::fs::write(
-        tmp.join("config"),
-        "[core]\n\trepositoryformatversion = 0\n\tbare = true\n",
-    )
-    .and_then(|_| match std::fs::remove_dir_all(tmp.join("hooks")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    });
-    let checked = match (unpacked, reset) {
-        (Err(e), _) => Err(bad(e.to_string())),
-        (Ok(_), Err(e)) => Err(bad(e.to_string())),
-        (Ok(_), Ok(())) => check_bare_repository(&tmp).map_err(bad),
-    };
+    let _ = std::fs::remove_dir_all(&home);
     if let Err(e) = checked {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+        return Err(match e {
+            Unusable::Bad(why) => CacheError::BadTarball {
+                url: public_url(url),
+                why,
+            },
+            Unusable::Refused(refusal) => CacheError::Refused {
+                url: public_url(url),
+                key: tar_key(url),
+                refusal,
+            },
+        });
     }
     match std::fs::rename(&tmp, mirror) {
         Ok(()) => Ok(true),
@@ -216,40 +230,62 @@ pub async fn restore(
     }
 }
 
-/// Whether `dir` is a usable bare repository: git says so and every ref resolves to an object it has.
-fn check_bare_repository(dir: &Path) -> Result<(), String> {
-    let out = git_in(dir)
+/// Why an unpacked tarball is not used.
+enum Unusable {
+    /// Damaged or not a repository: what a killed upload or a full disk leaves.
+    Bad(String),
+    /// Something a mirror made by the updater never holds.
+    Refused(Refusal),
+}
+
+/// Checks the tarball unpacked into `dir`, in an order that starts no git and writes nothing in `dir`
+/// before its layout is known to be a plain repository's.
+fn check_restored(
+    dir: &Path,
+    report: &kmf_extract::ExtractReport,
+    home: &Path,
+) -> Result<(), Unusable> {
+    // The unpacker leaves out what it will not write (`..`, devices, FIFOs, links leading out): the
+    // updater's tarballs have none of them.
+    if let Some((member, reason)) = report.skipped.first() {
+        return Err(Unusable::Refused(Refusal::UnsafeMember {
+            member: member.clone(),
+            reason: reason.clone(),
+        }));
+    }
+    check::layout(dir).map_err(Unusable::Refused)?;
+    // git reads a repository's config and runs its hooks: what came from the store keeps neither, so a
+    // tampered tarball cannot redirect a fetch or run a command. (The layout check refused a `config` or
+    // `hooks` that is a link, so neither write goes anywhere else.)
+    std::fs::write(
+        dir.join("config"),
+        "[core]\n\trepositoryformatversion = 0\n\tbare = true\n",
+    )
+    .and_then(|_| match std::fs::remove_dir_all(dir.join("hooks")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .and_then(|_| std::fs::create_dir_all(home))
+    .map_err(|e| Unusable::Bad(e.to_string()))?;
+    check_bare_repository(dir, home).map_err(Unusable::Bad)?;
+    check::connectivity(dir, home).map_err(Unusable::Bad)
+}
+
+/// Whether `dir` is a bare repository with refs, as git (alone, see [`check::sealed_git`]) sees it.
+fn check_bare_repository(dir: &Path, home: &Path) -> Result<(), String> {
+    let out = check::sealed_git(dir, home)
         .args(["rev-parse", "--is-bare-repository"])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "true" {
         return Err("not a bare git repository".into());
     }
-    // Each ref's object must be there (a truncated pack loses them): `for-each-ref` reads refs only, so
-    // ask for every ref's commit.
-    let out = git_in(dir)
+    let out = check::sealed_git(dir, home)
         .args(["for-each-ref", "--format=%(objectname)"])
         .output()
         .map_err(|e| e.to_string())?;
-    let ids = String::from_utf8_lossy(&out.stdout).into_owned();
-    if ids.trim().is_empty() {
+    if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim().is_empty() {
         return Err("no refs".into());
-    }
-    let mut check = git_in(dir)
-        .args(["cat-file", "--batch-check"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    {
-        use std::io::Write;
-        let mut stdin = check.stdin.take().expect("piped");
-        stdin.write_all(ids.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    let out = check.wait_with_output().map_err(|e| e.to_string())?;
-    let report = String::from_utf8_lossy(&out.stdout);
-    if let Some(missing) = report.lines().find(|l| l.ends_with(" missing")) {
-        return Err(format!("object {missing}"));
     }
     Ok(())
 }
@@ -272,6 +308,7 @@ pub fn fetch_into(dir: &Path, url: &str, init: bool) -> Result<(), crate::GitErr
         url: url.to_string(),
         reference: None,
         subdirectory: None,
+        submodules: Default::default(),
     };
     fetch(dir, &spec)
 }
@@ -528,6 +565,11 @@ async fn update_one(
             Ok(found) => found,
             Err(CacheError::BadTarball { url, why }) => {
                 tracing::warn!("{url}: {why}; cloning it again");
+                false
+            }
+            // Cloning again replaces the tampered tarball with one the updater made.
+            Err(e @ CacheError::Refused { .. }) => {
+                tracing::warn!("{e}; cloning it again");
                 false
             }
             Err(e) => return Err(e),

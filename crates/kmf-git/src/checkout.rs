@@ -4,12 +4,20 @@
 //! <cache>/git/mirrors/<key>.git     bare mirror of one repository (branches, tags, the remote HEAD)
 //! <cache>/git/mirrors/<key>.lock    flock(2) held while the mirror is fetched or read
 //! <cache>/git/trees/<commit>/       the commit's tree with its submodules, without .git: what builds see
+//! <cache>/git/trees/<commit>+local-submodules/   the same, made with `#submodules=local`
 //! <cache>/git/tmp/                  trees being made; renamed into trees/ only when complete
 //! ```
 //!
 //! A commit names its tree and its submodules' commits, so a tree under `trees/` is never made twice. The
 //! mirror is fetched when a branch or tag is asked for (they move) and when a commit is not there yet; if
 //! the upstream is unreachable, a mirror that already has the ref is used as it is, and the checkout says so.
+//!
+//! Submodules come only over the network transports a top repository may use ([`NETWORK_TRANSPORTS`]),
+//! whatever brought the project: its `.gitmodules` is the project's to write, and a `file://` URL, a path or
+//! a relative URL under a `file://` repository would put a repository of this machine into the tree. The
+//! operator allows those for a project they trust with `#submodules=local`
+//! ([`SubmoduleSources::AlsoLocal`]); a tree made so is kept apart from the others, so that a checkout
+//! without it never reuses one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,7 +25,7 @@ use std::process::{Command, Output, Stdio};
 use kmf_types::published::GitOrigin;
 use sha2::{Digest, Sha256};
 
-use crate::spec::GitSpec;
+use crate::spec::{GitSpec, SubmoduleSources, NETWORK_TRANSPORTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -38,6 +46,15 @@ pub enum GitError {
         url: String,
         commit: String,
         subdirectory: String,
+    },
+    /// A submodule would come from where the project may not take it (see the module documentation).
+    #[error("{url} at {commit}: submodule {path} ({submodule_url}) {why}")]
+    SubmoduleRefused {
+        url: String,
+        commit: String,
+        path: String,
+        submodule_url: String,
+        why: String,
     },
     #[error("running git: {0} (is git installed?)")]
     NoGit(std::io::Error),
@@ -155,7 +172,10 @@ pub fn checkout(spec: &GitSpec, cache: &Path) -> Result<Checkout, GitError> {
     };
 
     let trees = root.join("trees");
-    let tree = trees.join(&commit);
+    let tree = trees.join(match spec.submodules {
+        SubmoduleSources::Network => commit.clone(),
+        SubmoduleSources::AlsoLocal => format!("{commit}+local-submodules"),
+    });
     if !tree.is_dir() {
         make_tree(spec, &mirror, &commit, &root, &tree)?;
     }
@@ -354,15 +374,8 @@ fn make_tree(
                     .arg(&spec.url),
                 err,
             )?;
-            // A repository on another host must not make kmodfarm read repositories on this one
-            // (submodules with file:// URLs); a local repository may.
-            let file = if spec.is_local() { "always" } else { "never" };
-            run_git(
-                git_in(&work)
-                    .args(["-c", &format!("protocol.file.allow={file}")])
-                    .args(["submodule", "update", "--init", "--recursive", "--quiet"]),
-                err,
-            )?;
+            check_submodules(spec, &work, commit)?;
+            update_submodules(spec, &work, commit)?;
         }
         let files = tmp.join("tree");
         copy_tree(&work, &files)?;
@@ -376,6 +389,202 @@ fn make_tree(
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// How git reaches a submodule URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Transport {
+    /// One of [`NETWORK_TRANSPORTS`].
+    Network(&'static str),
+    /// A repository on this machine: `file://`, or a path.
+    Local,
+    /// Anything else: `ext::` and other remote helpers, unknown schemes.
+    Other(String),
+}
+
+/// The transport git uses for submodule `url` of a repository whose remote is `base` (relative URLs,
+/// `./` and `../`, are resolved against it, so they go where it goes).
+fn transport(url: &str, base: &str) -> Transport {
+    if url.starts_with("./") || url.starts_with("../") {
+        return transport(base, "");
+    }
+    // As git reads a URL (transport.c): `<helper>::<address>`, `<scheme>://`, an scp-like `host:path`
+    // (a colon before any slash), else a path.
+    let scheme_len = url
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || b"+.-".contains(b))
+        .count();
+    let (scheme, rest) = url.split_at(scheme_len);
+    if scheme_len > 0 && rest.starts_with("::") {
+        return Transport::Other(format!("{scheme}::"));
+    }
+    if scheme_len > 0 && rest.starts_with("://") {
+        return match scheme {
+            "file" => Transport::Local,
+            "git+ssh" | "ssh+git" => Transport::Network("ssh"),
+            s => NETWORK_TRANSPORTS.iter().find(|t| **t == s).map_or_else(
+                || Transport::Other(s.to_string()),
+                |t| Transport::Network(t),
+            ),
+        };
+    }
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), slash) if !matches!(slash, Some(slash) if slash < colon) => {
+            Transport::Network("ssh")
+        }
+        _ => Transport::Local,
+    }
+}
+
+/// Why a submodule on `transport` is refused under `spec`, if it is.
+fn refusal(spec: &GitSpec, transport: &Transport) -> Option<String> {
+    let network = match NETWORK_TRANSPORTS.split_last() {
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    match transport {
+        Transport::Network(_) => None,
+        Transport::Local if spec.submodules == SubmoduleSources::AlsoLocal => None,
+        Transport::Local => {
+            let allowed = GitSpec {
+                submodules: SubmoduleSources::AlsoLocal,
+                ..spec.clone()
+            };
+            Some(format!(
+                "is a repository on this machine, and a project's .gitmodules may name only {network} \
+                 repositories; if you trust this project, allow submodules from this machine by adding \
+                 #submodules=local to its source: {allowed}"
+            ))
+        }
+        Transport::Other(t) => Some(format!(
+            "uses transport {t}, which a submodule never may (only {network}; and this machine's \
+             repositories with #submodules=local)"
+        )),
+    }
+}
+
+/// Refuses the submodules of the checked-out `work` that `spec` does not allow, by name, before git
+/// clones any (`update_submodules` has git enforce the same on nested ones).
+fn check_submodules(spec: &GitSpec, work: &Path, commit: &str) -> Result<(), GitError> {
+    let err = |message| GitError::Checkout {
+        url: spec.public_url(),
+        commit: commit.to_string(),
+        message,
+    };
+    // The submodules git would clone: the commit's gitlinks, and each one's URL in .gitmodules.
+    let staged = run_git(git_in(work).args(["ls-files", "--stage", "-z"]), err)?;
+    let gitlinks: Vec<String> = staged
+        .stdout
+        .split(|b| *b == 0)
+        .filter_map(|e| {
+            let e = String::from_utf8_lossy(e);
+            let (meta, path) = e.split_once('\t')?;
+            meta.starts_with("160000 ").then(|| path.to_string())
+        })
+        .collect();
+    // Without includes: .gitmodules is the project's, and an include would read a file of this machine.
+    let out = git_in(work)
+        .args(["config", "--file", ".gitmodules", "--no-includes", "-z"])
+        .args(["--get-regexp", r"^submodule\..*\.(path|url)$"])
+        .output()
+        .map_err(GitError::NoGit)?;
+    let mut paths = Vec::new();
+    let mut urls = std::collections::HashMap::new();
+    for entry in out.stdout.split(|b| *b == 0) {
+        let entry = String::from_utf8_lossy(entry);
+        let Some((key, value)) = entry.split_once('\n') else {
+            continue;
+        };
+        if let Some(name) = key
+            .strip_prefix("submodule.")
+            .and_then(|k| k.strip_suffix(".path"))
+        {
+            paths.push((name.to_string(), value.to_string()));
+        } else if let Some(name) = key
+            .strip_prefix("submodule.")
+            .and_then(|k| k.strip_suffix(".url"))
+        {
+            urls.insert(name.to_string(), value.to_string());
+        }
+    }
+    for (name, path) in paths {
+        if !gitlinks.contains(&path) {
+            continue;
+        }
+        let Some(url) = urls.get(&name) else {
+            continue;
+        };
+        if let Some(why) = refusal(spec, &transport(url, &spec.url)) {
+            return Err(GitError::SubmoduleRefused {
+                url: spec.public_url(),
+                commit: commit.to_string(),
+                path,
+                submodule_url: crate::spec::public_url(url),
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `git submodule update --init --recursive` in `work`, with git allowed only the transports `spec`
+/// allows: the enforcement for every level, including the nested ones `check_submodules` cannot see.
+fn update_submodules(spec: &GitSpec, work: &Path, commit: &str) -> Result<(), GitError> {
+    let mut allowed = NETWORK_TRANSPORTS.join(":");
+    if spec.submodules == SubmoduleSources::AlsoLocal {
+        allowed.push_str(":file");
+    }
+    let out = git_in(work)
+        // Overrides every protocol.*.allow of the host's configuration, and reaches the clones that
+        // `submodule update` runs.
+        .env("GIT_ALLOW_PROTOCOL", &allowed)
+        .args(["submodule", "update", "--init", "--recursive", "--quiet"])
+        .output()
+        .map_err(GitError::NoGit)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // "fatal: transport 'file' not allowed", then "fatal: clone of 'URL' into submodule path 'PATH' failed".
+    let refused = stderr.lines().find_map(|l| {
+        l.split_once("transport '")
+            .and_then(|(_, rest)| rest.split_once("' not allowed"))
+            .map(|(t, _)| t.to_string())
+    });
+    if let Some(t) = refused {
+        let (submodule_url, path) = stderr
+            .lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("clone of '")?;
+                let (url, rest) = rest.split_once("' into submodule path '")?;
+                let (path, _) = rest.rsplit_once("' failed")?;
+                Some((url.to_string(), path.to_string()))
+            })
+            .unwrap_or_else(|| ("?".into(), "?".into()));
+        let path = Path::new(&path)
+            .strip_prefix(work)
+            .map_or(path.clone(), |p| p.display().to_string());
+        let transport = if t == "file" {
+            Transport::Local
+        } else {
+            Transport::Other(t)
+        };
+        if let Some(why) = refusal(spec, &transport) {
+            return Err(GitError::SubmoduleRefused {
+                url: spec.public_url(),
+                commit: commit.to_string(),
+                path,
+                submodule_url: crate::spec::public_url(&submodule_url),
+                why,
+            });
+        }
+    }
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(GitError::Checkout {
+        url: spec.public_url(),
+        commit: commit.to_string(),
+        message: lines[lines.len().saturating_sub(3)..].join("; "),
+    })
 }
 
 /// Copies `from` to `to` without any `.git` entry, links as links (never followed), modes kept.
@@ -526,11 +735,10 @@ mod tests {
         assert!(matches!(e, GitError::Fetch { .. }), "{e}");
     }
 
-    #[test]
-    fn submodules_are_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = upstream(dir.path());
-        let top = dir.path().join("top");
+    /// A top repository `top` under `dir` whose submodule `vendor/sub` is `sub`, its URL in .gitmodules
+    /// then set to `url`.
+    fn with_submodule(dir: &Path, name: &str, sub: &Path, url: &str) -> PathBuf {
+        let top = dir.join(name);
         std::fs::create_dir_all(&top).unwrap();
         git(&top, &["init", "-q", "-b", "main"]);
         git(
@@ -543,12 +751,192 @@ mod tests {
                 "vendor/sub",
             ],
         );
+        git(
+            &top,
+            &[
+                "config",
+                "-f",
+                ".gitmodules",
+                "submodule.vendor/sub.url",
+                url,
+            ],
+        );
+        git(&top, &["add", ".gitmodules"]);
         git(&top, &["commit", "-qm", "with a submodule"]);
-        let c = checkout(&spec(&top, "@main"), &dir.path().join("cache")).unwrap();
+        top
+    }
+
+    fn local_spec(repo: &Path) -> GitSpec {
+        spec(repo, "@main#submodules=local")
+    }
+
+    #[test]
+    fn submodules_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = upstream(dir.path());
+        let top = with_submodule(
+            dir.path(),
+            "top",
+            &sub,
+            &format!("file://{}", sub.display()),
+        );
+        let c = checkout(&local_spec(&top), &dir.path().join("cache")).unwrap();
         assert_eq!(
             std::fs::read_to_string(c.dir.join("vendor/sub/module/hello.c")).unwrap(),
             "int x;\n"
         );
         assert!(!c.dir.join("vendor/sub/.git").exists());
+    }
+
+    /// Issue 22: a project's .gitmodules naming a repository of this machine is refused, whatever brought
+    /// the project (here a file:// repository, which kmodfarm reads itself), unless its source says
+    /// `#submodules=local`.
+    #[test]
+    fn local_submodules_need_the_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = upstream(dir.path());
+        let cache = dir.path().join("cache");
+        for (name, url) in [
+            ("path", sub.display().to_string()),
+            ("file-url", format!("file://{}", sub.display())),
+            // Resolved against the top repository's file:// URL: `<dir>/upstream`.
+            ("relative", "../upstream".to_string()),
+        ] {
+            let top = with_submodule(dir.path(), name, &sub, &url);
+            let e = checkout(&spec(&top, "@main"), &cache).unwrap_err();
+            let message = e.to_string();
+            eprintln!("{message}");
+            assert!(
+                matches!(&e, GitError::SubmoduleRefused { path, .. } if path == "vendor/sub"),
+                "{name}: {message}"
+            );
+            assert!(message.contains(&url), "{name}: {message}");
+            assert!(message.contains("#submodules=local"), "{name}: {message}");
+            assert!(
+                message.contains(&format!("{}@main#submodules=local", top.display())),
+                "{name}: the source to use: {message}"
+            );
+            assert!(
+                !cache.join("git/trees").exists()
+                    || std::fs::read_dir(cache.join("git/trees")).unwrap().count() == 0,
+                "{name}: no tree is kept"
+            );
+
+            let c = checkout(&local_spec(&top), &cache).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(c.dir.join("vendor/sub/module/hello.c")).unwrap(),
+                "int x;\n",
+                "{name}"
+            );
+            assert!(c
+                .dir
+                .ends_with(format!("{}+local-submodules", c.origin.commit)));
+            // The tree made with the opt-in is never what a checkout without it gets.
+            assert!(checkout(&spec(&top, "@main"), &cache).is_err(), "{name}");
+            std::fs::remove_dir_all(cache.join("git/trees")).unwrap();
+        }
+    }
+
+    #[test]
+    fn other_transports_are_refused_even_with_the_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = upstream(dir.path());
+        let pwned = dir.path().join("pwned");
+        let top = with_submodule(
+            dir.path(),
+            "top",
+            &sub,
+            &format!("ext::sh -c touch% {}", pwned.display()),
+        );
+        let e = checkout(&local_spec(&top), &dir.path().join("cache")).unwrap_err();
+        eprintln!("{e}");
+        assert!(
+            matches!(&e, GitError::SubmoduleRefused { why, .. } if why.contains("transport ext::")),
+            "{e}"
+        );
+        assert!(!pwned.exists());
+    }
+
+    /// Submodules of submodules, which the check before cloning cannot see: git itself refuses them, and
+    /// the error still names the submodule and the opt-in.
+    #[test]
+    fn git_enforces_the_rule_on_every_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = upstream(dir.path());
+        let top = with_submodule(
+            dir.path(),
+            "top",
+            &sub,
+            &format!("file://{}", sub.display()),
+        );
+        let work = dir.path().join("work");
+        git(dir.path(), &["clone", "-q", top.to_str().unwrap(), "work"]);
+        let s = spec(&top, "@main");
+        let e = update_submodules(&s, &work, "c0ffee").unwrap_err();
+        eprintln!("{e}");
+        let message = e.to_string();
+        assert!(
+            matches!(&e, GitError::SubmoduleRefused { path, .. } if path == "vendor/sub"),
+            "{message}"
+        );
+        assert!(message.contains("#submodules=local"), "{message}");
+        assert!(!work.join("vendor/sub/module").exists());
+        update_submodules(&local_spec(&top), &work, "c0ffee").unwrap();
+        assert!(work.join("vendor/sub/module/hello.c").is_file());
+    }
+
+    #[test]
+    fn submodule_transports() {
+        let https = "https://git.example/acme/top.git";
+        let file = "file:///srv/git/top.git";
+        for (url, base, expected) in [
+            (
+                "https://git.example/acme/sub.git",
+                file,
+                Transport::Network("https"),
+            ),
+            (
+                "git://git.example/sub.git",
+                https,
+                Transport::Network("git"),
+            ),
+            (
+                "ssh://git@git.example/sub.git",
+                https,
+                Transport::Network("ssh"),
+            ),
+            (
+                "git+ssh://git@git.example/sub.git",
+                https,
+                Transport::Network("ssh"),
+            ),
+            (
+                "git@git.example:acme/sub.git",
+                https,
+                Transport::Network("ssh"),
+            ),
+            ("../sub.git", https, Transport::Network("https")),
+            (
+                "./sub.git",
+                "git://git.example/top.git",
+                Transport::Network("git"),
+            ),
+            ("../sub.git", file, Transport::Local),
+            ("../sub.git", "/srv/git/top.git", Transport::Local),
+            ("/root/x", https, Transport::Local),
+            ("file:///root/x", https, Transport::Local),
+            ("sub", https, Transport::Local),
+            ("./a:b", "/srv/top", Transport::Local),
+            ("dir/with:colon", https, Transport::Local),
+            (
+                "ext::sh -c touch% /tmp/x",
+                https,
+                Transport::Other("ext::".into()),
+            ),
+            ("fd::3", https, Transport::Other("fd::".into())),
+            ("ftp://h/x", https, Transport::Other("ftp".into())),
+        ] {
+            assert_eq!(transport(url, base), expected, "{url} under {base}");
+        }
     }
 }

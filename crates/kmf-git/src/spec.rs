@@ -1,8 +1,10 @@
-//! `git+<url>[@<ref>][#subdirectory=<dir>]`: a driver's source in git, in the form pip and other tools use.
+//! `git+<url>[@<ref>][#subdirectory=<dir>][&submodules=local]`: a driver's source in git, in the form pip
+//! and other tools use.
 //!
 //! The ref is a branch, a tag or a commit; without one, the repository's default branch. The `@` that
 //! separates it is the last one in the URL's path, so `ssh://git@host/org/driver.git@v1.2` reads as user
-//! `git`, ref `v1.2`.
+//! `git`, ref `v1.2`. `submodules=local` lets the project's submodules come from this machine (see
+//! [`SubmoduleSources`]); fragments are joined with `&`, in any order.
 
 use std::fmt;
 
@@ -14,7 +16,25 @@ pub struct GitSpec {
     pub reference: Option<String>,
     /// The project's directory inside the repository (relative, no `..`).
     pub subdirectory: Option<String>,
+    /// Where the project's submodules may come from.
+    pub submodules: SubmoduleSources,
 }
+
+/// Where a project's submodules may be cloned from. A project's `.gitmodules` is the project's to write,
+/// whoever serves the project, so by default it may name only what a top repository reached over the
+/// network could: never a repository of the machine kmodfarm runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubmoduleSources {
+    /// [`NETWORK_TRANSPORTS`] only.
+    #[default]
+    Network,
+    /// Also repositories on this machine (`file://` URLs, paths, and relative URLs under a `file://`
+    /// repository): `#submodules=local`, which the operator writes for a project they trust.
+    AlsoLocal,
+}
+
+/// The transports a submodule may always use: the network ones a top repository may use.
+pub const NETWORK_TRANSPORTS: &[&str] = &["https", "http", "ssh", "git"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
@@ -51,13 +71,10 @@ impl GitSpec {
             Some((r, f)) => (r, Some(f)),
             None => (rest, None),
         };
-        let subdirectory = match fragment {
-            None => None,
-            Some(f) => {
-                let dir = f
-                    .strip_prefix("subdirectory=")
-                    .ok_or(invalid("the only fragment understood is #subdirectory=DIR"))?
-                    .trim_end_matches('/');
+        let (mut subdirectory, mut submodules) = (None, None);
+        for f in fragment.into_iter().flat_map(|f| f.split('&')) {
+            if let Some(dir) = f.strip_prefix("subdirectory=") {
+                let dir = dir.trim_end_matches('/');
                 if dir.is_empty()
                     || dir.starts_with('/')
                     || dir
@@ -68,9 +85,19 @@ impl GitSpec {
                         "the subdirectory must be a relative path without `.` or `..` components",
                     ));
                 }
-                Some(dir.to_string())
+                if subdirectory.replace(dir.to_string()).is_some() {
+                    return Err(invalid("#subdirectory= is given twice"));
+                }
+            } else if f == "submodules=local" {
+                if submodules.replace(SubmoduleSources::AlsoLocal).is_some() {
+                    return Err(invalid("#submodules= is given twice"));
+                }
+            } else {
+                return Err(invalid(
+                    "the fragments understood are #subdirectory=DIR and #submodules=local, joined with &",
+                ));
             }
-        };
+        }
         // The path starts at the first `/` after the authority; a ref is after the path's last `@`.
         let after_scheme = &rest[scheme.len()..];
         let path_start = scheme.len() + after_scheme.find('/').unwrap_or(after_scheme.len());
@@ -100,6 +127,7 @@ impl GitSpec {
             url: url.to_string(),
             reference: reference.map(str::to_string),
             subdirectory,
+            submodules: submodules.unwrap_or_default(),
         })
     }
 
@@ -150,8 +178,13 @@ impl fmt::Display for GitSpec {
         if let Some(r) = &self.reference {
             write!(f, "@{r}")?;
         }
+        let mut separator = '#';
         if let Some(d) = &self.subdirectory {
-            write!(f, "#subdirectory={d}")?;
+            write!(f, "{separator}subdirectory={d}")?;
+            separator = '&';
+        }
+        if self.submodules == SubmoduleSources::AlsoLocal {
+            write!(f, "{separator}submodules=local")?;
         }
         Ok(())
     }
@@ -182,6 +215,40 @@ mod tests {
             "git+file:///srv/git/hello.git",
             "displays as given"
         );
+        assert_eq!(s.submodules, SubmoduleSources::Network, "the default");
+    }
+
+    #[test]
+    fn local_submodules_are_an_explicit_fragment() {
+        for (spec, dir) in [
+            ("git+file:///srv/top.git@v1#submodules=local", None),
+            (
+                "git+file:///srv/top.git@v1#subdirectory=driver&submodules=local",
+                Some("driver"),
+            ),
+            (
+                "git+file:///srv/top.git@v1#submodules=local&subdirectory=driver",
+                Some("driver"),
+            ),
+        ] {
+            let s = GitSpec::parse(spec).unwrap();
+            assert_eq!(s.submodules, SubmoduleSources::AlsoLocal, "{spec}");
+            assert_eq!(s.subdirectory.as_deref(), dir, "{spec}");
+            assert_eq!(s.reference.as_deref(), Some("v1"));
+            assert_eq!(
+                GitSpec::parse(&s.to_string()).unwrap(),
+                s,
+                "{s} round-trips"
+            );
+        }
+        for bad in [
+            "git+file:///srv/top.git#submodules=all",
+            "git+file:///srv/top.git#submodules=local&submodules=local",
+            "git+file:///srv/top.git#subdirectory=a&subdirectory=b",
+            "git+file:///srv/top.git#subdirectory=a&",
+        ] {
+            assert!(GitSpec::parse(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

@@ -73,6 +73,23 @@ pub enum KernelsError {
         status: reqwest::StatusCode,
     },
 
+    #[error("Release of {suite} refused ({url}): {reason}")]
+    ReleaseUntrusted {
+        suite: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("Release of {suite} expired on {valid_until} ({url}); --allow-expired-release {suite} accepts it")]
+    ReleaseExpired {
+        suite: String,
+        url: String,
+        valid_until: String,
+    },
+
+    #[error("{0}")]
+    Keyring(String),
+
     #[error("malformed Release file {url}: {msg}")]
     Release { url: String, msg: String },
 
@@ -114,6 +131,9 @@ pub enum KernelsError {
     #[error("malformed repository metadata {url}: {msg}")]
     RepoMetadata { url: String, msg: String },
 
+    #[error("repository metadata {url} refused: {reason}")]
+    RepomdUntrusted { url: String, reason: String },
+
     #[error("no yum/dnf repository at {url}: {msg}")]
     NoRepository { url: String, msg: String },
 
@@ -126,4 +146,19 @@ pub enum KernelsError {
 
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl KernelsError {
+    /// Whether a Release (or the keyring to check it) was refused, as opposed to a mirror that could not be
+    /// read: callers must not fall back to unchecked sources on these.
+    pub fn is_trust_failure(&self) -> bool {
+        match self {
+            KernelsError::ReleaseUntrusted { .. }
+            | KernelsError::ReleaseExpired { .. }
+            | KernelsError::RepomdUntrusted { .. }
+            | KernelsError::Keyring(_) => true,
+            KernelsError::Shared(inner) => inner.is_trust_failure(),
+            _ => false,
+        }
+    }
 }

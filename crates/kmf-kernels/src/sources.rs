@@ -24,6 +24,15 @@
 //! mirrorlist = "http://al2-mirror.example/2/extras/kernel-5.10/latest/$basearch/mirror.list"
 //! ```
 //!
+//! An apt source may name the keyrings its Releases must be signed by, as deb822's `Signed-By` does:
+//! `signed_by = ["/etc/kmodfarm/keys/mirror.gpg"]` (default: `--keyring`, else the distribution's archive
+//! keyring as installed).
+//!
+//! A yum/dnf source may require its metadata to be signed, as dnf's `repo_gpgcheck` does:
+//! `repo_gpgcheck = true` with `gpgkey = ["/etc/pki/rpm-gpg/RPM-GPG-KEY-fedora-41-primary"]` makes the crawl
+//! read `repodata/repomd.xml` only after `repomd.xml.asc` verified against those keys. (The kernel-devel
+//! packages' own signatures are checked when a build fetches them, against `--rpm-keyring DISTRO=FILE`.)
+//!
 //! No mirror host is built in: every repository except Debian's (taken from `/etc/apt`) is named by
 //! the user, since private mirrors and air-gapped sites are the rule for build farms.
 
@@ -33,7 +42,10 @@ use std::path::{Path, PathBuf};
 use kmf_types::{Arch, KernelList};
 use serde::Deserialize;
 
-use crate::apt::{crawl_debian, crawl_ubuntu, CrawlOptions, UbuntuCrawlOptions};
+use crate::apt::{
+    crawl_debian, crawl_ubuntu, AptTrust, ArchiveKeys, CrawlOptions, TrustOptions,
+    UbuntuCrawlOptions,
+};
 use crate::family::{Family, RepoFormat};
 use crate::mirrors::DebianMirrors;
 use crate::rpmmd::{crawl_rpm_repos, RpmRepoSource};
@@ -57,11 +69,19 @@ pub struct SourceSpec {
     pub ports_uri: Option<String>,
     pub suites: Option<Vec<String>>,
     pub flavours: Option<Vec<String>>,
+    /// Keyring files this source's Releases must be signed by (deb822 `Signed-By`), instead of the
+    /// distribution's archive keyring or `--keyring`.
+    pub signed_by: Option<Vec<PathBuf>>,
     // rpm-md families
     pub baseurl: Option<String>,
     pub mirrorlist: Option<String>,
     pub packages: Option<Vec<String>>,
     pub label: Option<String>,
+    /// Keyring files (`RPM-GPG-KEY-*`) `repodata/repomd.xml.asc` must be signed by; used with
+    /// `repo_gpgcheck`.
+    pub gpgkey: Option<Vec<PathBuf>>,
+    /// Refuse the repository unless `repomd.xml.asc` verifies against `gpgkey` (dnf's `repo_gpgcheck`).
+    pub repo_gpgcheck: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +121,8 @@ pub enum CrawlSource {
 pub struct CrawlDefaults {
     pub arches: Vec<Arch>,
     pub index_cache: Option<PathBuf>,
+    /// Keyrings and expiry decisions for apt sources.
+    pub trust: TrustOptions,
 }
 
 impl SourceSpec {
@@ -141,10 +163,19 @@ impl SourceSpec {
                         ("mirrorlist", self.mirrorlist.is_some()),
                         ("packages", self.packages.is_some()),
                         ("label", self.label.is_some()),
+                        ("gpgkey", self.gpgkey.is_some()),
+                        ("repo_gpgcheck", self.repo_gpgcheck.is_some()),
                     ],
                     "is for yum/dnf repositories; apt sources take uri, suites and flavours",
                 )?;
                 let suites = self.suites.clone().filter(|s| !s.is_empty());
+                let trust = |keys: ArchiveKeys| -> Result<std::sync::Arc<AptTrust>, KernelsError> {
+                    let mut opts = defaults.trust.clone();
+                    if let Some(files) = self.signed_by.clone().filter(|f| !f.is_empty()) {
+                        opts.keyring = files;
+                    }
+                    AptTrust::load(&opts, keys).map(std::sync::Arc::new)
+                };
                 if family == Family::Debian {
                     refuse(
                         &[("ports_uri", self.ports_uri.is_some())],
@@ -178,6 +209,7 @@ impl SourceSpec {
                         arches,
                         flavours: self.flavours.clone(),
                         index_cache: defaults.index_cache.clone(),
+                        trust: trust(ArchiveKeys::Debian)?,
                     }))
                 } else {
                     refuse(
@@ -200,6 +232,7 @@ impl SourceSpec {
                         arches,
                         flavours: self.flavours.clone(),
                         index_cache: defaults.index_cache.clone(),
+                        trust: trust(ArchiveKeys::Ubuntu)?,
                     }))
                 }
             }
@@ -211,6 +244,7 @@ impl SourceSpec {
                         ("ports_uri", self.ports_uri.is_some()),
                         ("suites", self.suites.is_some()),
                         ("flavours", self.flavours.is_some()),
+                        ("signed_by", self.signed_by.is_some()),
                     ],
                     "is for apt repositories; yum/dnf sources take baseurl or mirrorlist",
                 )?;
@@ -227,6 +261,27 @@ impl SourceSpec {
                         "package {p:?} is not a kernel-*-devel package (the build tree is in those)"
                     )));
                 }
+                let gpgkey = self.gpgkey.clone().filter(|k| !k.is_empty());
+                let repo_keyring = match (self.repo_gpgcheck.unwrap_or(false), gpgkey) {
+                    (true, Some(files)) => Some(std::sync::Arc::new(
+                        kmf_trust::Keyring::from_files(&files)
+                            .map_err(|e| KernelsError::Keyring(format!("{family} source: {e}")))?,
+                    )),
+                    (true, None) => {
+                        return Err(bad("`repo_gpgcheck = true` needs `gpgkey` (the keys \
+                             repodata/repomd.xml.asc must be signed by)"
+                            .into()))
+                    }
+                    (false, Some(_)) => {
+                        return Err(bad(
+                            "`gpgkey` is only used with `repo_gpgcheck = true` (it checks \
+                             repomd.xml.asc); the packages' signatures are checked at build time \
+                             against --rpm-keyring DISTRO=FILE"
+                                .into(),
+                        ))
+                    }
+                    (false, None) => None,
+                };
                 Ok(CrawlSource::Rpm(RpmRepoSource {
                     family,
                     baseurl: self.baseurl.clone(),
@@ -234,6 +289,7 @@ impl SourceSpec {
                     arches,
                     packages,
                     label: self.label.clone(),
+                    repo_keyring,
                 }))
             }
         }
@@ -302,6 +358,7 @@ mod tests {
         CrawlDefaults {
             arches: vec![Arch::X86_64, Arch::Aarch64],
             index_cache: None,
+            trust: TrustOptions::default(),
         }
     }
 
@@ -383,6 +440,22 @@ mod tests {
             "distro = 'almalinux'\nbaseurl = 'http://x/'\npackages = ['kernel']"
         ))
         .contains("not a kernel-*-devel"));
+        assert!(err(spec(
+            "distro = 'ubuntu'\nuri = 'http://u/'\nsuites = ['noble']\nrepo_gpgcheck = true"
+        ))
+        .contains("`repo_gpgcheck` is for yum/dnf"));
+        assert!(err(spec(
+            "distro = 'fedora'\nbaseurl = 'http://x/'\nrepo_gpgcheck = true"
+        ))
+        .contains("needs `gpgkey`"));
+        assert!(err(spec(
+            "distro = 'fedora'\nbaseurl = 'http://x/'\ngpgkey = ['/k']"
+        ))
+        .contains("only used with `repo_gpgcheck = true`"));
+        assert!(err(spec(
+            "distro = 'fedora'\nbaseurl = 'http://x/'\ngpgkey = ['/nonexistent/RPM-GPG-KEY']\nrepo_gpgcheck = true"
+        ))
+        .contains("/nonexistent/RPM-GPG-KEY"));
         assert!(toml::from_str::<SourceSpec>("distro = 'debian'\nsuite = ['x']").is_err());
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.toml");
@@ -391,6 +464,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no [[source]]"));
+    }
+
+    #[test]
+    fn repo_gpgcheck_loads_the_gpgkey_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("RPM-GPG-KEY-test");
+        std::fs::write(&key, crate::test_server::test_key().public_armored()).unwrap();
+        let spec: SourceSpec = toml::from_str(&format!(
+            "distro = 'almalinux'\nbaseurl = 'http://x/'\ngpgkey = ['{}']\nrepo_gpgcheck = true",
+            key.display()
+        ))
+        .unwrap();
+        match spec.resolve(&defaults(), no_apt).unwrap() {
+            CrawlSource::Rpm(r) => {
+                let ring = r.repo_keyring.expect("a keyring");
+                assert_eq!(
+                    ring.fingerprints(),
+                    [crate::test_server::test_key().fingerprint()]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -94,3 +94,19 @@ fn serve(stream: TcpStream, state: &State) {
     let _ = stream.write_all(&body);
     let _ = stream.flush();
 }
+
+/// The archive key of the unit tests' loopback mirrors, made once per test process.
+pub fn test_key() -> &'static kmf_trust::testing::TestKey {
+    static KEY: std::sync::OnceLock<kmf_trust::testing::TestKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        kmf_trust::testing::TestKey::generate("kmodfarm unit-test archive <t@invalid>")
+    })
+}
+
+/// Trust in exactly [`test_key`].
+pub fn test_trust() -> crate::apt::AptTrust {
+    crate::apt::AptTrust::with_keyring(
+        kmf_trust::Keyring::from_bytes(&test_key().public_keyring(), "the unit-test keyring")
+            .unwrap(),
+    )
+}

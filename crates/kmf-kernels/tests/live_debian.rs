@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use kmf_kernels::apt::{
-    compare_versions, crawl_debian, fetch_index, resolve_debian_headers, CrawlOptions,
+    compare_versions, crawl_debian, fetch_index, fetch_release, resolve_debian_headers, AptTrust,
+    ArchiveKeys, CrawlOptions, TrustOptions,
 };
 use kmf_kernels::mirrors::DebianMirrors;
 use kmf_types::{Arch, KernelEntry};
@@ -56,6 +59,11 @@ async fn mirrors(client: &reqwest::Client) -> Option<DebianMirrors> {
     Some(mirrors)
 }
 
+/// The installed debian-archive-keyring, as a crawl uses it by default.
+fn debian_trust() -> Arc<AptTrust> {
+    Arc::new(AptTrust::load(&TrustOptions::default(), ArchiveKeys::Debian).unwrap())
+}
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -78,16 +86,40 @@ async fn crawl_and_resolve_live() {
             "bookworm".into(),
             "bookworm-security".into(),
             "trixie".into(),
+            "trixie-security".into(),
         ],
         arches: vec![Arch::X86_64, Arch::Aarch64],
         flavours: None,
         index_cache: None,
+        trust: debian_trust(),
     };
     let started = std::time::Instant::now();
     let list = crawl_debian(&client, &opts).await.unwrap();
     eprintln!("crawled {} kernels in {:?}", list.len(), started.elapsed());
     let entries: &[KernelEntry] = &list.distros["Debian"];
     assert!(entries.len() > 20, "only {} kernels", entries.len());
+
+    // Every package of every suite is proven by its suite's Release, signed by a Debian archive key.
+    let keyring = kmf_trust::Keyring::from_file(std::path::Path::new(
+        kmf_kernels::apt::DEBIAN_ARCHIVE_KEYRING,
+    ))
+    .unwrap();
+    let mut proven_suites = BTreeSet::new();
+    for e in entries {
+        for p in &e.headerpackages {
+            match &p.proof {
+                Some(kmf_types::InputProof::SignedIndex(r)) => {
+                    assert_eq!(Some(&r.suite), e.suite.as_ref(), "{}", p.url);
+                    assert!(keyring.fingerprints().contains(&r.signed_by), "{r:?}");
+                    assert!(is_hex64(&r.sha256) && r.date.is_some() && r.expired_since.is_none());
+                    proven_suites.insert(r.suite.clone());
+                }
+                other => panic!("{} is not proven by a signed index: {other:?}", p.url),
+            }
+        }
+    }
+    eprintln!("proven suites: {proven_suites:?}");
+    assert!(proven_suites.contains("bookworm") && proven_suites.contains("trixie-security"));
 
     let flavours: BTreeSet<_> = entries
         .iter()
@@ -114,7 +146,7 @@ async fn crawl_and_resolve_live() {
     let suites: BTreeSet<_> = entries.iter().filter_map(|e| e.suite.as_deref()).collect();
     assert_eq!(
         suites,
-        BTreeSet::from(["bookworm", "bookworm-security", "trixie"])
+        BTreeSet::from(["bookworm", "bookworm-security", "trixie", "trixie-security"])
     );
     let mut seen = BTreeSet::new();
     for e in entries {
@@ -181,10 +213,11 @@ async fn crawl_and_resolve_live() {
         .unwrap();
     let suite = newest.suite.as_deref().unwrap();
     let base = mirrors.uri_for_suite(suite);
-    let target = fetch_index(&client, base, suite, "main", "arm64")
+    let trust = debian_trust();
+    let target = fetch_index(&client, &trust, base, suite, "main", "arm64")
         .await
         .unwrap();
-    let host = fetch_index(&client, base, suite, "main", "amd64")
+    let host = fetch_index(&client, &trust, base, suite, "main", "amd64")
         .await
         .unwrap();
     let resolved = resolve_debian_headers(&target, Some(&host), &newest.kernelrelease).unwrap();
@@ -215,6 +248,7 @@ async fn missing_suite_live() {
     };
     let err = fetch_index(
         &client,
+        &debian_trust(),
         &mirrors.archive,
         "no-such-suite-kmodfarm",
         "main",
@@ -226,4 +260,63 @@ async fn missing_suite_live() {
         matches!(&err, kmf_kernels::KernelsError::SuiteNotFound { suite, .. } if suite == "no-such-suite-kmodfarm"),
         "{err}"
     );
+}
+
+/// sid's Release carries a `Valid-Until` a week after its `Date`: where the mirror's copy has passed it (a
+/// frozen or snapshot mirror), it is refused with the option that accepts it, and accepted (recorded as
+/// expired) with that option; where it is current, it is taken either way.
+#[tokio::test]
+async fn expired_releases_need_the_users_word_live() {
+    let client = reqwest::Client::new();
+    let Some(mirrors) = mirrors(&client).await else {
+        return;
+    };
+    let strict = debian_trust();
+    let relaxed = Arc::new(
+        AptTrust::load(
+            &TrustOptions {
+                allow_expired_release: ["sid".to_string()].into(),
+                ..Default::default()
+            },
+            ArchiveKeys::Debian,
+        )
+        .unwrap(),
+    );
+    let accepted = fetch_release(&client, &mirrors.archive, "sid", &relaxed)
+        .await
+        .unwrap();
+    let valid_until = accepted
+        .proof
+        .valid_until
+        .clone()
+        .expect("sid has a Valid-Until");
+    let expired =
+        kmf_kernels::apt::parse_release_date(&valid_until).unwrap() <= std::time::SystemTime::now();
+    eprintln!("sid: Valid-Until {valid_until}, expired: {expired}");
+    match fetch_release(&client, &mirrors.archive, "sid", &strict).await {
+        Ok(_) => assert!(!expired),
+        Err(e) => {
+            assert!(expired, "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("Release of sid expired on {valid_until}"))
+                    && msg.ends_with("--allow-expired-release sid accepts it"),
+                "{msg}"
+            );
+            assert_eq!(
+                accepted.proof.expired_since.as_deref(),
+                Some(valid_until.as_str())
+            );
+        }
+    }
+    // "experimental" is the Release's Suite (its Codename is rc-buggy): asked by either name it is taken.
+    let exp = fetch_release(
+        &client,
+        &mirrors.archive,
+        "experimental",
+        &relaxed.as_ref().clone().allow_expired("experimental"),
+    )
+    .await
+    .unwrap();
+    assert!(exp.text.contains("Suite: experimental"));
 }

@@ -1,4 +1,16 @@
 //! Escaping of untrusted text (kernel releases, failure messages, build logs) for XML and HTML.
+//!
+//! Markup characters become references; characters that reorder or hide text (U+202E and the other
+//! bidirectional controls, zero-width characters, …: [`kmf_types::names::hides_text`]) are spelled out as
+//! `\u{202e}`, as on the terminal. A character reference would not help there: a browser or a CI server's
+//! test view renders `&#x202e;` as the override itself.
+
+use kmf_types::names::hides_text;
+
+/// `\u{..}` for a character that [hides text](hides_text).
+fn spelled(out: &mut String, c: char) {
+    out.push_str(&format!("\\u{{{:x}}}", c as u32));
+}
 
 /// Whether `c` may appear in an XML 1.0 document (the `Char` production). Everything else — C0 control
 /// characters other than tab, line feed and carriage return, and U+FFFE/U+FFFF — cannot be written even as a
@@ -28,6 +40,7 @@ pub(crate) fn xml_text(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             // A bare CR would be normalised to LF by the parser; keep it as written.
             '\r' => out.push_str("&#13;"),
+            c if hides_text(c) => spelled(&mut out, c),
             _ => out.push(c),
         }
     }
@@ -48,6 +61,7 @@ pub(crate) fn xml_attr(s: &str) -> String {
             '\t' => out.push_str("&#9;"),
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
+            c if hides_text(c) => spelled(&mut out, c),
             _ => out.push(c),
         }
     }
@@ -65,6 +79,7 @@ pub(crate) fn html(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if hides_text(c) => spelled(&mut out, c),
             _ => out.push(c),
         }
     }
@@ -153,6 +168,17 @@ mod tests {
             "&quot; onmouseover=&quot;x"
         );
         assert_eq!(html("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_are_spelled_out() {
+        let s = "hello\u{202e}txt.ko\u{200b}\u{2066}";
+        let want = "hello\\u{202e}txt.ko\\u{200b}\\u{2066}";
+        assert_eq!(xml_text(s), want);
+        assert_eq!(xml_attr(s), want);
+        assert_eq!(html(s), want);
+        // Visible text in any script is kept.
+        assert_eq!(html("עברית ü"), "עברית ü");
     }
 
     #[test]

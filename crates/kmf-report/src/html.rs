@@ -22,7 +22,7 @@ use std::path::Path;
 
 use kmf_types::Arch;
 
-use crate::escape::{html, strip_ansi};
+use crate::escape::{html, strip_ansi, truncate_chars};
 use crate::links::relative_href;
 use crate::logtail::{log_tail, LOG_TAIL_LINES};
 use crate::order::{
@@ -30,6 +30,10 @@ use crate::order::{
     DriverGroup,
 };
 use crate::{Status, VariantResult};
+
+/// A failure's first error line in its cell: enough for `file.c:12:9: error: …`; the whole line is the
+/// title.
+const FIRST_ERROR_CELL_CHARS: usize = 160;
 
 const CSS: &str = "\
 :root{color-scheme:light}
@@ -57,6 +61,8 @@ a{color:#0a3069}
 .ok{background:#aceebb}
 .up-to-date{background:#e1e4e8}
 .excluded{background:#c8ccd1;color:#24292f}
+.unproven{color:#9a6700;font-weight:600}
+.first-error{display:block;font-family:monospace;font-size:11px;color:#8b1a1a;overflow-wrap:anywhere;white-space:normal;max-width:42em}
 .failed{background:#ff9a9a}
 .f-compile-error{background:#ff8182}
 .f-verification-failed{background:#ffa8c5}
@@ -237,10 +243,13 @@ fn legend(out: &mut String, c: &Counts) {
     out.push_str("</ul>\n");
 }
 
-/// CSS classes, visible label and a symbol for a status.
-fn status_style(status: &Status) -> (String, String, &'static str) {
-    match status {
+/// CSS classes, visible label and a symbol for a variant's status.
+fn status_style(r: &VariantResult) -> (String, String, &'static str) {
+    match &r.status {
         Status::Success => ("ok".into(), "ok".into(), "✓"),
+        Status::UpToDate if r.booted_now() => {
+            ("up-to-date".into(), "up to date, booted".into(), "=")
+        }
         Status::UpToDate => ("up-to-date".into(), "up to date".into(), "="),
         Status::Excluded { .. } => ("excluded".into(), "excluded".into(), "–"),
         Status::Failed { class, .. } => (
@@ -365,13 +374,13 @@ fn cell_html(
             return;
         }
         [only] => {
-            let (class, _, _) = status_style(&only.status);
+            let (class, _, _) = status_style(only);
             let _ = write!(out, "<td class=\"cell {class}\">");
         }
         _ => out.push_str("<td class=\"cell\">"),
     }
     for &r in cell {
-        let (class, label, symbol) = status_style(&r.status);
+        let (class, label, symbol) = status_style(r);
         let tip = match &r.status {
             Status::Failed { class, message } => {
                 format!("{class}: {}", strip_ansi(message))
@@ -390,12 +399,29 @@ fn cell_html(
             let _ = write!(out, " (uname -r: {})", html(k));
         }
         out.push_str("</span><span class=\"meta\">");
+        if !r.input_warnings.is_empty() {
+            // Built from inputs nothing proved, or from an expired index the operator accepted.
+            let _ = write!(
+                out,
+                "<span class=\"unproven\" title=\"{}\">⚠ unproven inputs</span> · ",
+                html(&r.input_warnings.join("\n"))
+            );
+        }
         out.push_str(&html(&duration(r.durations.total_secs)));
         if let Some(log) = &r.log {
             let _ = write!(
                 out,
                 " · <a class=\"log\" href=\"{}\">build log</a>",
                 html(&relative_href(log, report_dir))
+            );
+        }
+        if let Some(first) = &r.first_error {
+            // Why it failed, in the build's words, beside the log: cut for the cell, whole in its title.
+            let _ = write!(
+                out,
+                "<span class=\"first-error\" title=\"{}\">{}</span>",
+                html(first),
+                html(&truncate_chars(first, FIRST_ERROR_CELL_CHARS))
             );
         }
         if let Some(log) = &r.boot_log {
@@ -433,7 +459,7 @@ fn failures(
         let Status::Failed { message, .. } = &r.status else {
             continue;
         };
-        let (css, label, _) = status_style(&r.status);
+        let (css, label, _) = status_style(r);
         let id = index_of(r)
             .map(|i| format!(" id=\"v{i}\""))
             .unwrap_or_default();

@@ -98,6 +98,8 @@ fn write_testcase(out: &mut String, r: &VariantResult, name: &str) {
     );
     match &r.status {
         Status::Success => {}
+        // Booted now from its published modules: a test that ran and passed.
+        Status::UpToDate if r.booted_now() => {}
         Status::UpToDate => {
             out.push_str("      <skipped message=\"up to date: not rebuilt\"/>\n");
         }
@@ -110,7 +112,11 @@ fn write_testcase(out: &mut String, r: &VariantResult, name: &str) {
             );
         }
         Status::Failed { class, message } => {
-            let summary = format!("{class}: {}", strip_ansi(message));
+            // The first diagnostic explains a failure better than the step that exited non-zero.
+            let summary = match &r.first_error {
+                Some(first) => format!("{class}: {}", strip_ansi(first)),
+                None => format!("{class}: {}", strip_ansi(message)),
+            };
             let _ = writeln!(
                 out,
                 "      <failure message=\"{}\" type=\"{}\">{}</failure>",

@@ -131,6 +131,8 @@ mod test_support {
             modules: vec![],
             log: None,
             boot_log: None,
+            input_warnings: vec![],
+            first_error: None,
             durations: Durations {
                 total_secs: 10.0,
                 ..Durations::default()

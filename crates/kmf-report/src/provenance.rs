@@ -65,6 +65,12 @@ pub fn provenance(metadata: &PublishedVariant) -> Value {
         if let Some(url) = &p.url {
             d["uri"] = json!(url);
         }
+        // How the package was proven before anything was built from it: the signed Release (SHA256, Date,
+        // key) whose index listed its digest, its own signature, or that nothing proved it.
+        d["annotations"]["proof"] = match &p.proof {
+            Some(proof) => serde_json::to_value(proof).expect("a proof serialises"),
+            None => json!({ "by": "unrecorded" }),
+        };
         dependencies.push(d);
     }
     let identity = &metadata.toolchain.builder_identity;
@@ -80,7 +86,16 @@ pub fn provenance(metadata: &PublishedVariant) -> Value {
         },
     }));
     let v = &metadata.variant;
-    json!({
+    let mut internal = json!({
+        "builder": metadata.toolchain.builder,
+        "input_key": metadata.input_key,
+    });
+    // Published from a worker's bundle, the sandbox is the worker's word (below), not a parameter the
+    // publisher saw.
+    if !metadata.toolchain.sandbox.is_empty() {
+        internal["sandbox"] = json!(metadata.toolchain.sandbox);
+    }
+    let mut statement = json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": subjects,
         "predicateType": "https://slsa.dev/provenance/v1",
@@ -98,11 +113,7 @@ pub fn provenance(metadata: &PublishedVariant) -> Value {
                     "packageversion": v.packageversion,
                     "output": v.output,
                 },
-                "internalParameters": {
-                    "builder": metadata.toolchain.builder,
-                    "sandbox": metadata.toolchain.sandbox,
-                    "input_key": metadata.input_key,
-                },
+                "internalParameters": internal,
                 "resolvedDependencies": dependencies,
             },
             "runDetails": {
@@ -119,7 +130,19 @@ pub fn provenance(metadata: &PublishedVariant) -> Value {
                 },
             },
         },
-    })
+    });
+    if let Some(claims) = &metadata.worker_claims {
+        // What the worker said and nothing checked, labelled as such: a consumer must not read it as part of
+        // the build's definition.
+        statement["predicate"]["runDetails"]["byproducts"] = json!([{
+            "name": "worker-claims",
+            "annotations": {
+                "verified": false,
+                "claims": claims,
+            },
+        }]);
+    }
+    statement
 }
 
 #[cfg(test)]
@@ -176,6 +199,33 @@ mod tests {
             "kmodfarm/0.1.0"
         );
         assert!(deps[0].get("uri").is_none());
+        let internal = &p["predicate"]["buildDefinition"]["internalParameters"];
+        assert_eq!(internal["sandbox"], "bubblewrap");
+        assert!(p["predicate"]["runDetails"].get("byproducts").is_none());
+    }
+
+    /// Published from a worker's bundle: the sandbox is not a build parameter but the worker's labelled
+    /// claim, beside its timings.
+    #[test]
+    fn a_workers_claims_are_labelled_unverified() {
+        let mut r = record();
+        r.toolchain.sandbox = String::new();
+        r.worker_claims = Some(kmf_types::published::WorkerClaims {
+            shard: 3,
+            kmodfarm_version: "0.1.0".into(),
+            sandbox: "FORGED-none".into(),
+            boot: None,
+            durations: Default::default(),
+            built_at: "2026-11-29T11:00:00Z".into(),
+        });
+        let p = provenance(&r);
+        let internal = &p["predicate"]["buildDefinition"]["internalParameters"];
+        assert!(internal.get("sandbox").is_none(), "{internal}");
+        let claims = &p["predicate"]["runDetails"]["byproducts"][0];
+        assert_eq!(claims["name"], "worker-claims");
+        assert_eq!(claims["annotations"]["verified"], false);
+        assert_eq!(claims["annotations"]["claims"]["sandbox"], "FORGED-none");
+        assert_eq!(claims["annotations"]["claims"]["shard"], 3);
     }
 
     #[test]

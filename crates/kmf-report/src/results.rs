@@ -13,7 +13,8 @@ pub const RESULTS_SCHEMA: u32 = 1;
 pub enum Status {
     /// Built, verified and published in this run.
     Success,
-    /// Already in the store with the same build key: a farm run found it up to date and did not rebuild it.
+    /// Already in the store with the same build key: a farm run found it up to date and did not rebuild it
+    /// (with [`VariantResult::booted_now`], it boot-tested the published modules).
     UpToDate,
     /// Not built; `class` says why in one word, `message` in a sentence.
     Failed {
@@ -48,6 +49,15 @@ pub struct VariantResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_log: Option<PathBuf>,
     pub durations: Durations,
+    /// Inputs built from without full proof, one line each: a package nothing proved (`unverified`), or one
+    /// proven by a Release accepted past its `Valid-Until`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_warnings: Vec<String>,
+    /// A failed variant's first diagnostic that explains it: the compiler's first `error:` with its file and
+    /// line, make's `***`, modpost's `ERROR:`, or the boot's first failed step or kernel complaint (printable,
+    /// at most 400 characters); absent when its log has none (the message then says it all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 impl VariantResult {
@@ -67,7 +77,14 @@ impl VariantResult {
             log: None,
             boot_log: None,
             durations: Durations::default(),
+            input_warnings: vec![],
+            first_error: None,
         }
+    }
+
+    /// Up to date, and boot-tested by this run from its published modules (a boot the record lacked).
+    pub fn booted_now(&self) -> bool {
+        self.status == Status::UpToDate && self.boot_log.is_some()
     }
 
     /// True for variants whose modules are in the store: built now ([`Status::Success`]) or found up to

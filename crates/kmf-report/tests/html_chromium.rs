@@ -228,6 +228,16 @@ fn chromium_renders_the_report_as_text_with_working_links() {
         );
     }
 
+    // The first error is in its cell beside the log link: cut for the cell, whole in its title.
+    let first = common::long_first_error();
+    let titles = attr_values(&dom, "class=\"first-error\"", "title");
+    assert_eq!(titles.len(), 1, "{titles:#?}");
+    assert!(titles[0].starts_with("src/hello.c:12:5: error:") && titles[0].chars().count() >= 300);
+    assert!(dom.contains(&format!(
+        "{}…</span>",
+        &first[..first.char_indices().nth(160).unwrap().0]
+    )));
+
     // The failure details quote the log's end as text.
     assert!(dom.contains("error: expected ';' before '&lt;b&gt;bold&lt;/b&gt;' &amp; more"));
 }

@@ -107,6 +107,9 @@ pub struct HeaderPackage {
     /// Path relative to the repository root (`pool/main/l/linux/...deb`), so that any mirror can serve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// How the package's digest was proven (the signed index that listed it), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<crate::InputProof>,
 }
 
 impl HeaderPackage {

@@ -14,6 +14,7 @@ mod kernel;
 mod matrix;
 pub mod names;
 mod outcome;
+mod proof;
 pub mod published;
 
 pub use arch::{Arch, UnknownArch};
@@ -21,3 +22,4 @@ pub use distro::normalize_distro;
 pub use kernel::{HeaderPackage, KernelEntry, KernelList, KernelVersion};
 pub use matrix::{output_version, MatrixEntry};
 pub use outcome::FailureClass;
+pub use proof::{InputProof, ReleaseProof, SignatureProof};

@@ -68,10 +68,12 @@ impl MatrixEntry {
 }
 
 /// The version part of store paths: a patch release of the driver writes where its minor release does
-/// (`0.1.1` → `0.1.0`), as in the seed pipeline. Versions that are not `MAJOR.MINOR[.PATCH...]` are kept.
+/// (`0.1.1` → `0.1.0`), as in the seed pipeline. The core ends at the first `-`, `+` or `~` (`1.4.2-rc1`,
+/// `1.0~rc1` → `1.4.0`, `1.0.0`: a Debian-style pre-release writes where its release will). Versions that
+/// are not `MAJOR.MINOR[.PATCH...]` are kept whole (`13`, `v0.3-47-g1a2b3c4`).
 pub fn output_version(driver_version: &str) -> String {
     let core = driver_version
-        .split(['-', '+'])
+        .split(['-', '+', '~'])
         .next()
         .unwrap_or(driver_version);
     let mut parts = core.split('.');
@@ -99,5 +101,11 @@ mod tests {
         assert_eq!(output_version("2.3"), "2.3.0");
         assert_eq!(output_version("1.4.2-rc1"), "1.4.0");
         assert_eq!(output_version("nightly"), "nightly");
+        assert_eq!(output_version("1.0~rc1"), "1.0.0");
+        assert_eq!(output_version("2.3.4~bpo12+1"), "2.3.0");
+        // Not MAJOR.MINOR: kept whole, `~` included (a path component every store key accepts).
+        assert_eq!(output_version("13"), "13");
+        assert_eq!(output_version("13~rc1"), "13~rc1");
+        assert_eq!(output_version("v0.3-47-g1a2b3c4"), "v0.3-47-g1a2b3c4");
     }
 }

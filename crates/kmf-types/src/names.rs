@@ -3,7 +3,8 @@
 //! A driver's name and version come from its `kmodfarm.toml` (untrusted) or the command line, and a kernel
 //! release from a kernel list (untrusted); all of them end up as directory names in the report and the
 //! store. They are checked before any work starts, so that no name can climb out of its root, be absolute,
-//! or carry characters a path, a URL or a terminal would treat specially.
+//! or carry characters a path, a URL or a terminal would treat specially. Text that is shown rather than
+//! used as a name goes through [`printable`], which spells out what a terminal would obey or hide.
 
 use std::borrow::Cow;
 
@@ -21,6 +22,14 @@ pub struct NameError {
 /// A driver name or version: `[A-Za-z0-9][A-Za-z0-9._+-]*`, at most [`MAX_NAME_LEN`] characters.
 pub fn check_name(what: &str, value: &str) -> Result<(), NameError> {
     check_component(what, value, b"._+-")
+}
+
+/// A driver version: as [`check_name`], plus `~`, which Debian-style versions use for a pre-release
+/// (`1.0~rc1`, as DKMS accepts it). A version becomes part of store keys only through the store prefix
+/// version (`kmf_types::output_version`), which ends the `MAJOR.MINOR` core at `~` as at `-` and `+`;
+/// a version kept whole there keeps its `~`, which every store key accepts (kernel releases carry it).
+pub fn check_version(what: &str, value: &str) -> Result<(), NameError> {
+    check_component(what, value, b"._+-~")
 }
 
 /// One directory name of a variant's output path (distribution, architecture, kernel release with an upload
@@ -83,20 +92,75 @@ fn err(what: &str, value: &str, why: &'static str) -> NameError {
     }
 }
 
+/// Whether `c` is invisible or reorders the text around it, so that shown as it is it would disguise what a
+/// message says ("Trojan Source"): the bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069), the other format characters (zero-width spaces and joiners, the byte order mark, soft
+/// hyphen, invisible operators, Unicode tags, …), the line and paragraph separators (a line break to a
+/// terminal that honours them), the Hangul fillers, which render as nothing, and the variation selectors,
+/// which can carry hidden text.
+pub fn hides_text(c: char) -> bool {
+    matches!(c,
+        // Format characters (general category Cf).
+        '\u{ad}'
+        | '\u{600}'..='\u{605}'
+        | '\u{61c}'
+        | '\u{6dd}'
+        | '\u{70f}'
+        | '\u{890}'..='\u{891}'
+        | '\u{8e2}'
+        | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{110bd}'
+        | '\u{110cd}'
+        | '\u{13430}'..='\u{1343f}'
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0001}'
+        | '\u{e0020}'..='\u{e007f}'
+        // Line and paragraph separators.
+        | '\u{2028}'..='\u{2029}'
+        // Combining grapheme joiner, Hangul fillers: no glyph.
+        | '\u{34f}'
+        | '\u{115f}'..='\u{1160}'
+        | '\u{3164}'
+        | '\u{ffa0}'
+        // Variation selectors.
+        | '\u{fe00}'..='\u{fe0f}'
+        | '\u{e0100}'..='\u{e01ef}')
+}
+
 /// `text` with every control character (C0, DEL, C1) spelled out as `\u{..}`, `\n`, `\r` or `\t`, so that
-/// untrusted text printed on a terminal cannot move the cursor, set the title or change colours.
+/// untrusted text printed on a terminal cannot move the cursor, set the title or change colours; and with
+/// every character that [hides text](hides_text) spelled out as `\u{..}` too, so that it cannot reverse or
+/// hide part of the message either.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    escape(text, false)
+}
+
+/// [`printable`] for text of several lines: line feeds are kept, everything else is spelled out the same.
+/// For whole messages (a log event, an error chain) whose line breaks are kmodfarm's own.
+pub fn printable_lines(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_lf: bool) -> Cow<'_, str> {
+    let special = |c: char| (c.is_control() && !(keep_lf && c == '\n')) || hides_text(c);
+    if !text.chars().any(special) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
+            c if !special(c) => out.push(c),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
         }
     }
     Cow::Owned(out)
@@ -142,6 +206,40 @@ mod tests {
     }
 
     #[test]
+    fn versions_take_a_tilde_names_do_not() {
+        for ok in [
+            "1.0~rc1",
+            "2.3.4~bpo12+1",
+            "13",
+            "v0.3-47-g1a2b3c4",
+            "1.2_3",
+        ] {
+            check_version("driver version", ok).unwrap();
+        }
+        assert!(check_name("driver name", "a~b").is_err());
+        for bad in [
+            "~1",
+            "",
+            "1/2",
+            "..",
+            "1 2",
+            "#VERSION#",
+            "@VERSION@",
+            "1\u{202e}",
+        ] {
+            assert!(check_version("v", bad).is_err(), "{bad:?} accepted");
+        }
+        let e = check_version("driver version", "#VERSION#")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must start with a letter or digit"), "{e}");
+        let e = check_version("driver version", "1.0:2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(". _ + ~ -"), "{e}");
+    }
+
+    #[test]
     fn output_paths() {
         for ok in [
             "0.1.0/debian/x86_64/6.1.0-56-amd64",
@@ -176,5 +274,74 @@ mod tests {
             printable("a\u{1b}]0;t\u{7}\r\nb\u{9b}"),
             "a\\u{1b}]0;t\\u{7}\\r\\nb\\u{9b}"
         );
+    }
+
+    #[test]
+    fn bidi_controls_are_spelled_out() {
+        // "Trojan Source": an override makes `txt.exe` read as `exe.txt`.
+        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{61c}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(
+                printable(&text),
+                format!("a\\u{{{:x}}}b", c as u32),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn invisible_characters_are_spelled_out() {
+        for c in [
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{180e}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{e0041}',
+            '\u{e0100}',
+        ] {
+            let text = format!("hel{c}lo");
+            let shown = printable(&text);
+            assert!(!shown.contains(c), "U+{:04X} kept", c as u32);
+            assert_eq!(shown, format!("hel\\u{{{:x}}}lo", c as u32));
+        }
+    }
+
+    #[test]
+    fn visible_unicode_is_kept() {
+        for text in [
+            "äöü ß",
+            "日本語",
+            "€ 😀",
+            "русский",
+            "עברית",
+            "العربية",
+            "a-b_c.d~e",
+        ] {
+            assert_eq!(printable(text), text);
+            assert!(matches!(printable(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn printable_lines_keeps_line_feeds_only() {
+        assert_eq!(
+            printable_lines("error: x\u{202e}y\n  caused by: \u{1b}[31mz\r\t"),
+            "error: x\\u{202e}y\n  caused by: \\u{1b}[31mz\\r\\t"
+        );
+        assert!(matches!(printable_lines("a\nb"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\nb"), "a\\nb");
     }
 }

@@ -11,6 +11,9 @@ pub enum FailureClass {
     HeadersUnavailable,
     /// Network errors, checksum mismatches, truncated downloads after all retries.
     DownloadFailed,
+    /// An input was not proven: the suite's Release failed its signature, suite or expiry check, a
+    /// package's own signature did not verify, or (under `--require-verified`) nothing proved a package.
+    InputUnproven,
     /// A header package could not be unpacked (corrupt or hostile archive).
     ExtractFailed,
     /// No builder for the kernel's compiler, or the builder could not be created.
@@ -64,6 +67,7 @@ impl FailureClass {
         match self {
             FailureClass::HeadersUnavailable => "headers unavailable",
             FailureClass::DownloadFailed => "download failed",
+            FailureClass::InputUnproven => "input unproven",
             FailureClass::ExtractFailed => "extract failed",
             FailureClass::ToolchainUnavailable => "toolchain unavailable",
             FailureClass::CompileError => "compile error",

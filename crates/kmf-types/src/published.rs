@@ -203,9 +203,13 @@ pub struct PublishedVariant {
     /// The part of the build key known before any download (source, driver version, header package
     /// identities, make arguments, recipe); see `kmf_farm::keys`.
     pub input_key: String,
+    /// The stages this record's writer timed itself: the whole build when it built the variant, the
+    /// verification, signing, boot and publication when it published a worker's bundle (the worker's own
+    /// timings are then in [`PublishedVariant::worker_claims`]).
     #[serde(default)]
     pub durations: Durations,
-    /// RFC 3339.
+    /// RFC 3339: when the variant was built, or, published from a worker's bundle, when the publisher
+    /// verified it.
     #[serde(default)]
     pub built_at: String,
     /// The build log's file name in the artifacts directory.
@@ -214,6 +218,29 @@ pub struct PublishedVariant {
     /// What a host needs to load the modules besides the files (`[install]` in `kmodfarm.toml`).
     #[serde(default, skip_serializing_if = "Delivery::is_empty")]
     pub delivery: Delivery,
+    /// Published from a worker's bundle: what the worker said that nothing could check. Every other field
+    /// comes from the plan or from what the publisher verified itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_claims: Option<WorkerClaims>,
+}
+
+/// The unchecked part of a worker's record, kept apart so that nothing reads it as established: which
+/// sandbox it built in, its own timings and clock, and a boot test it says it ran (a boot counts only when
+/// the publisher ran it, [`PublishedVariant::boot`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerClaims {
+    /// The shard whose bundle was published.
+    pub shard: usize,
+    #[serde(default)]
+    pub kmodfarm_version: String,
+    #[serde(default)]
+    pub sandbox: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootRecord>,
+    #[serde(default)]
+    pub durations: Durations,
+    #[serde(default)]
+    pub built_at: String,
 }
 
 /// How a host installs and loads a variant's modules (`kmodfarm install`): from the project's
@@ -426,6 +453,27 @@ pub struct InputPackage {
     pub sha256: String,
     pub size: u64,
     pub url: Option<String>,
+    /// How the package was proven before it was built from; absent in records written before proofs were
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<crate::InputProof>,
+}
+
+impl InputPackage {
+    /// One line when the package was not fully proven (nothing proved it, or its index was accepted past
+    /// its `Valid-Until`); `None` when proven, or when the record predates proofs.
+    pub fn proof_warning(&self) -> Option<String> {
+        let proof = self.proof.as_ref()?;
+        if !proof.is_verified() {
+            return Some(format!("{}: {}", self.file_name, proof.summary()));
+        }
+        proof.expired_since().map(|since| {
+            format!(
+                "{}: proven by an index expired since {since}",
+                self.file_name
+            )
+        })
+    }
 }
 
 /// A passed boot test, as recorded in `metadata.json`.
@@ -452,7 +500,8 @@ pub struct SignatureRecord {
     pub cert_sha256: String,
 }
 
-/// How long each stage of a variant took, in seconds.
+/// How long each stage of a variant took, in seconds. `total_secs` is the sum of the stages
+/// ([`Durations::close`]); a failed variant keeps the stages it went through.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Durations {
     pub resolve_secs: f64,
@@ -464,8 +513,48 @@ pub struct Durations {
     /// boot tests.
     #[serde(default)]
     pub boot_secs: f64,
+    /// Everything after the build and boot: writing the bundle, re-verifying it, signing, writing the store.
     pub publish_secs: f64,
     pub total_secs: f64,
+}
+
+impl Durations {
+    /// The stages before publishing, summed.
+    pub fn before_publish(&self) -> f64 {
+        self.resolve_secs
+            + self.fetch_secs
+            + self.extract_secs
+            + self.toolchain_secs
+            + self.build_secs
+            + self.boot_secs
+    }
+
+    /// Closes the account of a variant that took `elapsed` seconds: what no earlier stage timed is
+    /// publishing's (the bookkeeping between stages is a few milliseconds), and the total is the stages'
+    /// sum, so that every column of a report adds up.
+    pub fn close(&mut self, elapsed: f64) {
+        let untimed = elapsed - self.before_publish() - self.publish_secs;
+        if untimed > 0.0 {
+            self.publish_secs += untimed;
+        }
+        self.total_secs = self.before_publish() + self.publish_secs;
+    }
+
+    /// The stages of `self` followed by those of `later` (a variant built, then published by the same run).
+    pub fn then(&self, later: &Durations) -> Durations {
+        let mut d = Durations {
+            resolve_secs: self.resolve_secs + later.resolve_secs,
+            fetch_secs: self.fetch_secs + later.fetch_secs,
+            extract_secs: self.extract_secs + later.extract_secs,
+            toolchain_secs: self.toolchain_secs + later.toolchain_secs,
+            build_secs: self.build_secs + later.build_secs,
+            boot_secs: self.boot_secs + later.boot_secs,
+            publish_secs: self.publish_secs + later.publish_secs,
+            total_secs: 0.0,
+        };
+        d.total_secs = d.before_publish() + d.publish_secs;
+        d
+    }
 }
 
 /// Why a published record was refused.
@@ -682,6 +771,7 @@ mod tests {
             inputs: Inputs {
                 source_sha256: "cd".repeat(32),
                 packages: vec![InputPackage {
+                    proof: None,
                     file_name: "linux-headers-6.1.0-9-amd64_6.1.27-1_amd64.deb".into(),
                     sha256: "ef".repeat(32),
                     size: 1234,
@@ -720,6 +810,7 @@ mod tests {
             built_at: "2026-11-29T12:00:00Z".into(),
             log: "build.log".into(),
             delivery: Delivery::default(),
+            worker_claims: None,
         }
     }
 

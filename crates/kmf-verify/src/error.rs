@@ -48,6 +48,16 @@ pub enum VerifyError {
         vermagic: String,
     },
 
+    #[error(
+        "{path} is the module `{modinfo_name}` (its .modinfo name), not `{file_name}`: a module is published \
+         and loaded under its own name only"
+    )]
+    NameMismatch {
+        path: PathBuf,
+        file_name: String,
+        modinfo_name: String,
+    },
+
     #[error("expected modules missing from {dir}: {}", names.join(", "))]
     Missing { dir: PathBuf, names: Vec<String> },
 

@@ -128,13 +128,9 @@ fn inspect(path: &Path) -> Result<(ModuleInfo, u16), VerifyError> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     };
-    let name = get("name").filter(|n| !n.is_empty()).unwrap_or_else(|| {
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-            .trim_end_matches(".ko")
-            .replace('-', "_")
-    });
+    let name = get("name")
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| module_name_of_file(path));
     let depends = get("depends")
         .map(|d| {
             d.split(',')
@@ -276,7 +272,31 @@ pub fn verify_module(
             vermagic: info.vermagic,
         });
     }
+    // modprobe finds a module by its file name and the kernel registers it under its own: a valid module
+    // of another name under this file name would load something other than what is published.
+    let file_name = module_name_of_file(path);
+    if info.name != file_name {
+        return Err(VerifyError::NameMismatch {
+            path: path.to_path_buf(),
+            file_name,
+            modinfo_name: info.name,
+        });
+    }
     Ok(info)
+}
+
+/// The module name a file stands for, as kmod derives it: the file name without `.ko` (or a compressed
+/// `.ko.xz`, `.ko.zst`, `.ko.gz`), with `-` read as `_`.
+pub fn module_name_of_file(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = [".ko.xz", ".ko.zst", ".ko.gz", ".ko"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(&name);
+    stem.replace('-', "_")
 }
 
 /// Checks that every expected module file (`hello.ko`, or a path such as `drivers/foo.ko`, relative to

@@ -345,7 +345,7 @@ fn a_real_pkcs7_signature_names_its_signer() {
     let Some(ko) = compile(
         "gcc",
         dir.path(),
-        "signed.ko",
+        "hello.ko",
         &module_source(&standard_entries()),
         &["-c"],
     ) else {
@@ -391,7 +391,7 @@ fn a_real_pkcs7_signature_names_its_signer() {
         "-outform",
         "DER",
         "-in",
-        "signed.ko",
+        "hello.ko",
         "-signer",
         "cert.pem",
         "-inkey",
@@ -459,4 +459,43 @@ fn expected_modules_are_all_there_or_listed_missing() {
             "{bad}"
         );
     }
+}
+
+/// A valid module of another name under a module's file name (what a tampered bundle tried): refused, as
+/// modprobe would load it under the file's name and the kernel register it under its own.
+#[test]
+fn a_module_is_verified_under_its_own_name_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = [
+        "name=pair_producer",
+        "vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions ",
+    ];
+    let Some(ko) = compile(
+        "gcc",
+        dir.path(),
+        "hello.ko",
+        &module_source(&entries),
+        &["-c"],
+    ) else {
+        return;
+    };
+    match verify_module(&ko, Arch::X86_64, RELEASE) {
+        Err(e @ VerifyError::NameMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("`pair_producer`") && text.contains("not `hello`"),
+                "{text}"
+            );
+        }
+        other => panic!("a module named pair_producer passed as hello.ko: {other:?}"),
+    }
+    // Under its own name (with `-` for `_`, as kmod reads file names) it is the same module, accepted.
+    let renamed = dir.path().join("pair-producer.ko");
+    std::fs::rename(&ko, &renamed).unwrap();
+    let info = verify_module(&renamed, Arch::X86_64, RELEASE).unwrap();
+    assert_eq!(info.name, "pair_producer");
+    assert_eq!(
+        kmf_verify::module_name_of_file(std::path::Path::new("/x/a-b.ko.zst")),
+        "a_b"
+    );
 }

@@ -123,6 +123,26 @@ pub enum Command {
     ///
     /// Exit status: 0 when every variant passed, 1 when some failed, 2 on bad input.
     BootTest(Box<BootTestArgs>),
+    /// Build and boot-test drivers against kernels the fleet does not run yet, without publishing.
+    ///
+    /// Crawls the upcoming suites (default: sid, experimental, and <release>-backports of each --release),
+    /// keeps the --latest newest kernels of each suite, architecture and flavour, and builds, verifies and
+    /// boot-tests each exactly as `build --boot-test` does, into a throwaway store under --report
+    /// (<DIR>/throwaway-store/, emptied at the start of every run); --store is refused. A suite whose
+    /// Release is refused (expired, badly signed, missing) fails the run before anything is built.
+    ///
+    /// Writes <DIR>/preflight.json (per kernel: the verdict; for a failure, the first error line of its
+    /// build or boot log and the newest kernel of the same driver, architecture and flavour, older than
+    /// the failing one, that passed in this run) and the usual results.json, junit.xml, index.html and
+    /// logs. For a baseline of what works today, add a stable suite to --suite.
+    ///
+    /// Exit status: 0 when every kernel passed, 1 when some failed, 2 on bad input or a refused suite.
+    #[command(after_long_help = "Examples:\n  \
+kmodfarm preflight examples/pair\n  \
+kmodfarm preflight examples/pair --suite sid,experimental --allow-expired-release sid,experimental\n  \
+kmodfarm preflight drivers/foo --release trixie --arch x86_64 --latest 2 --no-boot-test --json\n  \
+kmodfarm preflight drivers/foo --suite trixie,sid --report preflight/   # trixie as the baseline")]
+    Preflight(Box<PreflightArgs>),
     /// Install this host's modules from a store: find, download, verify, install, depmod (and load).
     ///
     /// Detects the distribution (/etc/os-release under --root), the kernel release and version (as uname -r
@@ -205,6 +225,32 @@ pub struct MirrorArgs {
     /// Debian security archive URI, for `*-security` suites (env KMODFARM_DEBIAN_SECURITY_MIRROR).
     #[arg(long, value_name = "URL")]
     pub security_mirror: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// How apt repositories prove themselves (see the README's security model).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrustArgs {
+    /// OpenPGP keyring the Releases must be signed by: FILE for every suite, SUITE=FILE for one suite
+    /// (repeatable; binary or armored). Default: the distribution's archive keyring as installed
+    /// (/usr/share/keyrings/debian-archive-keyring.gpg, ubuntu-archive-keyring.gpg).
+    #[arg(long, value_name = "[SUITE=]FILE")]
+    pub keyring: Vec<String>,
+    /// Accept these suites' Release past its Valid-Until (snapshot mirrors, a frozen sid): comma-separated,
+    /// repeatable. Every variant built from them records the index as expired, and since when.
+    #[arg(long, value_name = "SUITE", value_delimiter = ',')]
+    pub allow_expired_release: Vec<String>,
+    /// Refuse header packages nothing proved (kernel-list URLs that no signed index lists) instead of
+    /// building them marked `unverified`.
+    #[arg(long)]
+    pub require_verified: bool,
+    /// OpenPGP keys an RPM distribution's kernel-devel packages must be signed by (its `RPM-GPG-KEY-*`
+    /// files): DISTRO=FILE, repeatable (fedora, almalinux, rockylinux, centos, amazonlinux2,
+    /// amazonlinux2023). Each package's signature and digests are checked as `rpm -K` does before it is
+    /// unpacked; RPMs of a distribution without keys stay `unverified`.
+    #[arg(long, value_name = "DISTRO=FILE")]
+    pub rpm_keyring: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +270,8 @@ pub struct CrawlArgs {
     /// Debian security archive, for `*-security` suites (env KMODFARM_DEBIAN_SECURITY_MIRROR).
     #[arg(long, value_name = "URL")]
     pub security_mirror: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Ubuntu ports mirror, for arm64 (default: --mirror).
     #[arg(long, value_name = "URL")]
     pub ports_mirror: Option<String>,
@@ -634,6 +682,74 @@ pub struct BootTestArgs {
     pub json: bool,
 }
 
+/// `kmodfarm preflight`'s flags: no --store (preflight never publishes) and the boot test on by default.
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// Driver project directories or git sources (each may have a kmodfarm.toml).
+    #[arg(default_value = ".")]
+    pub projects: Vec<PathBuf>,
+    /// Debian suites to crawl for upcoming kernels, in order of preference (default: sid, experimental,
+    /// and <release>-backports for each --release).
+    #[arg(long, value_delimiter = ',')]
+    pub suite: Option<Vec<String>>,
+    /// Stable releases whose backports are preflighted when --suite is not given.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bookworm,trixie",
+        conflicts_with = "suite"
+    )]
+    pub release: Vec<String>,
+    /// Architectures (aarch64 is cross-built on x86_64 and booted under TCG).
+    #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
+    pub arch: Vec<Arch>,
+    /// Kernel flavours (amd64, arm64, cloud-amd64, rt-arm64, ...).
+    #[arg(long, value_delimiter = ',', default_value = "amd64,arm64")]
+    pub flavour: Vec<String>,
+    /// Kernels per suite, architecture and flavour, newest first.
+    #[arg(long, default_value_t = 1, value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub latest: usize,
+    /// Boot each kernel under QEMU and load the modules (the default).
+    #[arg(long, overrides_with = "no_boot_test")]
+    pub boot_test: bool,
+    /// Only build and verify; no boot test.
+    #[arg(long, overrides_with = "boot_test")]
+    pub no_boot_test: bool,
+    /// Hard limit per boot, in seconds (a project's [boot] timeout_secs may only lower it).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub boot_timeout: u64,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Where preflight.json, the reports, the logs and the throwaway store go.
+    #[arg(long, default_value = "artifacts/preflight", value_name = "DIR")]
+    pub report: PathBuf,
+    /// Print preflight.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Driver version (default: each project's kmodfarm.toml).
+    #[arg(long)]
+    pub driver_version: Option<String>,
+    /// Cache of downloads, extracted packages and builders (default as for `build`).
+    #[arg(long, env = "KMODFARM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// The farm's store whose git cache seeds the mirrors of git sources (read only).
+    #[arg(long, env = "KMODFARM_GIT_CACHE", value_name = "URL")]
+    pub git_cache: Option<String>,
+    /// Sandbox for builds: bubblewrap, docker or none (as for `build`).
+    #[arg(long, default_value = "bubblewrap")]
+    pub sandbox: String,
+    /// Parallel variant builds (default: from cores and memory).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Wall-clock limit per variant build, in seconds.
+    #[arg(long, default_value_t = 1200, value_name = "SECS")]
+    pub timeout: u64,
+    /// Refused: preflight never publishes to a store.
+    #[arg(long, hide = true, value_name = "URL")]
+    pub store: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The driver project's directory.
@@ -838,8 +954,8 @@ pub struct StoreGcArgs {
     pub json: bool,
 }
 
-pub fn parse() -> Cli {
-    Cli::parse()
+pub fn parse() -> Result<Cli, clap::Error> {
+    Cli::try_parse()
 }
 
 #[derive(Debug, Subcommand)]

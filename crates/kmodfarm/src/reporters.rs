@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kmf_farm::{FarmReporter, Stage, Status, VariantResult};
-use kmf_types::names::printable;
+use kmf_types::names::{printable, printable_lines};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -21,13 +22,71 @@ pub fn init_logging(verbose: u8, quiet: bool) {
             "warn,kmodfarm={default},kmf_farm={default},kmf_build={default},kmf_kernels={default},kmf_fetch={default}"
         ))
     });
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let ansi = colour();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(Escaped { ansi })
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
+}
+
+/// Whether stderr gets colours.
+pub fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// `text` (lines of kmodfarm's own, possibly quoting untrusted names and messages) as it may reach the
+/// terminal: control, bidirectional and invisible characters spelled out (`\u{202e}`), line feeds kept,
+/// and the escape character kept only when `ansi` (the colours are kmodfarm's own then; text from outside
+/// has had its escapes spelled out where it was quoted).
+pub fn terminal_text(text: &str, ansi: bool) -> std::borrow::Cow<'_, str> {
+    if !ansi {
+        return printable_lines(text);
+    }
+    let parts: Vec<_> = text.split('\u{1b}').map(printable_lines).collect();
+    match parts
+        .iter()
+        .all(|p| matches!(p, std::borrow::Cow::Borrowed(_)))
+    {
+        true => std::borrow::Cow::Borrowed(text),
+        false => std::borrow::Cow::Owned(parts.join("\u{1b}")),
+    }
+}
+
+/// The log's writer: stderr, every event through [`terminal_text`], so that a name or message some code
+/// path logs without [`printable`] still cannot reverse, hide or recolour the line.
+struct Escaped {
+    ansi: bool,
+}
+
+impl<'a> MakeWriter<'a> for Escaped {
+    type Writer = EscapedWriter;
+
+    fn make_writer(&'a self) -> EscapedWriter {
+        EscapedWriter { ansi: self.ansi }
+    }
+}
+
+struct EscapedWriter {
+    ansi: bool,
+}
+
+impl std::io::Write for EscapedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes each event whole, so an event is valid UTF-8 unless it quotes bytes that are
+        // not (written as they are: there is nothing to spell out without guessing).
+        let mut err = std::io::stderr().lock();
+        match std::str::from_utf8(buf) {
+            Ok(text) => err.write_all(terminal_text(text, self.ansi).as_bytes())?,
+            Err(_) => err.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn interactive() -> bool {
@@ -108,13 +167,22 @@ impl FarmReporter for FarmProgress {
         let label = printable(&r.label);
         let line = match &r.status {
             Status::Success => format!("ok     {label} ({:.1}s)", r.durations.total_secs),
+            Status::UpToDate if r.booted_now() => format!(
+                "booted {label} (up to date, booted: {:.1}s)",
+                r.durations.total_secs
+            ),
             Status::UpToDate => format!("same   {label} (up to date)"),
             Status::Excluded { reason } => {
                 format!("skip   {label} (excluded: {})", printable(reason))
             }
-            Status::Failed { class, message } => {
-                format!("FAILED {label} [{class}]: {}", printable(message))
-            }
+            Status::Failed { class, message } => match &r.first_error {
+                Some(first) => format!(
+                    "FAILED {label} [{class}]: {}\n       first error: {}",
+                    printable(message),
+                    printable(first)
+                ),
+                None => format!("FAILED {label} [{class}]: {}", printable(message)),
+            },
         };
         match &self.multi {
             Some(_) if r.status == Status::UpToDate => {}
@@ -186,11 +254,12 @@ pub fn summary_table(results: &[VariantResult]) -> String {
     // A nightly sync finds thousands of variants up to date; list them only in small runs.
     let list_up_to_date = results.len() <= 50;
     for r in results {
-        if r.status == Status::UpToDate && !list_up_to_date {
+        if r.status == Status::UpToDate && !r.booted_now() && !list_up_to_date {
             continue;
         }
         let result = match &r.status {
             Status::Success => "ok".to_string(),
+            Status::UpToDate if r.booted_now() => "up to date, booted".to_string(),
             Status::UpToDate => "up to date".to_string(),
             Status::Excluded { .. } => "excluded".to_string(),
             Status::Failed { class, .. } => class.to_string(),
@@ -201,6 +270,16 @@ pub fn summary_table(results: &[VariantResult]) -> String {
             result,
             r.durations.total_secs
         ));
+        // Why it failed, in the build's own words, and where to read the rest.
+        if let Some(first) = &r.first_error {
+            out.push_str(&format!("    {}\n", printable(first)));
+            if let Some(log) = &r.log {
+                out.push_str(&format!(
+                    "    log: {}\n",
+                    printable(&log.display().to_string())
+                ));
+            }
+        }
     }
     let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     out.push_str(&format!(
@@ -210,5 +289,42 @@ pub fn summary_table(results: &[VariantResult]) -> String {
         count(|s| matches!(s, Status::Excluded { .. })),
         count(|s| matches!(s, Status::Failed { .. }))
     ));
+    let unproven: Vec<&VariantResult> = results
+        .iter()
+        .filter(|r| r.is_success() && !r.input_warnings.is_empty())
+        .collect();
+    if !unproven.is_empty() {
+        out.push_str(&format!(
+            "warning: {} variant(s) built from inputs not fully proven (see results.json input_warnings):\n",
+            unproven.len()
+        ));
+        for r in unproven {
+            for w in &r.input_warnings {
+                out.push_str(&format!("  {}: {}\n", printable(&r.label), printable(w)));
+            }
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_text_spells_out_what_would_disguise_a_line() {
+        assert_eq!(
+            terminal_text("error: kernel `6.1\u{202e}46-dma`\n\u{1b}]0;x\u{7}", false),
+            "error: kernel `6.1\\u{202e}46-dma`\n\\u{1b}]0;x\\u{7}"
+        );
+        // With colours, the escape character stays (kmodfarm's colours), everything else is spelled out.
+        assert_eq!(
+            terminal_text("\u{1b}[31mERROR\u{1b}[0m a\u{200b}b\r", true),
+            "\u{1b}[31mERROR\u{1b}[0m a\\u{200b}b\\r"
+        );
+        assert!(matches!(
+            terminal_text("\u{1b}[1mplain\u{1b}[0m\n", true),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

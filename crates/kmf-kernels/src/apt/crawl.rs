@@ -1,7 +1,7 @@
 //! The Debian kernel crawler: every kernel flavour with headers in the requested suites.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use kmf_types::{Arch, KernelEntry, KernelList, KernelVersion};
@@ -9,8 +9,9 @@ use kmf_types::{Arch, KernelEntry, KernelList, KernelVersion};
 use super::compare_versions;
 use std::sync::Arc;
 
-use super::resolve::{common_dependency, resolve_stanza};
-use super::{IndexSet, PackageIndex};
+use super::release::AptTrust;
+use super::resolve::{common_dependency, overlaid_suite, resolve_stanza, resolve_stanza_over};
+use super::{IndexSet, PackageIndex, PackageStanza};
 use crate::mirrors::DebianMirrors;
 use crate::KernelsError;
 
@@ -32,6 +33,8 @@ pub struct CrawlOptions {
     pub flavours: Option<Vec<String>>,
     /// Where compressed package indices are kept by SHA256, so an unchanged index is not downloaded again.
     pub index_cache: Option<std::path::PathBuf>,
+    /// Keyrings and expiry decisions every Release is checked with.
+    pub trust: Arc<AptTrust>,
 }
 
 /// Lists every Debian kernel with headers in `opts.suites` × `opts.arches` (main component).
@@ -50,6 +53,7 @@ pub async fn crawl_debian(
     let indexes = IndexSet::kernel_headers_only(
         client.clone(),
         Some(opts.mirrors.clone()),
+        opts.trust.clone(),
         opts.index_cache.clone(),
     );
     crawl_debian_in(&indexes, opts).await
@@ -77,8 +81,19 @@ pub async fn crawl_debian_in(
         .try_collect()
         .await?;
     let flavours = opts.flavours.as_deref();
+    // experimental carries only what differs from sid: sid's index is read when one of its kernels needs it.
+    let mut bases = HashMap::new();
+    for (_, arch, index) in &indices {
+        if let Some(base) = overlaid_suite(&index.suite) {
+            if kernel_stanzas(index, flavours).any(|s| resolve_stanza(index, None, s).is_err()) {
+                let base = indexes.get_typed(base, arch.deb_arch()).await?;
+                bases.insert((index.suite.clone(), *arch), base);
+            }
+        }
+    }
     let entries = collect_entries(indices, |index, arch| {
-        entries_of_index(index, arch, flavours)
+        let base = bases.get(&(index.suite.clone(), arch)).map(|b| &**b);
+        entries_of_index(index, arch, flavours, base)
     });
     tracing::info!(kernels = entries.len(), "Debian crawl done");
     Ok(KernelList {
@@ -124,28 +139,43 @@ pub(crate) fn collect_entries<I: std::ops::Deref<Target = PackageIndex>>(
     entries
 }
 
+/// The flavour headers packages of `index` (its own architecture's, of the kept flavours).
+fn kernel_stanzas<'a>(
+    index: &'a PackageIndex,
+    flavours: Option<&'a [String]>,
+) -> impl Iterator<Item = &'a PackageStanza> + 'a {
+    index.packages.iter().filter(move |stanza| {
+        let Some(release) = stanza.package.strip_prefix("linux-headers-") else {
+            return false;
+        };
+        // Flavour headers are built per architecture; `all` ones are the common trees.
+        if stanza.architecture != index.arch {
+            return false;
+        }
+        let Some((_, abi)) = common_dependency(stanza, release) else {
+            return false;
+        };
+        let flavour = &release[abi.len() + 1..];
+        flavours.is_none_or(|f| f.iter().any(|f| f == flavour))
+    })
+}
+
+/// The kernels of `index`; with `base`, the index of the suite it overlays (see [`overlaid_suite`]), their
+/// packages are looked up there too.
 fn entries_of_index(
     index: &PackageIndex,
     arch: Arch,
     flavours: Option<&[String]>,
+    base: Option<&PackageIndex>,
 ) -> Vec<KernelEntry> {
     let mut out = Vec::new();
-    for stanza in &index.packages {
-        let Some(release) = stanza.package.strip_prefix("linux-headers-") else {
-            continue;
+    for stanza in kernel_stanzas(index, flavours) {
+        let release = &stanza.package["linux-headers-".len()..];
+        let resolved = match base {
+            Some(base) => resolve_stanza_over(index, base, stanza),
+            None => resolve_stanza(index, None, stanza),
         };
-        // Flavour headers are built per architecture; `all` ones are the common trees.
-        if stanza.architecture != index.arch {
-            continue;
-        }
-        let Some((_, abi)) = common_dependency(stanza, release) else {
-            continue;
-        };
-        let flavour = &release[abi.len() + 1..];
-        if flavours.is_some_and(|f| !f.iter().any(|f| f == flavour)) {
-            continue;
-        }
-        let resolved = match resolve_stanza(index, None, stanza) {
+        let resolved = match resolved {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(suite = %index.suite, arch = %index.arch, error = %e,
@@ -153,7 +183,7 @@ fn entries_of_index(
                 continue;
             }
         };
-        debug_assert_eq!(resolved.abi, abi);
+        let flavour = &release[resolved.abi.len() + 1..];
         out.push(KernelEntry {
             kernelversion: KernelVersion::Number(1),
             kernelrelease: release.to_string(),
@@ -178,7 +208,7 @@ mod tests {
 
     use super::*;
     use crate::apt::index::tests::{BOOKWORM_SECURITY_AMD64, BOOKWORM_SECURITY_ARM64};
-    use crate::test_server::Server;
+    use crate::test_server::{test_key, test_trust, Server};
 
     fn xz(data: &[u8]) -> Vec<u8> {
         let mut enc = xz2::write::XzEncoder::new(Vec::new(), 1);
@@ -188,7 +218,7 @@ mod tests {
 
     /// Routes serving `dists/<suite>` under `base` with the given Packages per Debian arch.
     fn suite_routes(base: &str, suite: &str, per_arch: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        let mut release = String::from("Codename: x\nSHA256:\n");
+        let mut release = format!("Suite: testing\nCodename: {suite}\nSHA256:\n");
         let mut routes = Vec::new();
         for (arch, text) in per_arch {
             let body = xz(text.as_bytes());
@@ -201,8 +231,8 @@ mod tests {
             routes.push((format!("{base}/dists/{suite}/{path}"), body));
         }
         routes.push((
-            format!("{base}/dists/{suite}/Release"),
-            release.into_bytes(),
+            format!("{base}/dists/{suite}/InRelease"),
+            test_key().clearsign(&release),
         ));
         routes
     }
@@ -259,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn crawls_dedups_and_sorts() {
-        let (_server, mirrors) = server();
+        let (server, mirrors) = server();
         let client = reqwest::Client::new();
         let mut opts = CrawlOptions {
             mirrors,
@@ -267,9 +297,17 @@ mod tests {
             arches: vec![Arch::Aarch64, Arch::X86_64],
             flavours: None,
             index_cache: None,
+            trust: Arc::new(test_trust()),
         };
         let list = crawl_debian(&client, &opts).await.unwrap();
         assert_eq!(list.distros.len(), 1);
+        // One Release per suite, verified once, serves both architectures' indices.
+        let releases = server
+            .requests()
+            .iter()
+            .filter(|p| p.ends_with("/InRelease"))
+            .count();
+        assert_eq!(releases, 2, "{:?}", server.requests());
         assert_eq!(
             summary(&list),
             [
@@ -282,6 +320,21 @@ mod tests {
             ]
         );
         let e = &list.distros[DEBIAN_KEY][1];
+        // Each package names the signed Release that proved it.
+        for p in &e.headerpackages {
+            match &p.proof {
+                Some(kmf_types::InputProof::SignedIndex(r)) => {
+                    assert_eq!(r.suite, "bookworm");
+                    assert_eq!(r.signed_by, test_key().fingerprint());
+                    assert!(
+                        r.url.ends_with("/debian/dists/bookworm/InRelease"),
+                        "{}",
+                        r.url
+                    );
+                }
+                other => panic!("unproven {}: {other:?}", p.url),
+            }
+        }
         assert_eq!(e.kernelversion, KernelVersion::Number(1));
         assert_eq!(e.target, "debian");
         assert_eq!(e.headers.len(), 3);
@@ -326,6 +379,7 @@ mod tests {
             arches: vec![Arch::X86_64, Arch::Aarch64],
             flavours: Some(vec!["rt-amd64".into(), "cloud-arm64".into()]),
             index_cache: None,
+            trust: Arc::new(test_trust()),
         };
         let list = crawl_debian(&reqwest::Client::new(), &opts).await.unwrap();
         assert_eq!(
@@ -337,6 +391,70 @@ mod tests {
         );
     }
 
+    /// experimental lists a 7.3 kernel whose common headers only sid has: they come from sid's index,
+    /// which is read only for that.
+    #[tokio::test]
+    async fn experimental_takes_what_it_lacks_from_sid() {
+        let v = "7.3~rc7-1~exp1";
+        let stanza = |package: &str, version: &str, arch: &str, depends: &str| {
+            format!(
+                "Package: {package}\nVersion: {version}\nArchitecture: {arch}\nDepends: {depends}\n\
+                 Filename: pool/main/l/linux/{package}_{version}_{arch}.deb\nSize: 1000\nSHA256: {}\n\n",
+                "cd".repeat(32)
+            )
+        };
+        let headers = stanza(
+            "linux-headers-7.3-amd64",
+            v,
+            "amd64",
+            &format!("linux-headers-7.3-common (= {v}), linux-kbuild-7.3"),
+        );
+        let kbuild = stanza("linux-kbuild-7.3", v, "amd64", "libc6");
+        let common = stanza("linux-headers-7.3-common", v, "all", "");
+        let crawl = |experimental: String, sid: String| async move {
+            let mut routes = suite_routes("/debian", "experimental", &[("amd64", &experimental)]);
+            routes.extend(suite_routes("/debian", "sid", &[("amd64", &sid)]));
+            let server = Server::start(routes);
+            let opts = CrawlOptions {
+                mirrors: DebianMirrors {
+                    archive: server.url("/debian"),
+                    security: None,
+                },
+                suites: vec!["experimental".into()],
+                arches: vec![Arch::X86_64],
+                flavours: None,
+                index_cache: None,
+                trust: Arc::new(test_trust()),
+            };
+            let list = crawl_debian(&reqwest::Client::new(), &opts).await.unwrap();
+            let read_sid = server.requests().iter().any(|r| r.contains("/dists/sid/"));
+            (list, read_sid)
+        };
+
+        let (list, read_sid) = crawl(headers.clone() + &kbuild, common.clone()).await;
+        assert!(read_sid);
+        assert_eq!(
+            summary(&list),
+            ["x86_64 7.3-amd64 7.3~rc7-1~exp1 amd64 experimental"]
+        );
+        let e = &list.distros[DEBIAN_KEY][0];
+        let suites: Vec<&str> = e
+            .headerpackages
+            .iter()
+            .map(|p| match &p.proof {
+                Some(kmf_types::InputProof::SignedIndex(r)) => r.suite.as_str(),
+                other => panic!("unproven {}: {other:?}", p.url),
+            })
+            .collect();
+        assert_eq!(suites, ["experimental", "sid", "experimental"]);
+        assert!(e.headers[1].ends_with("linux-headers-7.3-common_7.3~rc7-1~exp1_all.deb"));
+
+        // An experimental upload that carries everything never reads sid.
+        let (list, read_sid) = crawl(headers + &kbuild + &common, common).await;
+        assert!(!read_sid);
+        assert_eq!(list.len(), 1);
+    }
+
     #[tokio::test]
     async fn missing_suite_is_an_error() {
         let (server, mirrors) = server();
@@ -346,6 +464,7 @@ mod tests {
             arches: vec![Arch::X86_64],
             flavours: None,
             index_cache: None,
+            trust: Arc::new(test_trust()),
         };
         let err = crawl_debian(&reqwest::Client::new(), &opts)
             .await
@@ -363,5 +482,50 @@ mod tests {
             }
             other => panic!("expected SuiteNotFound, got {other}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod refused {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_server::Server;
+    use kmf_trust::testing::TestKey;
+
+    /// A mirror signed by a key the crawl does not trust is refused before any index is downloaded.
+    #[tokio::test]
+    async fn a_mirror_signed_by_another_key_yields_nothing() {
+        let intruder = TestKey::generate("intruder <i@invalid>");
+        let server = Server::start(vec![
+            (
+                "/debian/dists/bookworm/InRelease".into(),
+                intruder.clearsign("Suite: oldstable\nCodename: bookworm\nSHA256:\n"),
+            ),
+            (
+                "/debian/dists/bookworm/main/binary-amd64/Packages.xz".into(),
+                b"x".to_vec(),
+            ),
+        ]);
+        let opts = CrawlOptions {
+            mirrors: DebianMirrors {
+                archive: server.url("/debian"),
+                security: None,
+            },
+            suites: vec!["bookworm".into()],
+            arches: vec![Arch::X86_64],
+            flavours: None,
+            index_cache: None,
+            trust: Arc::new(crate::test_server::test_trust()),
+        };
+        let err = crawl_debian(&reqwest::Client::new(), &opts)
+            .await
+            .unwrap_err();
+        assert!(err.is_trust_failure(), "{err}");
+        assert!(err.to_string().contains(&intruder.fingerprint()), "{err}");
+        assert_eq!(
+            server.requests(),
+            vec!["/debian/dists/bookworm/InRelease".to_string()]
+        );
     }
 }

@@ -9,23 +9,21 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::index::parse_reader;
+use super::release::{fetch_release, AptTrust, VerifiedRelease};
 use super::PackageIndex;
 use crate::http::get_bytes;
 use crate::index_cache::{read_verified, write_atomically};
 use crate::KernelsError;
 
-/// Release files are a few hundred kilobytes; anything far larger is not one.
-const RELEASE_LIMIT: u64 = 32 << 20;
-
 /// Downloads and parses `COMPONENT/binary-ARCH/Packages` of `suite` from the repository at `base_uri`.
 ///
-/// The index's SHA256 and size come from `dists/SUITE/Release`; the download is checked against both
-/// before it is decompressed (`.xz`, or `.gz` when the Release lists no `.xz`). Network errors are
-/// retried. A suite the mirror does not have is [`KernelsError::SuiteNotFound`].
-///
-/// The Release file itself is not signature-checked: trust rests on the transport to the mirror.
+/// The index's SHA256 and size come from the suite's Release, taken only after `trust` verified its
+/// signature, suite and freshness ([`fetch_release`]); the download is checked against both before it is
+/// decompressed (`.xz`, or `.gz` when the Release lists no `.xz`). Network errors are retried. A suite the
+/// mirror does not have is [`KernelsError::SuiteNotFound`].
 pub async fn fetch_index(
     client: &reqwest::Client,
+    trust: &AptTrust,
     base_uri: &str,
     suite: &str,
     component: &str,
@@ -33,11 +31,14 @@ pub async fn fetch_index(
 ) -> Result<PackageIndex, KernelsError> {
     fetch_index_filtered(
         client,
+        trust,
         None,
-        base_uri,
-        suite,
-        component,
-        arch,
+        IndexPath {
+            base: base_uri,
+            suite,
+            component,
+            arch,
+        },
         PackageFilter::ALL,
     )
     .await
@@ -48,6 +49,7 @@ pub async fn fetch_index(
 /// A Packages.xz is megabytes; the Release file that names it is kilobytes.
 pub async fn fetch_index_cached(
     client: &reqwest::Client,
+    trust: &AptTrust,
     cache_dir: Option<&Path>,
     base_uri: &str,
     suite: &str,
@@ -56,11 +58,14 @@ pub async fn fetch_index_cached(
 ) -> Result<PackageIndex, KernelsError> {
     fetch_index_filtered(
         client,
+        trust,
         cache_dir,
-        base_uri,
-        suite,
-        component,
-        arch,
+        IndexPath {
+            base: base_uri,
+            suite,
+            component,
+            arch,
+        },
         PackageFilter::ALL,
     )
     .await
@@ -87,30 +92,44 @@ impl PackageFilter {
 /// downloaded nor decompressed and parsed again (a few kilobytes of JSON instead of ~60 MB of text).
 pub(crate) async fn fetch_index_filtered(
     client: &reqwest::Client,
+    trust: &AptTrust,
     cache_dir: Option<&Path>,
-    base_uri: &str,
-    suite: &str,
-    component: &str,
-    arch: &str,
+    at: IndexPath<'_>,
     filter: PackageFilter,
 ) -> Result<PackageIndex, KernelsError> {
+    let release = fetch_release(client, at.base, at.suite, trust).await?;
+    fetch_index_of_release(client, &release, cache_dir, at, filter).await
+}
+
+/// Which index of a repository: `<base>/dists/<suite>/<component>/binary-<arch>/Packages`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexPath<'a> {
+    pub base: &'a str,
+    pub suite: &'a str,
+    pub component: &'a str,
+    /// Debian architecture name (`amd64`).
+    pub arch: &'a str,
+}
+
+/// [`fetch_index_filtered`] with the suite's Release already verified (one Release serves every
+/// architecture's index of the suite).
+pub(crate) async fn fetch_index_of_release(
+    client: &reqwest::Client,
+    release: &VerifiedRelease,
+    cache_dir: Option<&Path>,
+    at: IndexPath<'_>,
+    filter: PackageFilter,
+) -> Result<PackageIndex, KernelsError> {
+    let IndexPath {
+        suite,
+        component,
+        arch,
+        ..
+    } = at;
     let keep = filter.keep;
-    let base = base_uri.trim_end_matches('/');
-    let release_url = format!("{base}/dists/{suite}/Release");
-    let release = match get_bytes(client, &release_url, Some(RELEASE_LIMIT)).await {
-        Ok(bytes) => bytes,
-        Err(KernelsError::Http { url, status })
-            if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE =>
-        {
-            return Err(KernelsError::SuiteNotFound {
-                suite: suite.to_string(),
-                url,
-                status,
-            })
-        }
-        Err(e) => return Err(e),
-    };
-    let sums = parse_release_sha256(&String::from_utf8_lossy(&release), &release_url)?;
+    let base = at.base.trim_end_matches('/');
+    let release_url = release.proof.url.clone();
+    let sums = parse_release_sha256(&release.text, &release_url)?;
 
     let stem = format!("{component}/binary-{arch}/Packages");
     let (compression, path) = [(Compression::Xz, ".xz"), (Compression::Gz, ".gz")]
@@ -140,6 +159,7 @@ pub(crate) async fn fetch_index_filtered(
             suite: suite.to_string(),
             arch: arch.to_string(),
             packages,
+            release: Some(release.proof.clone()),
         });
     }
     let cached = cache_dir.map(|d| d.join(format!("sha256-{expected_sha}")));
@@ -148,7 +168,9 @@ pub(crate) async fn fetch_index_filtered(
         .and_then(|p| read_verified(p, &expected_sha))
     {
         tracing::debug!(%url, "package index unchanged: using the cached copy");
-        let index = parse_index(bytes, compression, url, base, suite, arch, keep).await?;
+        let index = parse_index(bytes, compression, url, base, suite, arch, keep)
+            .await?
+            .proven_by(release.proof.clone());
         write_parsed(parsed_cache.as_deref(), &index);
         return Ok(index);
     }
@@ -175,7 +197,9 @@ pub(crate) async fn fetch_index_filtered(
             tracing::debug!(path = %path.display(), error = %e, "package index not cached");
         }
     }
-    let index = parse_index(bytes, compression, url, base, suite, arch, keep).await?;
+    let index = parse_index(bytes, compression, url, base, suite, arch, keep)
+        .await?
+        .proven_by(release.proof.clone());
     write_parsed(parsed_cache.as_deref(), &index);
     Ok(index)
 }
@@ -230,6 +254,7 @@ async fn parse_index(
         suite: suite.to_string(),
         arch: arch.to_string(),
         packages,
+        release: None,
     })
 }
 
@@ -292,7 +317,7 @@ mod tests {
 
     use super::*;
     use crate::apt::index::tests::BOOKWORM_SECURITY_AMD64;
-    use crate::test_server::Server;
+    use crate::test_server::{test_key, test_trust, Server};
 
     fn xz(data: &[u8]) -> Vec<u8> {
         let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
@@ -318,7 +343,7 @@ mod tests {
                 data.len()
             ));
         }
-        text.into_bytes()
+        test_key().clearsign(&text)
     }
 
     const SUITE: &str = "/debian-security/dists/bookworm-security";
@@ -328,7 +353,7 @@ mod tests {
         let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[
                     (
                         "main/binary-amd64/Packages",
@@ -341,9 +366,16 @@ mod tests {
         ]);
         let client = reqwest::Client::new();
         let base = server.url("/debian-security/");
-        let idx = fetch_index(&client, &base, "bookworm-security", "main", "amd64")
-            .await
-            .unwrap();
+        let idx = fetch_index(
+            &client,
+            &test_trust(),
+            &base,
+            "bookworm-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap();
         assert_eq!(idx.packages.len(), 12);
         assert_eq!(idx.base_uri, server.url("/debian-security"));
         assert_eq!(
@@ -363,17 +395,19 @@ mod tests {
         let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[("main/binary-amd64/Packages.xz", &packages)]),
             ),
             (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
         ]);
         let cache = tempfile::tempdir().unwrap();
         let client = reqwest::Client::new();
+        let trust = test_trust();
         let base = server.url("/debian-security");
         let fetch = || {
             fetch_index_cached(
                 &client,
+                &trust,
                 Some(cache.path()),
                 &base,
                 "bookworm-security",
@@ -408,13 +442,14 @@ mod tests {
         let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[("main/binary-amd64/Packages.xz", &packages)]),
             ),
             (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
         ]);
         let cache = tempfile::tempdir().unwrap();
         let client = reqwest::Client::new();
+        let trust = test_trust();
         let base = server.url("/debian-security");
         let headers = PackageFilter {
             name: "test-headers",
@@ -423,11 +458,14 @@ mod tests {
         let fetch = |filter: PackageFilter| {
             fetch_index_filtered(
                 &client,
+                &trust,
                 Some(cache.path()),
-                &base,
-                "bookworm-security",
-                "main",
-                "amd64",
+                IndexPath {
+                    base: &base,
+                    suite: "bookworm-security",
+                    component: "main",
+                    arch: "amd64",
+                },
                 filter,
             )
         };
@@ -458,13 +496,14 @@ mod tests {
         let packages = gz(BOOKWORM_SECURITY_AMD64.as_bytes());
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[("main/binary-amd64/Packages.gz", &packages)]),
             ),
             (format!("{SUITE}/main/binary-amd64/Packages.gz"), packages),
         ]);
         let idx = fetch_index(
             &reqwest::Client::new(),
+            &test_trust(),
             &server.url("/debian-security"),
             "bookworm-security",
             "main",
@@ -485,13 +524,14 @@ mod tests {
         tampered.resize(packages.len(), 0);
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[("main/binary-amd64/Packages.xz", &packages)]),
             ),
             (format!("{SUITE}/main/binary-amd64/Packages.xz"), tampered),
         ]);
         let err = fetch_index(
             &reqwest::Client::new(),
+            &test_trust(),
             &server.url("/debian-security"),
             "bookworm-security",
             "main",
@@ -522,13 +562,14 @@ mod tests {
         for (body, want) in [(longer, "larger than"), (short, "size mismatch")] {
             let server = Server::start(vec![
                 (
-                    format!("{SUITE}/Release"),
+                    format!("{SUITE}/InRelease"),
                     release(&[("main/binary-amd64/Packages.xz", &packages)]),
                 ),
                 (format!("{SUITE}/main/binary-amd64/Packages.xz"), body),
             ]);
             let err = fetch_index(
                 &reqwest::Client::new(),
+                &test_trust(),
                 &server.url("/debian-security"),
                 "bookworm-security",
                 "main",
@@ -546,16 +587,23 @@ mod tests {
         let packages = xz(BOOKWORM_SECURITY_AMD64.as_bytes());
         let server = Server::start(vec![
             (
-                format!("{SUITE}/Release"),
+                format!("{SUITE}/InRelease"),
                 release(&[("main/binary-amd64/Packages.xz", &packages)]),
             ),
             (format!("{SUITE}/main/binary-amd64/Packages.xz"), packages),
         ]);
         let client = reqwest::Client::new();
         let base = server.url("/debian-security");
-        let err = fetch_index(&client, &base, "buster-security", "main", "amd64")
-            .await
-            .unwrap_err();
+        let err = fetch_index(
+            &client,
+            &test_trust(),
+            &base,
+            "buster-security",
+            "main",
+            "amd64",
+        )
+        .await
+        .unwrap_err();
         match &err {
             KernelsError::SuiteNotFound { suite, url, status } => {
                 assert_eq!(suite, "buster-security");
@@ -564,12 +612,19 @@ mod tests {
             }
             other => panic!("expected SuiteNotFound, got {other}"),
         }
-        let err = fetch_index(&client, &base, "bookworm-security", "main", "riscv64")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = fetch_index(
+            &client,
+            &test_trust(),
+            &base,
+            "bookworm-security",
+            "main",
+            "riscv64",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
-            err.contains("main/binary-riscv64/Packages.xz") && err.contains("/Release"),
+            err.contains("main/binary-riscv64/Packages.xz") && err.contains("/InRelease"),
             "{err}"
         );
     }
@@ -580,7 +635,7 @@ mod tests {
         let server = Server::start_with(
             vec![
                 (
-                    format!("{SUITE}/Release"),
+                    format!("{SUITE}/InRelease"),
                     200,
                     release(&[("main/binary-amd64/Packages.xz", &packages)]),
                 ),
@@ -594,6 +649,7 @@ mod tests {
         );
         let idx = fetch_index(
             &reqwest::Client::new(),
+            &test_trust(),
             &server.url("/debian-security"),
             "bookworm-security",
             "main",
@@ -605,17 +661,20 @@ mod tests {
         let release_requests = server
             .requests()
             .iter()
-            .filter(|p| p.ends_with("/Release"))
+            .filter(|p| p.ends_with("/InRelease"))
             .count();
         assert_eq!(release_requests, 3, "two dropped, the third served");
     }
 
     #[tokio::test]
     async fn gives_up_after_three_attempts() {
-        let server =
-            Server::start_with(vec![(format!("{SUITE}/Release"), 503, b"busy".to_vec())], 0);
+        let server = Server::start_with(
+            vec![(format!("{SUITE}/InRelease"), 503, b"busy".to_vec())],
+            0,
+        );
         let err = fetch_index(
             &reqwest::Client::new(),
+            &test_trust(),
             &server.url("/debian-security"),
             "bookworm-security",
             "main",

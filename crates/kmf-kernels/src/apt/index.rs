@@ -103,6 +103,8 @@ pub struct PackageIndex {
     /// Debian architecture name (`amd64`).
     pub arch: String,
     pub packages: Vec<PackageStanza>,
+    /// The verified Release whose SHA256 sum this index matched: what proves every package listed here.
+    pub release: Option<kmf_types::ReleaseProof>,
 }
 
 impl PackageIndex {
@@ -120,6 +122,7 @@ impl PackageIndex {
             suite: suite.to_string(),
             arch: arch.to_string(),
             packages,
+            release: None,
         })
     }
 
@@ -149,9 +152,16 @@ impl PackageIndex {
         format!("{}/{}", self.base_uri, p.filename.trim_start_matches('/'))
     }
 
+    /// This index, proven by `release`.
+    pub fn proven_by(mut self, release: kmf_types::ReleaseProof) -> PackageIndex {
+        self.release = Some(release);
+        self
+    }
+
     /// The package as kmodfarm's shared types describe header packages.
     pub fn header_package(&self, p: &PackageStanza) -> HeaderPackage {
         HeaderPackage {
+            proof: self.release.clone().map(kmf_types::InputProof::SignedIndex),
             url: self.url(p),
             package: Some(p.package.clone()),
             version: Some(p.version.clone()),

@@ -63,6 +63,34 @@ pub(crate) fn resolve_stanza(
     host: Option<&PackageIndex>,
     headers: &PackageStanza,
 ) -> Result<Resolved, KernelsError> {
+    resolve_stanza_in(target, &[target], &[host.unwrap_or(target)], headers)
+}
+
+/// The suite a suite's kernels may take the packages they need from when it does not carry them itself:
+/// experimental (`rc-buggy`) holds only what differs from sid.
+pub(crate) fn overlaid_suite(suite: &str) -> Option<&'static str> {
+    matches!(suite, "experimental" | "rc-buggy").then_some("sid")
+}
+
+/// [`resolve_stanza`] for a suite that overlays `base` (experimental over sid, see [`overlaid_suite`]): the
+/// common headers and kbuild come from `target` when it has a matching package, from `base` (same
+/// architecture) otherwise, each with the URL and proof of the index it was found in.
+pub(crate) fn resolve_stanza_over(
+    target: &PackageIndex,
+    base: &PackageIndex,
+    headers: &PackageStanza,
+) -> Result<Resolved, KernelsError> {
+    resolve_stanza_in(target, &[target, base], &[target, base], headers)
+}
+
+/// The flavour `headers` of `target` with their common headers from the first of `commons` and their
+/// kbuild from the first of `kbuilds` that has a package meeting the dependency.
+fn resolve_stanza_in(
+    target: &PackageIndex,
+    commons: &[&PackageIndex],
+    kbuilds: &[&PackageIndex],
+    headers: &PackageStanza,
+) -> Result<Resolved, KernelsError> {
     let release = headers
         .package
         .strip_prefix("linux-headers-")
@@ -80,18 +108,17 @@ pub(crate) fn resolve_stanza(
             package: format!("{} {}", headers.package, headers.version),
             wanted: "linux-kbuild-*".to_string(),
         })?;
-    let common = pick(target, common_dep, &headers.version)
-        .ok_or_else(|| missing(headers, common_dep, target))?;
-    let kbuild_index = host.unwrap_or(target);
-    let kbuild = pick(kbuild_index, kbuild_dep, &headers.version)
-        .ok_or_else(|| missing(headers, kbuild_dep, kbuild_index))?;
+    let first = |indices: &[&'_ PackageIndex], dep| {
+        indices
+            .iter()
+            .find_map(|&i| pick(i, dep, &headers.version).map(|p| i.header_package(p)))
+            .ok_or_else(|| missing(headers, dep, indices))
+    };
+    let common = first(commons, common_dep)?;
+    let kbuild = first(kbuilds, kbuild_dep)?;
     Ok(Resolved {
         abi: abi.to_string(),
-        packages: vec![
-            target.header_package(headers),
-            target.header_package(common),
-            kbuild_index.header_package(kbuild),
-        ],
+        packages: vec![target.header_package(headers), common, kbuild],
     })
 }
 
@@ -114,15 +141,20 @@ pub(crate) fn pick<'a>(
         })
 }
 
-fn missing(headers: &PackageStanza, dep: &Dependency, index: &PackageIndex) -> KernelsError {
+fn missing(headers: &PackageStanza, dep: &Dependency, indices: &[&PackageIndex]) -> KernelsError {
     let dependency = match &dep.relation {
         Some((op, v)) => format!("{} ({op} {v})", dep.name),
         None => dep.name.clone(),
     };
+    let suite = indices
+        .iter()
+        .map(|i| format!("{} ({})", i.suite, i.arch))
+        .collect::<Vec<_>>()
+        .join(" or ");
     KernelsError::DependencyNotFound {
         package: format!("{} {}", headers.package, headers.version),
         dependency,
-        suite: format!("{} ({})", index.suite, index.arch),
+        suite,
     }
 }
 
@@ -279,6 +311,77 @@ mod tests {
             .to_string();
         assert!(
             err.contains("linux-kbuild-6.1 (>= 6.1.192-2)") && err.contains("(amd64)"),
+            "{err}"
+        );
+    }
+
+    /// A Packages stanza of the Debian archive's `pool/main/l/linux/`.
+    fn stanza(package: &str, version: &str, arch: &str, depends: &str) -> String {
+        format!(
+            "Package: {package}\nVersion: {version}\nArchitecture: {arch}\nDepends: {depends}\n\
+             Filename: pool/main/l/linux/{package}_{version}_{arch}.deb\nSize: 1000\nSHA256: {}\n\n",
+            "ab".repeat(32)
+        )
+    }
+
+    #[test]
+    fn experimental_takes_what_it_lacks_from_sid() {
+        assert_eq!(overlaid_suite("experimental"), Some("sid"));
+        assert_eq!(overlaid_suite("rc-buggy"), Some("sid"));
+        assert_eq!(overlaid_suite("sid"), None);
+        assert_eq!(overlaid_suite("trixie-backports"), None);
+        let v = "7.3~rc7-1~exp1";
+        let headers = stanza(
+            "linux-headers-7.3-arm64",
+            v,
+            "arm64",
+            &format!("linux-headers-7.3-common (= {v}), linux-kbuild-7.3"),
+        );
+        let parse = |text: &str, suite: &str, arch: &str| {
+            PackageIndex::parse(text, "http://m.invalid/debian", suite, arch).unwrap()
+        };
+        // experimental carries the flavour headers and kbuild; the common headers only sid has.
+        let exp = parse(
+            &(headers.clone() + &stanza("linux-kbuild-7.3", v, "arm64", "libc6")),
+            "experimental",
+            "arm64",
+        );
+        let sid = parse(
+            &(stanza("linux-headers-7.3-common", v, "all", "")
+                + &stanza("linux-kbuild-7.3", "7.2-1", "arm64", "libc6")),
+            "sid",
+            "arm64",
+        );
+        let err = resolve_debian_headers(&exp, None, "7.3-arm64").unwrap_err();
+        assert!(err.to_string().contains("experimental (arm64)"), "{err}");
+        let flavour = exp.newest("linux-headers-7.3-arm64").unwrap();
+        let got = resolve_stanza_over(&exp, &sid, flavour).unwrap();
+        assert_eq!(got.abi, "7.3");
+        assert_eq!(
+            names(&got.packages),
+            [
+                "linux-headers-7.3-arm64=7.3~rc7-1~exp1",
+                "linux-headers-7.3-common=7.3~rc7-1~exp1",
+                "linux-kbuild-7.3=7.3~rc7-1~exp1",
+            ]
+        );
+        // experimental's own kbuild wins over sid's; the common headers are sid's.
+        let listed_in = |index: &PackageIndex, p: &HeaderPackage| {
+            index.packages.iter().any(|s| {
+                Some(&s.package) == p.package.as_ref() && Some(&s.version) == p.version.as_ref()
+            })
+        };
+        assert!(listed_in(&exp, &got.packages[2]) && !listed_in(&exp, &got.packages[1]));
+        assert!(listed_in(&sid, &got.packages[1]));
+
+        // Missing everywhere: both suites are named.
+        let err = resolve_stanza_over(&exp, &parse("", "sid", "arm64"), flavour)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("linux-headers-7.3-common (= 7.3~rc7-1~exp1)")
+                && err.contains("experimental (arm64) or sid (arm64)"),
             "{err}"
         );
     }

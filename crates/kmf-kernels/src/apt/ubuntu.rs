@@ -32,6 +32,8 @@ pub struct UbuntuCrawlOptions {
     /// Flavours to keep (`generic`, `aws`, `azure`, `gcp`, `lowlatency`, ...); `None` keeps all.
     pub flavours: Option<Vec<String>>,
     pub index_cache: Option<PathBuf>,
+    /// Keyrings and expiry decisions every Release is checked with (Ubuntu's archive keyring by default).
+    pub trust: std::sync::Arc<super::AptTrust>,
 }
 
 impl UbuntuCrawlOptions {
@@ -68,11 +70,14 @@ pub async fn crawl_ubuntu(
             tracing::info!(suite, arch = %arch, base, "crawling Ubuntu package index");
             let index = fetch_index_filtered(
                 client,
+                &opts.trust,
                 opts.index_cache.as_deref(),
-                base,
-                suite,
-                "main",
-                arch.deb_arch(),
+                super::fetch::IndexPath {
+                    base,
+                    suite,
+                    component: "main",
+                    arch: arch.deb_arch(),
+                },
                 super::fetch::PackageFilter {
                     name: "ubuntu-kernel-headers",
                     keep: kernel_package,

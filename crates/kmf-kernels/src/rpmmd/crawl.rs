@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use kmf_types::{Arch, HeaderPackage, KernelEntry, KernelList, KernelVersion};
@@ -19,6 +20,8 @@ use crate::KernelsError;
 
 /// repomd.xml is kilobytes; a mirror list a few hundred lines.
 const REPOMD_LIMIT: u64 = 16 << 20;
+/// repomd.xml.asc: one or a few signature packets, armored.
+const REPOMD_SIGNATURE_LIMIT: u64 = 1 << 20;
 const MIRRORLIST_LIMIT: u64 = 1 << 20;
 /// Bound on a primary file whose size repomd.xml does not give.
 const PRIMARY_LIMIT: u64 = 1 << 30;
@@ -41,6 +44,10 @@ pub struct RpmRepoSource {
     pub packages: Vec<String>,
     /// A name for the repository, recorded as the entries' `suite` (`updates`, `core`).
     pub label: Option<String>,
+    /// dnf's `repo_gpgcheck`: the keys (`gpgkey`) `repodata/repomd.xml.asc` must be signed by; the
+    /// metadata is read only after that signature verified. `None`: repomd.xml is taken as served (the
+    /// packages' own signatures are checked when they are fetched for a build).
+    pub repo_keyring: Option<Arc<kmf_trust::Keyring>>,
 }
 
 impl RpmRepoSource {
@@ -98,7 +105,12 @@ pub async fn crawl_rpm_repos(
         let count = base_candidates.len();
         for (n, base) in base_candidates.into_iter().enumerate() {
             let wanted = wanted.clone();
-            match fetch_primary(client, index_cache, &base, move |n| wanted.contains(n)).await {
+            let keyring = source.repo_keyring.as_deref();
+            match fetch_primary(client, index_cache, &base, keyring, move |n| {
+                wanted.contains(n)
+            })
+            .await
+            {
                 Ok(pkgs) => return Ok((i, arch, base, pkgs)),
                 Err(e) if n + 1 < count => {
                     tracing::warn!(%base, error = %e, "mirror unusable, trying the next one");
@@ -211,12 +223,14 @@ fn join(base: &str, href: &str) -> Result<String, KernelsError> {
     Ok(url.to_string())
 }
 
-/// Reads `base/repodata/repomd.xml`, downloads the primary metadata it names (verified against its
-/// digest and size, cached by digest) and returns the packages `keep` accepts.
+/// Reads `base/repodata/repomd.xml` (first checking `repomd.xml.asc` against `repo_keyring`, when given),
+/// downloads the primary metadata it names (verified against its digest and size, cached by digest) and
+/// returns the packages `keep` accepts.
 pub async fn fetch_primary(
     client: &reqwest::Client,
     index_cache: Option<&Path>,
     base: &str,
+    repo_keyring: Option<&kmf_trust::Keyring>,
     keep: impl Fn(&str) -> bool + Send + 'static,
 ) -> Result<Vec<RpmPackage>, KernelsError> {
     let repomd_url = join(base, "repodata/repomd.xml")?;
@@ -230,6 +244,9 @@ pub async fn fetch_primary(
         }
         Err(e) => return Err(e),
     };
+    if let Some(keyring) = repo_keyring {
+        verify_repomd(client, base, &repomd_url, &repomd, keyring).await?;
+    }
     let data = parse_repomd(&repomd, &repomd_url)?;
     let primary = choose_primary(&data).ok_or_else(|| KernelsError::RepoMetadata {
         url: repomd_url.clone(),
@@ -317,6 +334,36 @@ pub async fn fetch_primary(
     .map_err(|e| KernelsError::Task(e.to_string()))?
 }
 
+/// dnf's `repo_gpgcheck`: `repomd.xml.asc` must be a detached signature over exactly `repomd` by a key of
+/// `keyring`, or nothing of the repository is read.
+async fn verify_repomd(
+    client: &reqwest::Client,
+    base: &str,
+    repomd_url: &str,
+    repomd: &[u8],
+    keyring: &kmf_trust::Keyring,
+) -> Result<(), KernelsError> {
+    let refused = |reason: String| KernelsError::RepomdUntrusted {
+        url: repomd_url.to_string(),
+        reason,
+    };
+    let asc_url = join(base, "repodata/repomd.xml.asc")?;
+    let signature = match get_bytes(client, &asc_url, Some(REPOMD_SIGNATURE_LIMIT)).await {
+        Ok(b) => b,
+        Err(KernelsError::Http { status, .. }) if status == reqwest::StatusCode::NOT_FOUND => {
+            return Err(refused(format!(
+                "not signed: {asc_url} does not exist, and repo_gpgcheck requires it"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let signer = keyring
+        .verify_detached(repomd, &signature, std::time::SystemTime::now())
+        .map_err(|e| refused(format!("repomd.xml.asc: {e}")))?;
+    tracing::debug!(url = %repomd_url, key = %signer.primary_fingerprint, "repomd.xml signature verified");
+    Ok(())
+}
+
 /// The XML primary: what dnf itself reads. (The sqlite `primary_db` is an optional extra of the same
 /// data; every repository createrepo or createrepo_c writes has the XML.)
 fn choose_primary(data: &[RepoData]) -> Option<&RepoData> {
@@ -391,6 +438,7 @@ fn entry_of(
         flavour: flavour.map(str::to_string),
         suite: source.label.clone(),
         headerpackages: vec![HeaderPackage {
+            proof: None,
             url,
             package: Some(pkg.name.clone()),
             version: Some(pkg.evr()),
@@ -453,6 +501,7 @@ mod tests {
             arches: vec![Arch::X86_64, Arch::Aarch64],
             packages: vec!["kernel-devel".into()],
             label: Some("updates".into()),
+            repo_keyring: None,
         }
     }
 
@@ -599,6 +648,71 @@ mod tests {
                 .contains("exactly one of baseurl and mirrorlist"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn repo_gpgcheck_reads_only_metadata_signed_by_the_keys() {
+        use crate::test_server::test_key;
+        let other = kmf_trust::testing::TestKey::generate("someone else <e@invalid>");
+        let keyring = Arc::new(
+            kmf_trust::Keyring::from_bytes(
+                test_key().public_armored().as_bytes(),
+                "RPM-GPG-KEY-test",
+            )
+            .unwrap(),
+        );
+        let with_asc = |root: &str, sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+            let mut routes = repo_routes(root, PRIMARY.as_bytes(), "zst");
+            let asc = sign(&routes[0].1);
+            routes.push((format!("{root}/repodata/repomd.xml.asc"), asc));
+            routes
+        };
+        let mut routes = with_asc("/good", &|d| test_key().detach_sign(d));
+        routes.extend(with_asc("/foreign", &|d| other.detach_sign(d)));
+        routes.extend(repo_routes("/unsigned", PRIMARY.as_bytes(), "zst"));
+        let mut changed = with_asc("/changed", &|d| test_key().detach_sign(d));
+        changed[0].1 = String::from_utf8(changed[0].1.clone())
+            .unwrap()
+            .replace("<revision>1</revision>", "<revision>2</revision>")
+            .into_bytes();
+        routes.extend(changed);
+        let server = Server::start(routes);
+        let client = reqwest::Client::new();
+        let crawl = |root: &str| {
+            let mut src = source(Family::Fedora, Some(server.url(root)), None);
+            src.arches = vec![Arch::Aarch64];
+            src.repo_keyring = Some(keyring.clone());
+            let client = client.clone();
+            async move { crawl_rpm_repos(&client, &[src], None).await }
+        };
+
+        let list = crawl("/good").await.unwrap();
+        assert_eq!(list.distros["Fedora"].len(), 1);
+
+        for (root, why) in [
+            ("/unsigned", "not signed"),
+            ("/foreign", "not in the keyring"),
+            ("/changed", "BAD signature"),
+        ] {
+            let before = server.requests().len();
+            let e = crawl(root).await.unwrap_err();
+            assert!(
+                matches!(e, KernelsError::RepomdUntrusted { .. }),
+                "{root}: {e}"
+            );
+            assert!(e.is_trust_failure());
+            assert!(e.to_string().contains(why), "{root}: {e}");
+            // Nothing the unverified repomd.xml names was fetched.
+            let after = server.requests()[before..].to_vec();
+            assert!(
+                after.iter().all(|r| r.contains("repomd.xml")),
+                "{root}: {after:?}"
+            );
+        }
+
+        // Without repo_gpgcheck, the unsigned repository is read as before.
+        let src = source(Family::Fedora, Some(server.url("/unsigned")), None);
+        assert!(crawl_rpm_repos(&client, &[src], None).await.is_ok());
     }
 
     #[test]

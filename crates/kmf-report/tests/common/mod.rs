@@ -53,6 +53,8 @@ pub fn variant(
         modules: vec![],
         log: None,
         boot_log: None,
+        input_warnings: vec![],
+        first_error: None,
         durations: Durations {
             total_secs,
             ..Durations::default()
@@ -78,6 +80,26 @@ fn with_log(report_dir: &Path, mut r: VariantResult, text: &str) -> VariantResul
 }
 
 /// 80 numbered lines of a failing compile, with colour escapes and markup in it.
+/// A compiler's first error as long as real ones get (a template instantiation, a macro expansion).
+pub fn long_first_error() -> String {
+    let mut line = String::from("src/hello.c:12:5: error: implicit declaration of function ");
+    while line.chars().count() < 300 {
+        line.push_str("'kmf_a_rather_long_helper_name' ");
+    }
+    line
+}
+
+pub trait WithFirstError {
+    fn with_first_error(self, line: &str) -> Self;
+}
+
+impl WithFirstError for VariantResult {
+    fn with_first_error(mut self, line: &str) -> Self {
+        self.first_error = Some(line.to_string());
+        self
+    }
+}
+
 pub fn compile_log() -> String {
     let mut s = String::new();
     for i in 1..=78 {
@@ -142,7 +164,8 @@ pub fn fixture(report_dir: &Path) -> Fixture {
                 12.0,
             ),
             &compile_log(),
-        ),
+        )
+        .with_first_error(&long_first_error()),
         with_log(
             d,
             variant(

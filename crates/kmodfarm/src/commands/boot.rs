@@ -72,9 +72,14 @@ pub async fn boot_test(args: BootTestArgs) -> anyhow::Result<Outcome> {
         ..BootOptions::default()
     };
     let tester = Arc::new(
-        BootTester::new(&cache, Some(mirrors), options)
-            .map_err(|e| anyhow::anyhow!(e))
-            .context("setting up the boot tester")?,
+        BootTester::new(
+            &cache,
+            Some(mirrors),
+            super::apt_trust(&args.mirrors.trust, kmf_kernels::apt::ArchiveKeys::Debian)?,
+            options,
+        )
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("setting up the boot tester")?,
     );
     let jobs = args
         .jobs

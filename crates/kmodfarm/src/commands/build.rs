@@ -19,9 +19,10 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         args.source.driver_version.as_deref(),
         &cache_dir(&args.farm),
         args.farm.git_cache.as_deref(),
+        Some(&args.farm.sandbox),
     )
     .await?;
-    let indexes = run_indexes(&args.source, &args.farm);
+    let indexes = run_indexes(&args.source, &args.farm)?;
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref()).await?;
     let from_matrix = args.matrix.as_deref().map(read_matrix).transpose()?;
     if lists.is_none() && from_matrix.is_none() {
@@ -49,18 +50,40 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
 
 /// The projects' drivers: each a directory, or a git source (`git+URL[@REF][#subdirectory=DIR]`) checked out
 /// at the commit its ref names now, into `cache`; a repository the cache lacks is first restored from the
-/// farm's git cache when one is given.
+/// farm's git cache when one is given. With a `sandbox` (`--sandbox`), a version dkms.conf computes is
+/// evaluated in it; without, such a project needs its version given.
 pub(crate) async fn load_drivers(
     projects: &[PathBuf],
     version: Option<&str>,
     cache: &std::path::Path,
     git_cache: Option<&str>,
+    sandbox: Option<&str>,
 ) -> anyhow::Result<Vec<Arc<Driver>>> {
+    let kind: Option<SandboxKind> = sandbox
+        .map(|s| s.parse().map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()
+        .context("--sandbox")?;
+    let mut opened: Option<Arc<dyn kmf_sandbox::Sandbox>> = None;
     let mut drivers = Vec::new();
     for p in projects {
         let (dir, git) = project_dir(p, cache, git_cache).await?;
-        let mut driver = Driver::load(&dir, version)
-            .with_context(|| format!("loading driver project {}", p.display()))?;
+        let loaded = match kind {
+            Some(kind) => {
+                let mut open =
+                    || -> Result<Arc<dyn kmf_sandbox::Sandbox>, kmf_build::BuildError> {
+                        if let Some(s) = &opened {
+                            return Ok(s.clone());
+                        }
+                        let s: Arc<dyn kmf_sandbox::Sandbox> = kmf_sandbox::open(kind)?.into();
+                        opened = Some(s.clone());
+                        Ok(s)
+                    };
+                Driver::load_evaluating(&dir, version, &mut open, cache).await
+            }
+            None => Driver::load(&dir, version),
+        };
+        let mut driver =
+            loaded.with_context(|| format!("loading driver project {}", p.display()))?;
         driver.git = git;
         drivers.push(Arc::new(driver));
     }
@@ -115,18 +138,27 @@ pub(crate) async fn project_dir(
 
 /// The run's package indices of the Debian mirror, when one is configured: the crawl reads through them
 /// and the farm resolves headers from the same parsed copies.
-pub(crate) fn run_indexes(source: &KernelSourceArgs, farm: &FarmArgs) -> Option<Arc<IndexSet>> {
+pub(crate) fn run_indexes(
+    source: &KernelSourceArgs,
+    farm: &FarmArgs,
+) -> anyhow::Result<Option<Arc<IndexSet>>> {
     run_indexes_for(&source.mirrors, farm)
 }
 
-pub(crate) fn run_indexes_for(mirrors: &MirrorArgs, farm: &FarmArgs) -> Option<Arc<IndexSet>> {
-    let mirrors = debian_mirrors(mirrors).ok()?;
-    let client = http_client().ok()?;
-    Some(Arc::new(IndexSet::kernel_headers_only(
-        client,
+pub(crate) fn run_indexes_for(
+    args: &MirrorArgs,
+    farm: &FarmArgs,
+) -> anyhow::Result<Option<Arc<IndexSet>>> {
+    let Ok(mirrors) = debian_mirrors(args) else {
+        return Ok(None);
+    };
+    let trust = super::apt_trust(&args.trust, kmf_kernels::apt::ArchiveKeys::Debian)?;
+    Ok(Some(Arc::new(IndexSet::kernel_headers_only(
+        http_client()?,
         Some(mirrors),
+        trust,
         Some(cache_dir(farm).join("indexes")),
-    )))
+    ))))
 }
 
 /// The kernel lists of --crawl or --kernels, if either was given.
@@ -144,6 +176,12 @@ pub(crate) async fn kernel_lists(
             arches: args.filter.arch.clone(),
             flavours: args.flavour.clone(),
             index_cache: Some(cache_dir(farm).join("indexes")),
+            trust: match indexes {
+                Some(indexes) => indexes.trust().clone(),
+                None => {
+                    super::apt_trust(&args.mirrors.trust, kmf_kernels::apt::ArchiveKeys::Debian)?
+                }
+            },
         };
         let lists = match indexes {
             Some(indexes) => kmf_kernels::apt::crawl_debian_in(indexes, &opts).await,
@@ -201,7 +239,7 @@ pub(crate) fn open_worker_farm(
     // A prefetched plan carries every input: the worker reads no mirror index.
     let indexes = match plan_inputs {
         Some(_) => None,
-        None => run_indexes_for(mirrors, args),
+        None => run_indexes_for(mirrors, args)?,
     };
     farm_with(
         args,
@@ -274,6 +312,7 @@ pub(crate) fn farm_with(
         no_store,
     } = role;
     let cache = cache_dir(args);
+    let mirrors_args = mirrors;
     let mirrors = debian_mirrors(mirrors).ok();
     let boot = if args.boot_test {
         // A worker of a plan that carries the boot packages needs no mirror.
@@ -287,9 +326,14 @@ pub(crate) fn farm_with(
                 "--boot-test needs a Debian mirror for the kernel images (--mirror URL)"
             ),
         };
-        let tester = kmf_boot::BootTester::new(&cache, mirrors, kmf_boot::BootOptions::default())
-            .map_err(|e| anyhow::anyhow!(e))
-            .context("setting up the boot tester")?;
+        let trust = match &indexes {
+            Some(i) => i.trust().clone(),
+            None => super::apt_trust(&mirrors_args.trust, kmf_kernels::apt::ArchiveKeys::Debian)?,
+        };
+        let tester =
+            kmf_boot::BootTester::new(&cache, mirrors, trust, kmf_boot::BootOptions::default())
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("setting up the boot tester")?;
         Some(kmf_farm::BootTesting {
             tester: Arc::new(tester),
             timeout: Duration::from_secs(args.boot_timeout),
@@ -338,6 +382,7 @@ pub(crate) fn farm_with(
         indexes,
         plan_inputs,
         signing_cert,
+        rpm_keys: rpm_keys(&mirrors_args.trust)?,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     if variants > 0 {
@@ -348,6 +393,37 @@ pub(crate) fn farm_with(
         );
     }
     Ok((farm, ui))
+}
+
+/// `--rpm-keyring DISTRO=FILE`: each RPM distribution's files read into one keyring.
+fn rpm_keys(
+    args: &crate::cli::TrustArgs,
+) -> anyhow::Result<std::collections::BTreeMap<String, Arc<kmf_trust::Keyring>>> {
+    use kmf_kernels::{Family, RepoFormat};
+    let mut files: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for arg in &args.rpm_keyring {
+        let (distro, file) = arg
+            .split_once('=')
+            .filter(|(d, f)| !d.is_empty() && !f.is_empty())
+            .with_context(|| format!("--rpm-keyring {arg:?}: expected DISTRO=FILE"))?;
+        let family = Family::parse(distro)
+            .filter(|f| f.repo_format() == RepoFormat::RpmMd)
+            .with_context(|| {
+                format!("--rpm-keyring {arg}: {distro:?} is not an RPM distribution (fedora, almalinux, rockylinux, centos, amazonlinux2, amazonlinux2023)")
+            })?;
+        files
+            .entry(family.distribution())
+            .or_default()
+            .push(PathBuf::from(file));
+    }
+    files
+        .into_iter()
+        .map(|(distro, files)| {
+            let ring = kmf_trust::Keyring::from_files(&files)
+                .with_context(|| format!("--rpm-keyring {distro}"))?;
+            Ok((distro, Arc::new(ring)))
+        })
+        .collect()
 }
 
 /// Writes results.json, junit.xml and index.html, prints the summary (or the results as JSON with --json) and
@@ -441,10 +517,13 @@ pub(crate) fn init(args: crate::cli::InitArgs) -> anyhow::Result<Outcome> {
             "wrote {} for {}{}",
             report.path.display(),
             kmf_types::names::printable(&report.name),
-            if report.from_dkms_conf {
-                " from its dkms.conf (builds follow dkms.conf)"
-            } else {
-                ""
+            match (&report.dkms_conf, report.from_dkms_conf) {
+                (Some(path), _) => format!(
+                    " from {} (builds follow it: [build] dkms_conf)",
+                    kmf_types::names::printable(path)
+                ),
+                (None, true) => " from its dkms.conf (builds follow dkms.conf)".to_string(),
+                (None, false) => String::new(),
             }
         );
     }

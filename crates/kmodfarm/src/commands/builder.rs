@@ -26,14 +26,53 @@ fn engine() -> anyhow::Result<Docker> {
     Docker::detect().context("connecting to the container engine")
 }
 
-/// The mirror flags, resolved only when a builder has to be created.
+/// The mirror flags, resolved only when a builder has to be created, with the keyrings and expiry decisions
+/// that mmdebstrap gets.
 struct CliMirrors<'a>(&'a MirrorArgs);
 
 impl MirrorSource for CliMirrors<'_> {
-    fn uri_for_suite(&self, suite: &str) -> Result<String, MirrorError> {
+    fn apt_source(&self, suite: &str) -> Result<kmf_build::AptSource, MirrorError> {
         let mirrors = debian_mirrors(self.0)?;
-        Ok(mirrors.uri_for_suite(suite).to_string())
+        let trust = super::apt_trust(&self.0.trust, kmf_kernels::apt::ArchiveKeys::Debian)?;
+        Ok(kmf_build::AptSource {
+            uri: mirrors.uri_for_suite(suite).to_string(),
+            keyrings: trust.keyring_files(suite).to_vec(),
+            allow_expired: trust.expired_allowed(suite),
+        })
     }
+}
+
+/// Checks each suite's Release as a crawl would, so that a builder of an expired or forged suite fails with
+/// that reason rather than as mmdebstrap's error.
+async fn verify_suites(
+    args: &MirrorArgs,
+    builders: &BuilderStore,
+    suites: &[String],
+) -> anyhow::Result<()> {
+    let missing: Vec<_> = suites
+        .iter()
+        .map(|s| builder_images::suite_builder(s))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|spec| builders.existing(spec).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mirrors = debian_mirrors(args)?;
+    let trust = super::apt_trust(&args.trust, kmf_kernels::apt::ArchiveKeys::Debian)?;
+    let client = super::http_client()?;
+    for spec in missing {
+        kmf_kernels::apt::fetch_release(
+            &client,
+            mirrors.uri_for_suite(&spec.suite),
+            &spec.suite,
+            &trust,
+        )
+        .await
+        .with_context(|| format!("creating the {} builder", spec.suite))?;
+    }
+    Ok(())
 }
 
 fn store(cache: Option<std::path::PathBuf>) -> BuilderStore {
@@ -73,15 +112,10 @@ fn show(event: Event<'_>) {
 
 async fn create(args: BuilderCreateArgs) -> anyhow::Result<Outcome> {
     let docker = engine()?;
+    let builders = store(args.cache);
+    verify_suites(&args.mirrors, &builders, &args.suite).await?;
     let mirrors = CliMirrors(&args.mirrors);
-    builder_images::create(
-        &docker,
-        &store(args.cache),
-        &mirrors,
-        &args.suite,
-        &mut show,
-    )
-    .await?;
+    builder_images::create(&docker, &builders, &mirrors, &args.suite, &mut show).await?;
     Ok(Outcome::Success)
 }
 

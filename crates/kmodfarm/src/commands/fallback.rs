@@ -21,7 +21,14 @@ pub async fn build_for_host(
         Some(c) => c.clone(),
         None => super::build::default_cache_dir(),
     };
-    let drivers = load_drivers(&[project.to_path_buf()], None, &cache, None).await?;
+    let drivers = load_drivers(
+        &[project.to_path_buf()],
+        None,
+        &cache,
+        None,
+        Some(&args.sandbox),
+    )
+    .await?;
     let driver = drivers.into_iter().next().context("no driver project")?;
     let farm_args = FarmArgs {
         store: String::new(),
@@ -64,6 +71,7 @@ pub async fn build_for_host(
         mirrors: MirrorArgs {
             mirror: args.mirrors.mirror.clone(),
             security_mirror: args.mirrors.security_mirror.clone(),
+            trust: args.mirrors.trust.clone(),
         },
     };
     let lists = if args.fallback_kernels.is_empty() {
@@ -73,6 +81,7 @@ pub async fn build_for_host(
             host,
             &args.root,
             mirrors,
+            super::apt_trust(&args.mirrors.trust, kmf_kernels::apt::ArchiveKeys::Debian)?,
             &cache.join("indexes"),
         )
         .await?
@@ -80,7 +89,9 @@ pub async fn build_for_host(
         kmf_kernels::load_all(&args.fallback_kernels, &http_client()?).await?
     };
     let entry = fallback::host_variant(&lists, host, &driver.version)?;
-    let (farm, ui) = open_farm(&farm_args, &source, 1, None)?;
+    // The mirror's indices, with the keyrings the host's packages are proven by.
+    let indexes = super::build::run_indexes(&source, &farm_args)?;
+    let (farm, ui) = open_farm(&farm_args, &source, 1, indexes)?;
     let built = fallback::build_for_host(&farm, driver, entry, ui.clone()).await;
     ui.finish();
     built?;

@@ -87,7 +87,18 @@ pub async fn restore(args: GitCacheRestoreArgs) -> anyhow::Result<Outcome> {
             eprintln!("warning: {url}: the cached tarball is not usable ({why}); cloning");
             false
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            // Not damage but a tarball the updater did not write: the caller must hear of it rather than
+            // get a clone it cannot tell from a restore.
+            if let kmf_git::cache::CacheError::Refused { key, .. } = &e {
+                anyhow::bail!(
+                    "{e}. The git-cache updater never writes such a tarball: remove {key} and the .md5 \
+                     beside it from the store, and `kmodfarm git-cache update {}` makes it again",
+                    args.repo
+                );
+            }
+            return Err(e.into());
+        }
     };
     let dir = args.dir.clone();
     let fetched =

@@ -72,6 +72,14 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<Outcome> {
             eprintln!("  modprobe configuration {}", conf.display());
         }
         eprintln!("  depmod: {}", report.depmod);
+        for p in &report.inputs {
+            let proof = p
+                .proof
+                .as_ref()
+                .map(|proof| proof.summary())
+                .unwrap_or_else(|| "no proof recorded (published before proofs were)".into());
+            eprintln!("  built from {}: {proof}", p.file_name);
+        }
         for m in &report.unloaded {
             eprintln!("  unloaded {m}");
         }
@@ -93,7 +101,7 @@ async fn load_driver_name(
     let cache = cache
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(super::build::default_cache_dir);
-    super::build::load_drivers(&[project.to_path_buf()], None, &cache, None)
+    super::build::load_drivers(&[project.to_path_buf()], None, &cache, None, None)
         .await
         .ok()?
         .first()

@@ -17,6 +17,7 @@ pub async fn crawl(args: CrawlArgs) -> anyhow::Result<Outcome> {
     let defaults = CrawlDefaults {
         arches: args.arch.clone(),
         index_cache: Some(cache.clone()),
+        trust: super::trust_options(&args.trust)?,
     };
     let specs = match &args.sources {
         Some(path) => read_sources_file(path)?,
@@ -25,6 +26,7 @@ pub async fn crawl(args: CrawlArgs) -> anyhow::Result<Outcome> {
     let mirror_args = MirrorArgs {
         mirror: None,
         security_mirror: args.security_mirror.clone(),
+        trust: args.trust.clone(),
     };
     let mut sources = Vec::new();
     for spec in &specs {

@@ -18,6 +18,9 @@ pub(crate) fn filter(args: &FilterArgs, driver_version: &str) -> MatrixFilter {
 }
 
 pub async fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
+    // The version becomes part of every entry's `output` (a store prefix): refused here, before any list is
+    // read, as the build would refuse it later.
+    kmf_types::names::check_version("--driver-version", &args.driver_version)?;
     let client = http_client()?;
     let f = filter(&args.filter, &args.driver_version);
     // Validate the cheap inputs before fetching lists over the network.

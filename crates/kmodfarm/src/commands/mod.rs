@@ -10,6 +10,7 @@ mod install;
 mod kernels;
 mod matrix;
 mod plan;
+mod preflight;
 mod sync;
 
 use std::io::Write;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Work(args) => plan::work(*args).await,
             Command::Publish(args) => plan::publish(*args).await,
             Command::BootTest(args) => boot::boot_test(*args).await,
+            Command::Preflight(args) => preflight::preflight(*args).await,
             Command::Builder(cmd) => builder::run(cmd).await,
             Command::Install(args) => install::install(*args).await,
             Command::Init(args) => build::init(args),
@@ -116,6 +118,30 @@ pub(crate) fn debian_mirrors(args: &MirrorArgs) -> anyhow::Result<DebianMirrors>
         }
         (None, Err(e)) => Err(anyhow::anyhow!(e)).context("hint: pass --mirror URL"),
     }
+}
+
+/// The keyrings and expiry decisions of `args`, loaded once for the command; `keys` picks the archive keyring
+/// used when no --keyring names one.
+pub(crate) fn apt_trust(
+    args: &crate::cli::TrustArgs,
+    keys: kmf_kernels::apt::ArchiveKeys,
+) -> anyhow::Result<std::sync::Arc<kmf_kernels::apt::AptTrust>> {
+    Ok(std::sync::Arc::new(kmf_kernels::apt::AptTrust::load(
+        &trust_options(args)?,
+        keys,
+    )?))
+}
+
+pub(crate) fn trust_options(
+    args: &crate::cli::TrustArgs,
+) -> anyhow::Result<kmf_kernels::apt::TrustOptions> {
+    let mut opts = kmf_kernels::apt::TrustOptions::default();
+    for k in &args.keyring {
+        opts.add_keyring_arg(k).map_err(anyhow::Error::msg)?;
+    }
+    opts.allow_expired_release = args.allow_expired_release.iter().cloned().collect();
+    opts.require_verified = args.require_verified;
+    Ok(opts)
 }
 
 /// Writes data to a file atomically (temp + rename) or to stdout.

@@ -40,9 +40,10 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<Outcome> {
         args.source.driver_version.as_deref(),
         &cache_dir(&args.farm),
         args.farm.git_cache.as_deref(),
+        Some(&args.farm.sandbox),
     )
     .await?;
-    let indexes = run_indexes(&args.source, &args.farm);
+    let indexes = run_indexes(&args.source, &args.farm)?;
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?
         .context("plan needs the current kernels: pass --kernels FILE|URL or --crawl")?;
@@ -345,8 +346,9 @@ fn planned_driver(
         )
     })?;
     let dir = kmf_farm::sources::unpack(plan_dir, archive, cache)?;
-    let driver = Driver::load(&dir, Some(&planned.version))
+    let mut driver = Driver::load(&dir, Some(&planned.version))
         .with_context(|| format!("loading {name} from the plan's source archive"))?;
+    driver.project.version_evaluated = planned.version_evaluated;
     anyhow::ensure!(
         driver.name == planned.name && driver.source_sha256 == planned.source_sha256,
         "the plan's source archive of {name} does not hold the tree the plan was made from \
@@ -381,7 +383,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Outcome> {
         }
         false => Bundles::Dir(PathBuf::from(&args.bundles)),
     };
-    let indexes = run_indexes_for(&args.mirrors, &args.farm);
+    let indexes = run_indexes_for(&args.mirrors, &args.farm)?;
     let sandbox: Box<dyn kmf_sandbox::Sandbox> = if args.farm.sign_key.is_some() {
         // Signing runs the kernel tree's sign-file, in the sandbox as `build` does.
         open_sandbox(&args.farm)?

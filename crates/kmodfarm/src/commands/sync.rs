@@ -20,9 +20,10 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<Outcome> {
         args.source.driver_version.as_deref(),
         &cache_dir(&args.farm),
         args.farm.git_cache.as_deref(),
+        Some(&args.farm.sandbox),
     )
     .await?;
-    let indexes = run_indexes(&args.source, &args.farm);
+    let indexes = run_indexes(&args.source, &args.farm)?;
     let lists = kernel_lists(&args.source, &args.farm, indexes.as_deref())
         .await?
         .context("sync needs the current kernels: pass --kernels FILE|URL or --crawl")?;

@@ -351,6 +351,28 @@ fn in_tree_dependencies_load_first() {
     }
 }
 
+/// `sync` of `projects` for the newest x86_64 kernels whose release matches `kernel_release`, into `store`
+/// with reports in `report`.
+fn sync_on(
+    kernel_release: &str,
+    projects: &[&Path],
+    crawl: &Path,
+    store: &Path,
+    report: &Path,
+    options: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = kmodfarm();
+    c.arg("sync").args(projects);
+    c.arg("--kernels").arg(crawl);
+    c.arg("--store").arg(store).arg("--report-dir").arg(report);
+    c.arg("--cache").arg(cache_dir());
+    c.args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"]);
+    c.args(["--kernel-release", kernel_release]);
+    c.args(options).args(extra);
+    run(&mut c)
+}
+
 /// `sync --boot-test`: a variant is published only after its modules loaded in the real kernel; one that
 /// oopses fails with its class and stays out of the store and the published matrix.
 #[test]
@@ -368,21 +390,17 @@ fn sync_with_boot_test_publishes_only_what_loads() {
         ),
         "",
     );
+    let pair = workspace().join("examples/pair");
     let sync = |extra: &[&str]| {
-        let mut c = kmodfarm();
-        c.arg("sync")
-            .arg(workspace().join("examples/pair"))
-            .arg(&nullderef);
-        c.arg("--kernels").arg(&crawl);
-        c.arg("--store")
-            .arg(&store)
-            .arg("--report-dir")
-            .arg(&report);
-        c.arg("--cache").arg(cache_dir());
-        c.args(["--distro", "debian", "--latest", "1", "--arch", "x86_64"]);
-        c.args(["--kernel-release", BOOKWORM_61_AMD64, "--boot-test"]);
-        c.args(extra);
-        run(&mut c)
+        sync_on(
+            BOOKWORM_61_AMD64,
+            &[&pair, &nullderef],
+            &crawl,
+            &store,
+            &report,
+            &["--boot-test"],
+            extra,
+        )
     };
     let out = sync(&[]);
     assert_eq!(out.status.code(), Some(1), "the oopsing driver fails");
@@ -422,4 +440,82 @@ fn sync_with_boot_test_publishes_only_what_loads() {
     let results = read_json(&report.join("results.json"));
     assert_eq!(by_driver(&results, "pair")[0]["result"], "up_to_date");
     assert_eq!(by_driver(&results, "oopser")[0]["result"], "failed");
+}
+
+/// `--boot-test` over variants an earlier run published without one: their published modules (checked
+/// against the record's digests) are booted, not rebuilt; the boot is added to the record; a second identical
+/// run does nothing.
+#[test]
+fn boot_test_of_published_variants_boots_them_once_without_rebuilding() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (store, report) = (dir.path().join("store"), dir.path().join("report"));
+    let pair = workspace().join("examples/pair");
+    // bookworm's 6.1 and trixie's 6.12.
+    let releases = r"^(6\.1\.0-[0-9]+|6\.12\.[0-9]+\+deb13)-amd64$";
+    let sync = |extra: &[&str]| sync_on(releases, &[&pair], &crawl, &store, &report, &[], extra);
+    assert_eq!(sync(&[]).status.code(), Some(0));
+    let metas: Vec<String> = files(&store)
+        .into_iter()
+        .filter(|f| f.starts_with("pair/") && f.ends_with("metadata.json"))
+        .collect();
+    assert_eq!(metas.len(), 2, "bookworm's and trixie's: {metas:?}");
+    let meta_key = metas[0].clone();
+    let before = read_json(&store.join(&meta_key));
+    assert!(before.get("boot").is_none());
+    let module = published_file(store.join(&meta_key).parent().unwrap(), "pair_producer.ko");
+    let module_bytes = std::fs::read(&module).unwrap();
+
+    // First run with --boot-test: booted from the store, not rebuilt, the boot recorded.
+    let out = sync(&["--boot-test"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("up to date, booted"), "{said}");
+    let junit = std::fs::read_to_string(report.join("junit.xml")).unwrap();
+    assert!(
+        !junit.contains("<skipped"),
+        "a boot that ran is a test that ran: {junit}"
+    );
+    let results = read_json(&report.join("results.json"));
+    let pairs = by_driver(&results, "pair");
+    assert_eq!(pairs.len(), 2);
+    for pair in pairs {
+        assert_eq!(pair["result"], "up_to_date", "{results:#}");
+        assert!(pair["boot_log"].is_string(), "{pair:#}");
+        assert_eq!(pair["durations"]["build_secs"], 0.0, "no rebuild: {pair:#}");
+        assert!(pair["durations"]["boot_secs"].as_f64().unwrap() > 0.0);
+    }
+    for m in &metas {
+        assert!(read_json(&store.join(m))["boot"].is_object(), "{m}");
+    }
+    let after = read_json(&store.join(&meta_key));
+    assert_eq!(
+        after["boot"]["load_order"],
+        serde_json::json!(["pair_producer", "pair_consumer"]),
+        "{after:#}"
+    );
+    assert_eq!(after["build_key"], before["build_key"]);
+    assert_eq!(after["modules"], before["modules"]);
+    assert_eq!(std::fs::read(&module).unwrap(), module_bytes);
+    assert!(published_file(store.join(&meta_key).parent().unwrap(), "boot.log").is_file());
+
+    // Second identical run: nothing to build, nothing to boot.
+    let out = sync(&["--boot-test"]);
+    assert_eq!(out.status.code(), Some(0));
+    let results = read_json(&report.join("results.json"));
+    for pair in by_driver(&results, "pair") {
+        assert_eq!(pair["result"], "up_to_date", "{results:#}");
+        assert!(pair.get("boot_log").is_none(), "booted again: {pair:#}");
+        assert_eq!(pair["durations"]["boot_secs"], 0.0);
+    }
+    assert_eq!(read_json(&store.join(&meta_key)), after);
 }

@@ -1151,3 +1151,188 @@ fn yaml_pod(text: &str) -> serde_json::Value {
     }
     panic!("no Indexed Job in:\n{text}");
 }
+
+/// Every file under `root`, relative to it, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 22: `ci github --out DIR` with a hostile farm.toml. A runner label that climbs out of DIR or is
+/// absolute (it names the scale set's values file), a GitHub expression, an injected line or a command
+/// substitution where a name belongs: refused before anything is written, naming the key, and nothing
+/// appears anywhere. Hostile words of the `plan` command line are allowed, and stay data: the generated
+/// plan step, run by bash, hands them to kmodfarm as they were written and runs none of them.
+#[test]
+fn ci_github_refuses_hostile_names_and_keeps_values_data() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let out = root.join("out");
+    let config = root.join("farm.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/farm.toml")).unwrap();
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    let runner = "github_runner = \"kmodfarm-prod-x86-64\"";
+    let install = "[github]\n";
+    assert!(example.contains(runner) && example.contains(install));
+    let abs = root.join("abs-escaped").display().to_string();
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        (
+            runner,
+            format!("github_runner = {}", quoted("../../../escaped")),
+            "architectures.x86_64.github_runner".into(),
+            "runner label",
+        ),
+        (
+            runner,
+            format!("github_runner = {}", quoted(&abs)),
+            "architectures.x86_64.github_runner".into(),
+            "runner label",
+        ),
+        (
+            runner,
+            format!("github_runner = {}", quoted("${{ secrets.X }}")),
+            "architectures.x86_64.github_runner".into(),
+            "expression syntax",
+        ),
+        (
+            runner,
+            format!("github_runner = {}", quoted("x\nrun: evil")),
+            "architectures.x86_64.github_runner".into(),
+            "control character",
+        ),
+        (
+            runner,
+            format!("github_runner = {}", quoted("$(id)")),
+            "architectures.x86_64.github_runner".into(),
+            "`$`",
+        ),
+        (
+            install,
+            format!(
+                "[github]\ninstall = {}\n",
+                quoted("kmodfarm --version\nrun: evil")
+            ),
+            "github.install".into(),
+            "control character",
+        ),
+        (
+            install,
+            format!(
+                "[github]\ninstall = {}\n",
+                quoted("echo ${{ secrets.KMODFARM_SIGNING_KEY }}")
+            ),
+            "github.install".into(),
+            "expression syntax",
+        ),
+    ];
+    for (from, to, key, why) in &cases {
+        std::fs::write(&config, example.replacen(from, to, 1)).unwrap();
+        let o = run(kmodfarm()
+            .args(["ci", "github", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
+        assert!(
+            err.contains(&format!("{key} = `")) && err.contains(why),
+            "{to}: {err}"
+        );
+        assert!(!err.contains("\nrun: evil"), "{err}");
+        assert_eq!(tree(root), ["farm.toml"], "{to}: something was written");
+    }
+
+    // Words of the plan command line that a shell or GitHub would run, were they spliced into a script.
+    let hostile = [
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        "'; touch PWNED; '",
+        "\"; touch PWNED; \"",
+        "a  b",
+        "x;id|cat&",
+    ];
+    let plan_args = "plan_args = [\"--distro\", \"debian\", \"--latest\", \"1\"]";
+    assert!(example.contains(plan_args));
+    let words: Vec<String> = hostile.iter().map(|h| quoted(h)).collect();
+    std::fs::write(
+        &config,
+        example.replacen(
+            plan_args,
+            &format!(
+                "plan_args = [\"--distro\", \"debian\", {}]",
+                words.join(", ")
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let o = run(kmodfarm()
+        .args(["ci", "github", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    for f in tree(root) {
+        assert!(
+            f == "farm.toml" || f.starts_with("out"),
+            "{f} outside --out"
+        );
+    }
+    let workflow: serde_json::Value = yaml_serde::from_str(
+        &std::fs::read_to_string(out.join(".github/workflows/kmodfarm-prod.yml")).unwrap(),
+    )
+    .unwrap();
+    let step = workflow["jobs"]["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "plan")
+        .unwrap();
+    let script = step["run"].as_str().unwrap();
+    for h in hostile {
+        assert!(!script.contains(h), "{h} in the script:\n{script}");
+    }
+    // The step as a runner runs it, with a kmodfarm that records its arguments.
+    let bin = root.join("bin");
+    let work = root.join("work");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let fake = bin.join("kmodfarm");
+    std::fs::write(&fake, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$ARGS_FILE\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut bash = Command::new("bash");
+    bash.args(["-e", "-c", script])
+        .current_dir(&work)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("ARGS_FILE", root.join("args.txt"))
+        .env("GITHUB_OUTPUT", root.join("github-output"))
+        .env("KMODFARM_STORE", "s3://store")
+        .env("KMODFARM_FARM", "s3://farm");
+    for (k, v) in step["env"].as_object().unwrap() {
+        bash.env(k, v.as_str().unwrap());
+    }
+    let o = run(&mut bash);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = std::fs::read_to_string(root.join("args.txt")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(args[0], "plan");
+    let at = args.iter().position(|a| *a == "debian").unwrap();
+    assert_eq!(&args[at + 1..at + 1 + hostile.len()], hostile, "{args:?}");
+    assert!(!work.join("PWNED").exists() && !root.join("PWNED").exists());
+}

@@ -96,7 +96,32 @@ fn builds_examples_for_current_bookworm_and_trixie_kernels() {
         }
         for p in m["inputs"]["packages"].as_array().unwrap() {
             assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+            // Proven by its suite's Release, signed by a key of the installed Debian archive keyring.
+            let proof = &p["proof"];
+            assert_eq!(proof["by"], "signed_index", "{p:#}");
+            assert!(
+                proof["url"].as_str().unwrap().ends_with("/InRelease"),
+                "{proof:#}"
+            );
+            assert_eq!(proof["signed_by"].as_str().unwrap().len(), 40, "{proof:#}");
+            assert!(
+                proof["signer"].as_str().unwrap().contains("Debian"),
+                "{proof:#}"
+            );
+            assert!(proof.get("expired_since").is_none(), "{proof:#}");
         }
+        // The provenance carries the same proofs.
+        let statement = read_json(&published_file(
+            &store.join(prefix),
+            "provenance.intoto.json",
+        ));
+        let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert!(deps
+            .iter()
+            .filter(|d| d["annotations"]["kind"] == "header-package")
+            .all(|d| d["annotations"]["proof"]["by"] == "signed_index"));
         assert_eq!(m["inputs"]["source_sha256"].as_str().unwrap().len(), 64);
         assert!(m["toolchain"]["cc_version_text"]
             .as_str()

@@ -273,6 +273,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// Publishes and checks that each of `refused` (variant id, words of the reason) was refused as a bundle and
+/// left nothing in the store; returns every variant's outcome.
+fn publish_refusing(
+    plan: &Path,
+    bundles: &Path,
+    store: &Path,
+    report: &Path,
+    refused: &[(&String, &str)],
+) -> BTreeMap<String, (String, String)> {
+    let out = publish(plan, bundles, store, report);
+    assert_eq!(out.status.code(), Some(1));
+    let got = outcomes(report);
+    for (id, needle) in refused {
+        let (class, message) = &got[id.as_str()];
+        assert_eq!(class, "bundle_refused", "{id}: {message}");
+        assert!(message.contains(needle), "{id}: {message}");
+        assert!(!store.join(id).exists(), "{id}: something was published");
+    }
+    got
+}
+
 #[test]
 fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
     let Some(crawl) = debian_crawl() else { return };
@@ -345,21 +366,19 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
     .unwrap();
 
     let report = dir.path().join("report");
-    let out = publish(&plan_dir, &bundles, &store, &report);
-    assert_eq!(out.status.code(), Some(1));
-    let got = outcomes(&report);
-    for (id, needle) in [
-        (victim, "vermagic"),
-        (replaced, "the record says"),
-        (linked, "symbolic link"),
-        (fifo, "FIFO"),
-        (extra, "does not name"),
-    ] {
-        let (class, message) = &got[id.as_str()];
-        assert_eq!(class, "bundle_refused", "{id}: {message}");
-        assert!(message.contains(needle), "{id}: {message}");
-        assert!(!store.join(id).exists(), "{id}: something was published");
-    }
+    let got = publish_refusing(
+        &plan_dir,
+        &bundles,
+        &store,
+        &report,
+        &[
+            (victim, "vermagic"),
+            (replaced, "the record says"),
+            (linked, "symbolic link"),
+            (fifo, "FIFO"),
+            (extra, "does not name"),
+        ],
+    );
     // The untouched variant published (both copies agreed).
     let fine: Vec<&String> = ids
         .iter()
@@ -408,22 +427,177 @@ fn tampered_bundles_are_refused_and_redundant_copies_must_agree() {
     });
     let store_b = dir.path().join("store-b");
     let report = dir.path().join("report-b");
-    let out = publish(&plan_dir, &bundles, &store_b, &report);
-    assert_eq!(out.status.code(), Some(1));
-    let got = outcomes(&report);
-    for (id, needle) in [
-        (hello[0], "input key"),
-        (hello[1], "variant"),
-        (disagree, "copies disagree"),
-        (forged, "excluded (dkms.conf: forged)"),
-        (placed, "not the one the project gives"),
-    ] {
-        let (class, message) = &got[id.as_str()];
-        assert_eq!(class, "bundle_refused", "{id}: {message}");
-        assert!(message.contains(needle), "{id}: {message}");
-        assert!(!store_b.join(id).exists());
-    }
+    let got = publish_refusing(
+        &plan_dir,
+        &bundles,
+        &store_b,
+        &report,
+        &[
+            (hello[0], "input key"),
+            (hello[1], "variant"),
+            (disagree, "copies disagree"),
+            (forged, "excluded (dkms.conf: forged)"),
+            (placed, "not the one the project gives"),
+        ],
+    );
     assert_eq!(got[hello[2].as_str()].0, "success");
+}
+
+/// What a worker says about its build is not what the publisher publishes: with a prefetched plan, inputs
+/// and builder come from the plan; the worker's sandbox, timings and boot are recorded as its claims; a
+/// worker that names other inputs, or a module under another module's name, or a boot log without a boot
+/// (or one that is another name of a host file) is refused.
+#[test]
+fn the_publisher_publishes_the_plans_facts_and_labels_the_workers_claims() {
+    let Some(crawl) = debian_crawl() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let plan_dir = dir.path().join("plan");
+    let bundles = dir.path().join("bundles");
+    let mut c = kmodfarm();
+    c.arg("plan").args(projects()).arg("--kernels").arg(&crawl);
+    c.args(FILTERS).args(["--shard-size", "2", "--json"]);
+    c.arg("--store").arg(&store).arg("--cache").arg(cache_dir());
+    c.arg("--out").arg(&plan_dir);
+    let o = run(&mut c);
+    assert!(o.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in shard_indices(&summary) {
+        work(&plan_dir, s, &bundles, &dir.path().join(format!("w{s}")));
+    }
+    let plan_json = read_json(&plan_dir.join("plan.json"));
+    let variants = plan_json["variants"].as_array().unwrap();
+    let find = |driver: &str| -> Vec<(String, u64, String)> {
+        variants
+            .iter()
+            .filter(|v| v["driver"] == driver)
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["shards"][0].as_u64().unwrap(),
+                    v["entry"]["kversion"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (hello, pair) = (find("hello"), find("pair"));
+    assert_eq!((hello.len(), pair.len()), (3, 3));
+    let at = |v: &(String, u64, String)| bundle(&bundles, v.1, &v.0);
+
+    // 1. Forged provenance in a bundle whose modules are genuine: an attacker's URL for a header package,
+    // a sandbox that never was, a KVM boot with taint 0 that never ran (with its log).
+    let forged = &hello[0];
+    std::fs::write(at(forged).join("boot.log"), "all fine\n").unwrap();
+    edit_record(&at(forged), |r| {
+        r["packages"][0]["url"] = "http://attacker.invalid/linux-headers.deb".into();
+        r["packages"][0]["proof"] = serde_json::json!({"by": "unverified", "reason": "trust me"});
+        r["toolchain"]["sandbox"] = "FORGED-none".into();
+        r["boot"] = serde_json::json!({"accel": "kvm", "kernel_package": "forged.deb",
+            "load_order": ["hello"], "taint": 0, "secs": 1.0, "log": "boot.log"});
+        r["built_at"] = "1999-01-01T00:00:00Z".into();
+    });
+    // 2. A worker that says it built from another header package.
+    let other_inputs = &hello[1];
+    edit_record(&at(other_inputs), |r| {
+        r["packages"][0]["sha256"] = "0".repeat(64).into();
+    });
+    // 3. A worker that says it used another builder (with the build key that follows from it).
+    let other_builder = &hello[2];
+    edit_record(&at(other_builder), |r| {
+        let identity = "debian-sid-gcc-15@forged";
+        r["toolchain"]["builder_identity"] = identity.into();
+        let input_key = r["input_key"].as_str().unwrap().to_string();
+        r["build_key"] =
+            sha256_hex(format!("kmodfarm-build-key\n{input_key}\n{identity}\n").as_bytes()).into();
+    });
+    // 4. pair_producer.ko (a valid module for the same kernel) published as pair_consumer.ko.
+    let renamed = &pair[0];
+    let producer = std::fs::read(at(renamed).join("pair_producer.ko")).unwrap();
+    std::fs::write(at(renamed).join("pair_consumer.ko"), &producer).unwrap();
+    edit_record(&at(renamed), |r| {
+        for m in r["modules"].as_array_mut().unwrap() {
+            if m["file_name"] == "pair_consumer.ko" {
+                m["sha256"] = sha256_hex(&producer).into();
+                m["size"] = producer.len().into();
+            }
+        }
+    });
+    // 5. A boot log without a boot record.
+    let unbooted = &pair[1];
+    std::fs::write(at(unbooted).join("boot.log"), "booted, honest\n").unwrap();
+    // 6. A boot log that is another name of a file outside the bundle.
+    let linked = &pair[2];
+    let secret = dir.path().join("host-secret");
+    std::fs::write(&secret, "the host's secret\n").unwrap();
+    std::fs::hard_link(&secret, at(linked).join("boot.log")).unwrap();
+    edit_record(&at(linked), |r| {
+        r["boot"] = serde_json::json!({"accel": "tcg", "kernel_package": null,
+            "load_order": [], "taint": 0, "secs": 1.0, "log": "boot.log"});
+    });
+
+    let report = dir.path().join("report");
+    let got = publish_refusing(
+        &plan_dir,
+        &bundles,
+        &store,
+        &report,
+        &[
+            (&other_inputs.0, "the worker says it built from"),
+            (&other_builder.0, "debian-sid-gcc-15@forged"),
+            (&renamed.0, "is the module `pair_producer`"),
+            (&unbooted.0, "names no boot"),
+            (&linked.0, "hard links"),
+        ],
+    );
+    assert!(!std::fs::read_to_string(report.join("results.json"))
+        .unwrap()
+        .contains("the host's secret"));
+
+    // The forged bundle's modules are genuine: published, with the plan's facts and the claims apart.
+    assert_eq!(got[forged.0.as_str()].0, "success");
+    let meta = read_json(&store.join(&forged.0).join("metadata.json"));
+    let planned = variants
+        .iter()
+        .find(|v| v["id"] == forged.0.as_str())
+        .unwrap();
+    let package = &meta["inputs"]["packages"][0];
+    assert_eq!(package["url"], planned["packages"][0]["url"], "{meta:#}");
+    assert_eq!(package["proof"]["by"], "signed_index", "{meta:#}");
+    assert_eq!(meta["toolchain"]["sandbox"], "", "{meta:#}");
+    assert_eq!(
+        meta["toolchain"]["builder_identity"],
+        plan_json["builders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == planned["builder"])
+            .unwrap()["identity"]
+    );
+    assert!(meta["toolchain"]["cc_version_text"]
+        .as_str()
+        .unwrap()
+        .starts_with("gcc-12"));
+    assert!(
+        meta.get("boot").is_none(),
+        "a worker's boot is not a boot: {meta:#}"
+    );
+    assert_ne!(meta["built_at"], "1999-01-01T00:00:00Z");
+    let claims = &meta["worker_claims"];
+    assert_eq!(claims["sandbox"], "FORGED-none");
+    assert_eq!(claims["boot"]["accel"], "kvm");
+    assert_eq!(claims["built_at"], "1999-01-01T00:00:00Z");
+    assert_eq!(claims["shard"], forged.1);
+    let artifacts = store
+        .join(&forged.0)
+        .join(meta["artifacts"].as_str().unwrap());
+    let provenance = std::fs::read_to_string(artifacts.join("provenance.intoto.json")).unwrap();
+    assert!(!provenance.contains("attacker.invalid"));
+    let provenance: serde_json::Value = serde_json::from_str(&provenance).unwrap();
+    let internal = &provenance["predicate"]["buildDefinition"]["internalParameters"];
+    assert!(internal.get("sandbox").is_none(), "{internal}");
+    let byproduct = &provenance["predicate"]["runDetails"]["byproducts"][0];
+    assert_eq!(byproduct["annotations"]["verified"], false);
+    assert_eq!(byproduct["annotations"]["claims"]["sandbox"], "FORGED-none");
 }
 
 /// A worker as the secure-compile rules want it: an unprivileged uid, in a network namespace with no
@@ -790,14 +964,27 @@ fn comparable(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
     if name.ends_with("/build.log") || name.ends_with("/boot.log") {
         return None;
     }
+    // A publisher states the sandbox only when it built the variant itself; from a worker's bundle it is
+    // one of the worker's claims.
     if name.ends_with("/metadata.json") {
         let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
         let o = v.as_object_mut().unwrap();
         assert!(o.remove("durations").is_some() && o.remove("built_at").is_some());
+        if let Some(claims) = o.remove("worker_claims") {
+            assert_eq!(claims["sandbox"], "bubblewrap");
+            assert_eq!(o["toolchain"]["sandbox"], "");
+        }
+        o["toolchain"].as_object_mut().unwrap().remove("sandbox");
         return Some(serde_json::to_vec(&v).unwrap());
     }
     if name.ends_with("/provenance.intoto.json") {
         let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v["predicate"]["buildDefinition"]["internalParameters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sandbox");
+        let run = v["predicate"]["runDetails"].as_object_mut().unwrap();
+        run.remove("byproducts");
         let meta = &mut v["predicate"]["runDetails"]["metadata"];
         assert!(meta.as_object_mut().unwrap().remove("finishedOn").is_some());
         assert!(v.to_string().contains("resolvedDependencies"));

@@ -7,6 +7,11 @@
 //! 2's blobstore layout and mirror list; apt-ftparchive for Ubuntu) on a loopback HTTP server.
 //! `kmodfarm kernels crawl` reads them, `matrix generate` turns the crawl into the seed's matrix, and
 //! `examples/hello` must build from it for each family through its own package format and layout.
+//!
+//! Everything is signed as the distributions sign it, by keys made here with gpg: the RPMs by `rpmsign`
+//! (checked against `--rpm-keyring DISTRO=FILE` before they are unpacked), the Ubuntu suites' `InRelease`
+//! by `gpg --clearsign` (checked against `--keyring`). Unsigned, foreign-signed and changed RPMs are
+//! refused.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -52,6 +57,93 @@ fn bash(script: &str, env: &[(&str, &Path)]) {
         tail(&out.stdout, 10),
         script.trim_start().lines().next().unwrap_or("")
     );
+}
+
+/// gpg with a home of its own (a temporary GNUPGHOME) holding the test's signing keys; its agent is
+/// stopped when the test ends.
+struct TestGpg {
+    home: tempfile::TempDir,
+}
+
+impl TestGpg {
+    fn new() -> TestGpg {
+        let home = tempfile::Builder::new()
+            .prefix("kmf-gpg")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        TestGpg { home }
+    }
+
+    fn gpg(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--quiet", "--yes", "--pinentry-mode", "loopback"])
+            .args(["--passphrase", ""])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A new signing key (`algo`: rsa2048, ed25519) for `uid`; returns its fingerprint.
+    fn key(&self, uid: &str, algo: &str) -> String {
+        self.gpg(&["--quick-gen-key", uid, algo, "sign", "never"]);
+        let listing = String::from_utf8(self.gpg(&["--with-colons", "--list-keys", uid])).unwrap();
+        listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .map(|l| l.trim_matches(':').to_string())
+            .unwrap()
+    }
+
+    /// `uid`'s public key, binary or armored (`RPM-GPG-KEY-*` files are armored).
+    fn export(&self, uid: &str, armor: bool, to: &Path) -> PathBuf {
+        let mut args = vec!["--export"];
+        if armor {
+            args.insert(0, "--armor");
+        }
+        args.push(uid);
+        std::fs::write(to, self.gpg(&args)).unwrap();
+        to.to_path_buf()
+    }
+
+    /// Signs `rpm` in place with `rpmsign --addsign`, by `uid`'s key.
+    fn rpmsign(&self, uid: &str, rpm: &Path) {
+        let out = Command::new("rpmsign")
+            .env("GNUPGHOME", self.home.path())
+            .arg("--addsign")
+            .args(["--define", &format!("_gpg_name {uid}")])
+            .args(["--define", "__gpg /usr/bin/gpg"])
+            .arg(rpm)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rpmsign {}: {}",
+            rpm.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for TestGpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
 }
 
 /// Serves the files of `dir` over HTTP on a loopback port.
@@ -355,7 +447,7 @@ dpkg-deb --root-owner-group -Zxz -z1 --build "$OUT/flavour" "$POOL/linux-headers
 "#;
 
 /// One suite of an apt repository at `$ROOT`, over the packages in `$POOL` (below `$ROOT`), as
-/// apt-ftparchive writes it.
+/// apt-ftparchive writes it, its `InRelease` clearsigned by `$SIGNER` (in `$GNUPGHOME`).
 const APT_REPO: &str = r#"
 cd "$ROOT"
 D="dists/$SUITE/main/binary-amd64"
@@ -367,15 +459,24 @@ cd "dists/$SUITE"
 apt-ftparchive -o APT::FTPArchive::Release::Codename="$SUITE" release . > ../Release.tmp
 mv ../Release.tmp Release
 grep -q "main/binary-amd64/Packages.xz" Release
+gpg --batch --quiet --yes --pinentry-mode loopback --passphrase "" --local-user "$SIGNER" \
+  --clearsign --output InRelease Release
 "#;
 
-/// Builds `examples/hello` from `matrix`; returns (exit code, results.json).
-fn build_matrix(matrix: &Path, store: &Path, report: &Path) -> (Option<i32>, serde_json::Value) {
+/// Builds `examples/hello` from `matrix` (`extra`: more flags, such as `--rpm-keyring`); returns (exit
+/// code, results.json).
+fn build_matrix(
+    matrix: &Path,
+    store: &Path,
+    report: &Path,
+    extra: &[String],
+) -> (Option<i32>, serde_json::Value) {
     let out = run(kmodfarm()
         .arg("build")
         .arg(workspace().join("examples/hello"))
         .arg("--matrix")
         .arg(matrix)
+        .args(extra)
         .arg("--store")
         .arg(store)
         .arg("--report-dir")
@@ -442,6 +543,8 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     let Some(crawl) = debian_crawl() else { return };
     for tool in [
         "rpmbuild",
+        "rpmsign",
+        "gpg",
         "dpkg-deb",
         "createrepo_c",
         "apt-ftparchive",
@@ -453,6 +556,25 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
+    // The RPM vendor's key (RSA, as the distributions' RPM-GPG-KEY-* are) and the Ubuntu archive's.
+    let gpg = TestGpg::new();
+    let (rpm_uid, archive_uid) = (
+        "kmodfarm test RPM signing <rpm@kmodfarm.invalid>",
+        "kmodfarm test archive <archive@kmodfarm.invalid>",
+    );
+    let rpm_fpr = gpg.key(rpm_uid, "rsa2048");
+    let archive_fpr = gpg.key(archive_uid, "ed25519");
+    let rpm_key = gpg.export(rpm_uid, true, &w.join("RPM-GPG-KEY-kmodfarm-test"));
+    let archive_keyring = gpg.export(archive_uid, false, &w.join("ubuntu-archive-test.gpg"));
+    let rpm_keyrings: Vec<String> = ["fedora", "almalinux", "amazonlinux2023", "amazonlinux2"]
+        .iter()
+        .flat_map(|d| {
+            [
+                "--rpm-keyring".to_string(),
+                format!("{d}={}", rpm_key.display()),
+            ]
+        })
+        .collect();
     // bookworm's 6.1 (GCC 12) for most families; bullseye's 5.10 (GCC 10) for Amazon Linux 2, whose 5.10
     // kernels are built with gcc10-gcc.
     let bookworm = debian_trees(&crawl, w, r"^6\.1\.0-[0-9]+-amd64$", "bookworm");
@@ -528,6 +650,7 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
             "x86_64",
             payload,
         );
+        gpg.rpmsign(rpm_uid, &rpm);
         if distro == "amazonlinux2" {
             let root = serve_dir.join("al2");
             let repo = root.join("2/core/2.0/x86_64/0f1e2d3c");
@@ -608,6 +731,7 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
         "aarch64",
         "w3.zstdio",
     );
+    gpg.rpmsign(rpm_uid, &arm_rpm);
     yum_repo(&serve_dir.join("fedora/aarch64"), &arm_rpm, "zstd", None);
 
     // Ubuntu: header pairs with Ubuntu's naming in an apt repository with two pockets: a 22.04-style
@@ -649,6 +773,8 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
                 ("ROOT", &ubuntu_root),
                 ("POOL", Path::new(&pool)),
                 ("SUITE", Path::new(suite)),
+                ("GNUPGHOME", gpg.home.path()),
+                ("SIGNER", Path::new(archive_uid)),
             ],
         );
         expected.push(("ubuntu".into(), release, String::new()));
@@ -660,13 +786,16 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     ));
     let ubuntu_release = format!("{bookworm_abi}-generic");
 
-    // Crawl everything in one go, as a nightly job would.
+    // Crawl everything in one go, as a nightly job would; the Ubuntu suites are signed by the test's
+    // archive key.
     let sources_file = w.join("sources.toml");
     std::fs::write(&sources_file, &sources).unwrap();
     let crawl_out = w.join("crawl.json");
     let o = run(kmodfarm()
         .args(["kernels", "crawl", "--sources"])
         .arg(&sources_file)
+        .arg("--keyring")
+        .arg(&archive_keyring)
         .args(["--arch", "x86_64,aarch64", "--out"])
         .arg(&crawl_out));
     assert_eq!(o.status.code(), Some(0));
@@ -718,6 +847,15 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     assert_eq!(ubuntu["suite"], "jammy-updates");
     assert_eq!(ubuntu["kernelversion"], "60");
     assert_eq!(ubuntu["headerpackages"].as_array().unwrap().len(), 2);
+    // Listed in an index of the suite's InRelease, which the test's archive key signed.
+    for p in ubuntu["headerpackages"].as_array().unwrap() {
+        assert_eq!(p["proof"]["by"], "signed_index", "{p:#}");
+        assert_eq!(p["proof"]["signed_by"], archive_fpr.as_str(), "{p:#}");
+        assert!(
+            p["proof"]["url"].as_str().unwrap().ends_with("/InRelease"),
+            "{p:#}"
+        );
+    }
     assert_eq!(
         crawled["Fedora"].as_array().unwrap().len(),
         2,
@@ -746,7 +884,7 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
 
     let (store, report) = (w.join("store"), w.join("report"));
     let t0 = std::time::Instant::now();
-    let (code, results) = build_matrix(&matrix_path, &store, &report);
+    let (code, results) = build_matrix(&matrix_path, &store, &report, &rpm_keyrings);
     eprintln!(
         "{} builds in {:.1}s",
         expected.len(),
@@ -780,6 +918,21 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
             builder.contains(&format!("-gcc{major}-")),
             "{distro} {release}: built by {builder}"
         );
+        // Each kernel-devel RPM is proven by its own signature, by the key given for its family.
+        if distro != "ubuntu" {
+            let packages = m["inputs"]["packages"].as_array().unwrap();
+            assert_eq!(packages.len(), 1, "{distro}: {packages:#?}");
+            let proof = &packages[0]["proof"];
+            assert_eq!(proof["by"], "package_signature", "{distro}: {proof:#}");
+            assert_eq!(proof["signed_by"], rpm_fpr.as_str(), "{distro}: {proof:#}");
+            assert!(
+                proof["keyring"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("RPM-GPG-KEY-kmodfarm-test"),
+                "{proof:#}"
+            );
+        }
     }
     let ubuntu = read_json(&store.join(format!(
         "hello/0.1.0/ubuntu/x86_64/{ubuntu_release}/metadata.json"
@@ -791,7 +944,12 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
     let rows = generate(&crawl_out, "aarch64", &arm_matrix);
     assert_eq!(rows.as_array().unwrap().len(), 1);
     let arm_store = w.join("arm-store");
-    let (code, results) = build_matrix(&arm_matrix, &arm_store, &w.join("arm-report"));
+    let (code, results) = build_matrix(
+        &arm_matrix,
+        &arm_store,
+        &w.join("arm-report"),
+        &rpm_keyrings,
+    );
     assert_ne!(code, Some(0));
     let text = results[0].to_string();
     assert!(
@@ -800,4 +958,187 @@ fn crawls_and_builds_hello_for_every_family_through_its_own_repository() {
         results[0]
     );
     assert!(!arm_store.join("hello/0.1.0/fedora/aarch64").exists());
+}
+
+/// RPMs that do not prove themselves are refused after the download and before anything of them is
+/// unpacked: one unsigned, one signed by a key that is not the family's, one changed after rpmsign signed
+/// it. A properly signed one of the same repository passes the check (and then fails for its tree, which
+/// is no kernel's), so the refusals are the signatures' doing. `--require-verified` refuses RPMs of a
+/// family without keys before they are fetched, and lets those of a family with keys through to the
+/// signature check.
+#[test]
+fn unsigned_foreign_and_changed_rpms_are_refused() {
+    for tool in ["rpmbuild", "rpmsign", "gpg", "createrepo_c"] {
+        if !have(tool) {
+            return;
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let gpg = TestGpg::new();
+    let (vendor, intruder) = (
+        "kmodfarm test RPM signing <rpm@kmodfarm.invalid>",
+        "someone else <other@kmodfarm.invalid>",
+    );
+    let vendor_fpr = gpg.key(vendor, "rsa2048");
+    let intruder_fpr = gpg.key(intruder, "ed25519");
+    let key = gpg.export(vendor, true, &w.join("RPM-GPG-KEY-fedora-test"));
+
+    let serve_dir = w.join("serve");
+    let repo = serve_dir.join("fedora/x86_64");
+    let cases = ["unsigned", "foreign", "changed", "signed"];
+    for (n, how) in cases.iter().enumerate() {
+        let release = format!("6.1.0-{}.fc41.x86_64", n + 1);
+        let stage = w.join(format!("stage-{how}"));
+        let tree = stage.join(format!("usr/src/kernels/{release}"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("Makefile"), format!("# {how}\n")).unwrap();
+        let rpm = kernel_devel_rpm(
+            &stage,
+            &w.join(format!("rpm-{how}")),
+            &release,
+            "x86_64",
+            "w6.gzdio",
+        );
+        match *how {
+            "foreign" => gpg.rpmsign(intruder, &rpm),
+            "signed" => gpg.rpmsign(vendor, &rpm),
+            "changed" => {
+                gpg.rpmsign(vendor, &rpm);
+                let mut bytes = std::fs::read(&rpm).unwrap();
+                let at = bytes.len() - 20;
+                bytes[at] ^= 0x55;
+                std::fs::write(&rpm, bytes).unwrap();
+            }
+            _ => {}
+        }
+        // The mirror's own metadata lists each package as it is (a mirror serving what it was given).
+        yum_repo(&repo, &rpm, "gz", None);
+    }
+    let port = serve(serve_dir);
+    let sources = w.join("sources.toml");
+    std::fs::write(
+        &sources,
+        format!(
+            "[[source]]\ndistro = \"fedora\"\nlabel = \"updates\"\narches = [\"x86_64\"]\n\
+             baseurl = \"http://127.0.0.1:{port}/fedora/$basearch/\"\n"
+        ),
+    )
+    .unwrap();
+    let crawl = w.join("crawl.json");
+    let o = run(kmodfarm()
+        .args(["kernels", "crawl", "--sources"])
+        .arg(&sources)
+        .args(["--arch", "x86_64", "--out"])
+        .arg(&crawl));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(read_json(&crawl)["Fedora"].as_array().unwrap().len(), 4);
+
+    let keyring = format!("fedora={}", key.display());
+    let build = |name: &str, extra: &[&str]| {
+        let (store, report) = (w.join(name).join("store"), w.join(name).join("report"));
+        let out = run(kmodfarm()
+            .arg("build")
+            .arg(workspace().join("examples/hello"))
+            .arg("--kernels")
+            .arg(&crawl)
+            .args(["--arch", "x86_64", "--json"])
+            .arg("--store")
+            .arg(&store)
+            .arg("--report-dir")
+            .arg(&report)
+            .arg("--cache")
+            .arg(cache_dir())
+            .args(extra));
+        assert_eq!(out.status.code(), Some(1), "some variants fail");
+        // Nothing of any of them is published.
+        assert!(files(&store).is_empty(), "{:?}", files(&store));
+        let results = read_json(&report.join("results.json"));
+        let by_release = |n: usize| {
+            results
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| {
+                    r["label"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("6.1.0-{n}.fc41"))
+                })
+                .unwrap_or_else(|| panic!("no result for 6.1.0-{n}: {results:#}"))
+                .clone()
+        };
+        (1..=cases.len()).map(by_release).collect::<Vec<_>>()
+    };
+
+    // With the family's key: each spoiled package refused for its own reason, before unpacking.
+    let results = build("keyed", &["--rpm-keyring", &keyring]);
+    let refused = |r: &serde_json::Value, why: &str| {
+        assert_eq!(r["class"], "input_unproven", "{r:#}");
+        let m = r["message"].as_str().unwrap();
+        assert!(m.contains(why), "{why:?} not in {m:?}");
+        assert!(!m.contains("--require-verified"), "{m}");
+        // The build log says why.
+        let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
+        assert!(log.contains(why), "{log}");
+    };
+    refused(&results[0], "not signed");
+    refused(&results[1], "not in the keyring");
+    let short_id = &intruder_fpr[intruder_fpr.len() - 16..];
+    assert!(
+        results[1]["message"].as_str().unwrap().contains(short_id)
+            || results[1]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&intruder_fpr),
+        "{:#}",
+        results[1]
+    );
+    refused(&results[2], "digest BAD");
+    // The signed one passed its check; it fails later, for its tree, which is no kernel's.
+    assert_ne!(results[3]["class"], "input_unproven", "{:#}", results[3]);
+    let log = std::fs::read_to_string(results[3]["log"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains(&format!("package signature by key {vendor_fpr}")),
+        "{log}"
+    );
+
+    // --require-verified with the key: the same refusals, after the fetch, for the same reasons.
+    let results = build(
+        "keyed-required",
+        &["--rpm-keyring", &keyring, "--require-verified"],
+    );
+    refused(&results[0], "not signed");
+    refused(&results[1], "not in the keyring");
+    refused(&results[2], "digest BAD");
+    assert_ne!(results[3]["class"], "input_unproven", "{:#}", results[3]);
+
+    // --require-verified without keys for Fedora: nothing can prove these RPMs; refused before the fetch.
+    let results = build("unkeyed-required", &["--require-verified"]);
+    for r in &results {
+        assert_eq!(r["class"], "input_unproven", "{r:#}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap()
+                .contains("--require-verified refuses it"),
+            "{r:#}"
+        );
+    }
+
+    // A keyring for a distribution that has no RPMs is a usage error.
+    let o = run(kmodfarm()
+        .arg("build")
+        .arg(workspace().join("examples/hello"))
+        .arg("--kernels")
+        .arg(&crawl)
+        .args(["--rpm-keyring", &format!("ubuntu={}", key.display())])
+        .arg("--cache")
+        .arg(cache_dir())
+        .arg("--store")
+        .arg(w.join("usage/store"))
+        .arg("--report-dir")
+        .arg(w.join("usage/report")));
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an RPM distribution"));
 }

@@ -559,8 +559,9 @@ fn a_killed_update_leaves_a_valid_cache() {
 }
 
 /// Hostile repositories and tarballs: a link out of the tree is refused when the driver loads; a tarball in
-/// the cache with `..` members or beyond --max-size is refused, nothing is written outside its directory, and
-/// the repository is cloned instead.
+/// the cache beyond --max-size is not used and the repository is cloned instead; one with a `..` member, or
+/// whose alternates borrow another repository's objects, is refused (`restore` exits 2 naming what it found,
+/// nothing is written outside its directory or kept), and a plan with `--git-cache` fetches the upstream.
 #[test]
 fn hostile_repositories_and_tarballs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -624,11 +625,16 @@ fn hostile_repositories_and_tarballs_are_refused() {
     std::fs::write(&tar, &crafted).unwrap();
     let target = dir.path().join("restores/one.git");
     let o = run(git_cache(&["restore", url.as_str()]).arg(&target));
-    assert!(o.status.success(), "cloned instead");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not usable"));
+    // The updater never writes such a member: tampering, which restore reports instead of cloning.
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("is refused: member ../../escaped was not unpacked"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
     assert!(!dir.path().join("escaped").exists());
     assert!(!dir.path().join("restores/escaped").exists());
-    assert!(!target.join("../escaped").exists());
 
     std::fs::write(&tar, &original).unwrap();
     let o = run(git_cache(&["restore", url.as_str(), "--max-size", "0"])
@@ -638,5 +644,115 @@ fn hostile_repositories_and_tarballs_are_refused() {
         String::from_utf8_lossy(&o.stderr).contains("not usable"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A real mirror, packed with tar, whose alternates name another repository of this machine (a mirror
+    // in the same cache) and whose main is a commit with that repository's tree (issue 22).
+    let other = cache.join("git/mirrors/other.git");
+    let other_work = dir.path().join("other-work");
+    std::fs::create_dir_all(&other_work).unwrap();
+    std::fs::write(other_work.join("secret"), "another repository's secret\n").unwrap();
+    git(&other_work, &["init", "-q", "-b", "main"]);
+    git(&other_work, &["add", "-A"]);
+    git(&other_work, &["commit", "-qm", "secret"]);
+    let o = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&other_work)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let hostile = dir.path().join("hostile.git");
+    let o = Command::new("git")
+        .args(["clone", "-q", "--bare", "--no-local"])
+        .arg(dir.path().join("srv/hello.git"))
+        .arg(&hostile)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::write(
+        hostile.join("objects/info/alternates"),
+        format!("{}\n", other.join("objects").display()),
+    )
+    .unwrap();
+    let bare = |args: &[&str]| {
+        let mut all = vec!["--git-dir", hostile.to_str().unwrap()];
+        all.extend(args);
+        git(dir.path(), &all)
+    };
+    let borrowed = bare(&[
+        "commit-tree",
+        &git(&other_work, &["rev-parse", "HEAD^{tree}"]),
+        "-m",
+        "borrowed",
+    ]);
+    bare(&["update-ref", "refs/heads/main", &borrowed]);
+    bare(&["update-ref", "refs/kmodfarm/HEAD", &borrowed]);
+    assert_eq!(
+        bare(&["cat-file", "-p", "refs/heads/main:secret"]),
+        "another repository's secret",
+        "git reads the other repository through the alternates"
+    );
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&hostile)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let target = dir.path().join("restores/three.git");
+    let o = run(git_cache(&["restore", url.as_str()]).arg(&target));
+    assert_eq!(o.status.code(), Some(2), "refused, not cloned");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("is refused: objects/info/alternates names other object stores"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("restores"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with(".restore")),
+        "{left:?}"
+    );
+
+    // A plan with the git cache on a machine without the mirror: the tarball is not used, the mirror
+    // comes from the upstream.
+    let fresh = dir.path().join("fresh-cache");
+    let o = run(kmodfarm()
+        .args([
+            "plan",
+            &format!("git+{url}@main#subdirectory=driver"),
+            "--kernels",
+        ])
+        .arg(dir.path().join("kernels.json"))
+        .args(["--no-prefetch", "--cache"])
+        .arg(&fresh)
+        .arg("--git-cache")
+        .arg(&farm)
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .envs(kmf_store::loopback::S3Server::credentials_env()));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("objects/info/alternates") && stderr.contains("fetching from the upstream"),
+        "{stderr}"
+    );
+    let mirrors: Vec<PathBuf> = std::fs::read_dir(fresh.join("git/mirrors"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "git"))
+        .collect();
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+    assert!(!mirrors[0].join("objects/info/alternates").exists());
+    assert_eq!(
+        git(&mirrors[0], &["rev-parse", "refs/heads/main"]),
+        git(&work, &["rev-parse", "HEAD"]),
+        "the upstream's commit, not the tarball's"
     );
 }

@@ -565,7 +565,7 @@ fn refused_before_any_work(
         "cliversion",
         &p,
         &["--driver-version", "../../x"],
-        "driver version",
+        "--driver-version `../../x` must start with a letter or digit",
     );
 
     // A source directory that is a link into the host.

@@ -140,6 +140,14 @@ fn sync_builds_exactly_what_changed_in(sandbox: &'static str) {
     );
     assert_eq!(statuses(&results), [(old_r.clone(), "success".into())]);
     assert_eq!(farm.published("hello"), std::slice::from_ref(&old_r));
+    // The total is the stages' sum, the build included (it once left the build out).
+    let built = &results[0]["durations"];
+    assert_adds_up(built);
+    assert!(built["build_secs"].as_f64().unwrap() > 0.0, "{built}");
+    let prefix = results[0]["store_prefix"].as_str().unwrap();
+    let published = read_json(&farm.store().join(prefix).join("metadata.json"));
+    assert_adds_up(&published["durations"]);
+    assert!(published["durations"]["build_secs"].as_f64().unwrap() > 0.0);
 
     // A new kernel landed: exactly it is built; the other is found up to date without a download.
     let (code, s, results) = farm.sync(&hello, &today, &[]);
@@ -243,9 +251,51 @@ fn failed_variants_stay_out_of_the_published_matrix() {
     assert_eq!(code, Some(1), "a failed variant makes the exit status 1");
     assert_eq!(s["failed"], 1);
     assert_eq!(results[0]["class"], "compile_error");
+    // A failure keeps the times of the stages it went through.
+    let failed = &results[0]["durations"];
+    assert_adds_up(failed);
+    assert!(failed["build_secs"].as_f64().unwrap() > 0.0, "{failed}");
+    assert!(
+        failed["extract_secs"].as_f64().unwrap() > 0.0
+            || failed["toolchain_secs"].as_f64().unwrap() > 0.0,
+        "{failed}"
+    );
     assert!(farm.published("broken").is_empty(), "retried next time");
-    assert!(farm.report().join("junit.xml").is_file());
-    assert!(farm.report().join("index.html").is_file());
+    // Why, in the compiler's words (not "make exited with status 2"), everywhere the failure is shown.
+    let first = results[0]["first_error"].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with("broken.c:1:") && first.contains("error:"),
+        "{results:#}"
+    );
+    let junit = std::fs::read_to_string(farm.report().join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<failure message=\"compile error: broken.c:1:"),
+        "{junit}"
+    );
+    let page = std::fs::read_to_string(farm.report().join("index.html")).unwrap();
+    assert!(page.contains("class=\"first-error\""), "{page}");
+    assert!(page.contains("broken.c:1:"));
+}
+
+/// Every stage is in the total, and the total is no more than the stages.
+fn assert_adds_up(d: &serde_json::Value) {
+    let stage = |k: &str| d[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {d}"));
+    let sum: f64 = [
+        "resolve_secs",
+        "fetch_secs",
+        "extract_secs",
+        "toolchain_secs",
+        "build_secs",
+        "boot_secs",
+        "publish_secs",
+    ]
+    .iter()
+    .map(|k| stage(k))
+    .sum();
+    assert!(
+        (sum - stage("total_secs")).abs() < 1e-6,
+        "stages {sum} vs total: {d}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
